@@ -1,0 +1,424 @@
+"""The command line: run, demo, generate, models, jobs (a contract: verbs and output)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import json
+import logging
+import signal
+import sys
+import tempfile
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, ValidationError
+
+from bot.app import Core
+from bot.config import Settings
+from bot.errors import MediaError, RequestRejected
+from bot.logs import setup_logging
+from bot.media import download
+from bot.messages import failure_text
+from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.web import WebServer
+
+__all__ = ["job_json", "main"]
+
+log = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
+
+
+def _iso(ts: float | None) -> str | None:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
+
+
+def job_json(job: Job, *, files: Sequence[Path] = ()) -> dict[str, Any]:
+    """A job as the CLI's JSON object (keys are a contract)."""
+    return {
+        "id": job.id,
+        "model": job.model,
+        "kind": job.kind.value,
+        "status": job.state.value,
+        "progress": job.progress,
+        "prompt": job.prompt,
+        "result_urls": list(job.result_urls),
+        "files": [str(f) for f in files],
+        "error": job.error_message or job.error_code
+        if job.state is not JobState.SUCCEEDED
+        else None,
+        "error_code": job.error_code,
+        "upstream_task_id": job.upstream_task_id,
+        "price_usd": job.price_usd,
+        "refunded_usd": job.refunded_usd,
+        "delivery": job.delivery.value,
+        "platform": job.origin.platform,
+        "created_at": _iso(job.created_at),
+        "updated_at": _iso(job.updated_at),
+    }
+
+
+def _exit_code(job: Job) -> int:
+    if job.state is JobState.SUCCEEDED:
+        return EXIT_OK
+    if job.state is JobState.REJECTED:
+        return EXIT_REJECTED
+    return EXIT_FAILED
+
+
+# -- generate ----------------------------------------------------------------------------------
+
+
+async def _reference(core: Core, source: str) -> ReferenceImage:
+    """-i: a local file is hosted by us; a URL is checked, then passed on as it is."""
+    if source.startswith(("http://", "https://")):
+        try:
+            got = await download(core.http, source, max_bytes=core.settings.max_reference_bytes)
+        except MediaError as exc:
+            raise RequestRejected(
+                f"I could not fetch {source}: {exc}.", code="image_fetch"
+            ) from None
+        if got.data is None:
+            raise core.media.too_large(got.size)
+        mime = core.media.check(got.data)
+        name = source.rsplit("/", 1)[-1].split("?")[0] or None
+        return ReferenceImage(ref=source, mime=mime, size=len(got.data), filename=name)
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise RequestRejected(f"There is no file {source}.", code="no_such_file")
+    return core.media.host(path.read_bytes(), filename=path.name)
+
+
+async def generate(
+    core: Core,
+    *,
+    model: str,
+    prompt: str,
+    images: Sequence[str] = (),
+    aspect_ratio: str | None = None,
+    quality: str | None = None,
+    out_dir: Path | None = None,
+    quiet: bool = False,
+) -> tuple[Job, list[Path]]:
+    """One job through the same path as a chat request, with the terminal as its sink."""
+    from adapters.console import ConsoleSink
+
+    sink = core.notifier.sinks.get("console")
+    if not isinstance(sink, ConsoleSink):
+        sink = ConsoleSink(core.catalog, out_dir=out_dir, quiet=quiet)
+        core.notifier.register(sink)
+    spec = core.catalog.resolve(model)
+    kind = spec.kind if spec else Kind.IMAGE  # an unknown model is refused with suggestions
+    refs = [await _reference(core, src) for src in images]
+    request = GenerationRequest(
+        kind=kind,
+        prompt=prompt,
+        origin=Origin(platform="console", chat_id="cli", user_id=getpass.getuser()),
+        model=model,
+        images=tuple(refs),
+        aspect_ratio=aspect_ratio,
+        quality=quality,
+    )
+    job = await core.service.submit(request)
+    sink.say(f"[{job.id}] ⏳ Queued on {spec.name if spec else model}…")
+    done = await sink.wait(job.id)
+    await core.notifier.drain()
+    return (await core.store.get(job.id)) or done, sink.saved.get(job.id, [])
+
+
+async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
+    if settings.aa_api_key is None:
+        return _config_error(
+            args,
+            "AA_API_KEY is not set. Put it in the environment or .env "
+            "(`genrelay demo` needs no key).",
+        )
+    async with Core(settings) as core:
+        runner = asyncio.create_task(core.run())
+        try:
+            job, files = await generate(
+                core,
+                model=args.model,
+                prompt=args.prompt,
+                images=args.image or [],
+                aspect_ratio=args.aspect_ratio,
+                quality=args.quality,
+                out_dir=Path(args.output) if args.output else None,
+                quiet=False,
+            )
+        except RequestRejected as exc:
+            rejected = await core.store.recent(1, platform="console")
+            if args.json and rejected and rejected[0].state is JobState.REJECTED:
+                print(json.dumps(job_json(rejected[0])))
+            elif args.json:
+                print(json.dumps({"id": None, "status": "rejected", "error": exc.message}))
+            print(exc.message, file=sys.stderr)
+            return EXIT_REJECTED
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+    if args.json:
+        print(json.dumps(job_json(job, files=files)))
+    elif job.state is JobState.SUCCEEDED:
+        for f in files or job.result_urls:
+            print(f)
+    else:
+        print(failure_text(job, core.catalog), file=sys.stderr)
+    return _exit_code(job)
+
+
+def _config_error(args: argparse.Namespace, message: str) -> int:
+    if getattr(args, "json", False):
+        print(json.dumps({"id": None, "status": "rejected", "error": message}))
+    print(f"genrelay: {message}", file=sys.stderr)
+    return EXIT_REJECTED
+
+
+# -- run ---------------------------------------------------------------------------------------
+
+
+async def _wait_for_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> None:
+    """Every configured adapter, the tracker, the notifier and the HTTP server."""
+    from adapters.console import ConsoleSink
+
+    if settings.aa_api_key is None:
+        log.warning("AA_API_KEY is not set: the gateway will refuse every job")
+    async with contextlib.AsyncExitStack() as stack:
+        core = await stack.enter_async_context(Core(settings))
+        core.notifier.register(ConsoleSink(core.catalog))  # jobs a killed `generate` left
+        web = WebServer(
+            host=settings.http_host,
+            port=settings.http_port,
+            media=core.media,
+            health=core.store.ping,
+        )
+        await stack.enter_async_context(web)
+        adapters: list[Any] = []
+        if settings.telegram_bot_token is not None:
+            from adapters.telegram_bot import TelegramAdapter
+
+            adapters.append(await stack.enter_async_context(TelegramAdapter(core, settings)))
+        if settings.discord_bot_token is not None:
+            from adapters.discord_bot import DiscordAdapter
+
+            adapters.append(await stack.enter_async_context(DiscordAdapter(core, settings)))
+        if not adapters:
+            log.info("no chat platform configured: following jobs only (tracker and notifier)")
+        runner = asyncio.create_task(core.run(), name="core")
+        try:
+            if until is not None:
+                await until.wait()
+            else:
+                stopper = asyncio.create_task(_wait_for_signal())
+                done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+                stopper.cancel()
+                if runner in done:
+                    runner.result()
+        finally:
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            log.info("stopping")
+
+
+# -- demo --------------------------------------------------------------------------------------
+
+DEMO_JOBS = (
+    ("nanobanana", "A lighthouse on a cliff at dawn, watercolor"),
+    ("veo_fast", "Waves rolling onto a quiet beach at sunset, slow dolly shot"),
+)
+
+
+async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.sandbox import SandboxGateway
+
+    work = Path(tempfile.mkdtemp(prefix="genrelay-demo-"))
+    out_dir = Path(args.output) if args.output else work / "results"
+    key = "sandbox-demo-key"
+    say = print
+    async with SandboxGateway(api_key=key, speed=args.speed) as gateway:
+        demo_settings = settings.model_copy(
+            update={
+                "aa_base_url": gateway.base_url,
+                "aa_api_key": SecretStr(key),
+                "database_url": f"sqlite:///{work / 'demo.db'}",
+                "data_dir": work / "data",
+                "public_base_url": None,
+                "poll_first_delay_s": 0.5,
+                "poll_interval_s": 1.0,
+                "progress_interval_s": 0.5,
+            }
+        )
+        say(f"genrelay demo: a sandbox gateway runs at {gateway.base_url} (no key, no network)")
+        say(f"  job store: {work / 'demo.db'}")
+        say("  submitting one image job and one video job through the same path as a chat request")
+        async with Core(demo_settings) as core:
+            runner = asyncio.create_task(core.run())
+            try:
+                results = await asyncio.gather(
+                    *(generate(core, model=m, prompt=p, out_dir=out_dir) for m, p in DEMO_JOBS)
+                )
+            finally:
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+        creates = len(gateway.create_calls())
+        polls = sum(1 for r in gateway.requests if r.method == "GET" and "/tasks/" in r.path)
+    say("")
+    say(f"{'job':<12} {'model':<12} {'status':<10} {'task':<28} file")
+    for job, files in results:
+        shown = str(files[0]) if files else (job.result_urls[0] if job.result_urls else "-")
+        task = job.upstream_task_id or "-"
+        say(f"{job.id:<12} {job.model:<12} {job.state.value:<10} {task:<28} {shown}")
+    say(f"\nthe gateway saw {creates} create calls and {polls} status polls")
+    say("next: set AA_API_KEY and a bot token (see README), then `genrelay run`")
+    return EXIT_OK if all(j.state is JobState.SUCCEEDED for j, _ in results) else EXIT_FAILED
+
+
+# -- models and jobs ---------------------------------------------------------------------------
+
+
+def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
+    catalog = settings.build_catalog()
+    if args.json:
+        rows = [
+            {
+                "code": s.code,
+                "name": s.name,
+                "kind": s.kind.value,
+                "family": s.family.value,
+                "provider": s.provider,
+                "aliases": list(s.aliases) + [p + "*" for p in s.alias_prefixes],
+                "max_images": s.max_images,
+                "aspect_ratios": list(s.aspect_ratios),
+                "qualities": list(s.qualities),
+                "price_usd": s.price_usd,
+                "deadline_s": s.deadline_s,
+                "description": s.description,
+            }
+            for s in catalog.all()
+        ]
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    header = ("model", "kind", "name", "images", "aspect ratios", "quality", "price", "deadline")
+    rows_t = [
+        (
+            s.code + (" *" if s.code in (catalog.default_image, catalog.default_video) else ""),
+            s.kind.value,
+            s.name,
+            f"{s.min_images}-{s.max_images}" if s.min_images else str(s.max_images),
+            ", ".join(s.aspect_ratios) or "-",
+            ", ".join(s.qualities) or "-",
+            f"${s.price_usd:.2f}" + (" (reported)" if s.reports_price else ""),
+            f"{s.deadline_s / 60:g} min",
+        )
+        for s in catalog.all()
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows_t)) for i in range(len(header))]
+    for row in (header, tuple("-" * w for w in widths), *rows_t):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print("\n* default for /imagine and /video")
+    for s in catalog.all():
+        names = list(s.aliases) + [p + "*" for p in s.alias_prefixes]
+        if names:
+            print(f"{s.code} also answers to {', '.join(names)}")
+    return EXIT_OK
+
+
+async def _cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
+    from storage.sqlite import SqliteJobStore
+
+    async with SqliteJobStore(settings.database_path) as store:
+        jobs = await store.recent(args.limit)
+    if args.json:
+        print(json.dumps([job_json(j) for j in jobs]))
+        return EXIT_OK
+    if not jobs:
+        print("no jobs yet")
+        return EXIT_OK
+    print(f"{'id':<12} {'created (UTC)':<20} {'model':<16} {'status':<12} {'delivery':<14} prompt")
+    for j in jobs:
+        created = (_iso(j.created_at) or "")[:19].replace("T", " ")
+        prompt = j.prompt if len(j.prompt) <= 40 else j.prompt[:39] + "…"
+        print(
+            f"{j.id:<12} {created:<20} {j.model:<16} {j.state.value:<12} "
+            f"{j.delivery.value:<14} {prompt}"
+        )
+    return EXIT_OK
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="genrelay", description="Images and videos for chat communities."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "run", help="start every configured adapter, the tracker, notifier and HTTP server"
+    )
+    demo = sub.add_parser("demo", help="run one image and one video job on the built-in sandbox")
+    demo.add_argument("--speed", type=float, default=1.0, help="sandbox duration factor")
+    demo.add_argument("-o", "--output", help="where to save the results")
+    gen = sub.add_parser("generate", help="make one image or video from the terminal")
+    gen.add_argument("-m", "--model", required=True)
+    gen.add_argument("-p", "--prompt", required=True)
+    gen.add_argument("-i", "--image", action="append", help="reference image: URL or file")
+    gen.add_argument("--aspect-ratio")
+    gen.add_argument("--quality")
+    gen.add_argument("-o", "--output", help="folder to save the result in")
+    gen.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    models = sub.add_parser("models", help="the model catalog")
+    models.add_argument("--json", action="store_true")
+    jobs = sub.add_parser("jobs", help="recent jobs, newest first")
+    jobs.add_argument("--limit", type=int, default=20)
+    jobs.add_argument("--json", action="store_true")
+    discord = sub.add_parser("discord", help="Discord tools")
+    dsub = discord.add_subparsers(dest="discord_command", required=True)
+    sync = dsub.add_parser("sync", help="register the slash commands with Discord")
+    sync.add_argument("--guild", type=int, help="a server id: instant, for testing")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        settings = Settings()
+        settings.database_path  # noqa: B018 - validates DATABASE_URL
+    except (ValidationError, ValueError) as exc:
+        return _config_error(args, f"the configuration is invalid: {exc}")
+    setup_logging(settings.log_level, settings.secrets())
+    try:
+        if args.command == "models":
+            return _cmd_models(settings, args)
+        if args.command == "jobs":
+            return asyncio.run(_cmd_jobs(settings, args))
+        if args.command == "generate":
+            return asyncio.run(_cmd_generate(settings, args))
+        if args.command == "demo":
+            return asyncio.run(_cmd_demo(settings, args))
+        if args.command == "discord":
+            from adapters.discord_bot import sync_commands
+
+            return asyncio.run(sync_commands(settings, guild_id=args.guild))
+        asyncio.run(serve(settings))
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,42 @@
+"""Every tunable number of the core, named once."""
+
+from __future__ import annotations
+
+__all__ = [
+    "DELIVERY_BACKOFF_BASE_S",
+    "DELIVERY_BACKOFF_CAP_S",
+    "DELIVERY_MAX_ATTEMPTS",
+    "ERROR_BACKOFF_BASE_S",
+    "ERROR_BACKOFF_CAP_S",
+    "JOB_KEY_LENGTH",
+    "MAX_PROMPT_CHARS",
+    "MAX_REFERENCE_BYTES",
+    "MEDIA_NAME_BYTES",
+    "MEDIA_TTL_S",
+    "POLL_LEASE_S",
+    "PROGRESS_MIN_INTERVAL_S",
+    "RESULT_MAX_BYTES",
+    "SUBMIT_RETRY_LIMIT",
+    "TASK_NOT_FOUND_LIMIT",
+    "TRACKER_IDLE_WAKE_S",
+]
+
+MAX_PROMPT_CHARS = 4000
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+RESULT_MAX_BYTES = 200 * 1024 * 1024
+
+JOB_KEY_LENGTH = 10  # base32 characters: short enough for Telegram's 64-byte callback_data
+MEDIA_NAME_BYTES = 24  # token_urlsafe bytes for hosted reference images
+MEDIA_TTL_S = 6 * 3600
+
+POLL_LEASE_S = 120.0  # a claimed job is not claimed again for this long unless rescheduled
+TRACKER_IDLE_WAKE_S = 1.0  # longest sleep of the tracker and notifier loops
+ERROR_BACKOFF_BASE_S = 2.0
+ERROR_BACKOFF_CAP_S = 120.0
+SUBMIT_RETRY_LIMIT = 5  # submits refused before anything was sent (connect errors, 429)
+TASK_NOT_FOUND_LIMIT = 3  # consecutive 404s on a poll before the task counts as lost
+
+PROGRESS_MIN_INTERVAL_S = 3.0
+DELIVERY_MAX_ATTEMPTS = 8
+DELIVERY_BACKOFF_BASE_S = 2.0
+DELIVERY_BACKOFF_CAP_S = 300.0

@@ -1,0 +1,55 @@
+"""Logging, configured once in __main__: one line per event, never a key or a token."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Iterable
+
+__all__ = ["RedactingFilter", "redact", "setup_logging"]
+
+# A Telegram bot token anywhere (Bot API and file URLs carry it): 123456:AA...
+_TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        if secret and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return _TELEGRAM_TOKEN.sub("***", text)
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces every secret in a record's final message (and its traceback) with ***."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        super().__init__()
+        self.secrets = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact(message, self.secrets)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info:
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = redact(text, self.secrets)
+            record.exc_info = None
+        return True
+
+
+def setup_logging(level: str, secrets: Iterable[str], *, stream: object = None) -> None:
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+    )
+    handler.addFilter(RedactingFilter(secrets))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # httpx logs every request URL at INFO, and a Telegram Bot API URL contains the token.
+    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.gateway", "discord.http"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,199 @@
+"""Files in and out: hosted reference images (never a URL with a secret) and bounded
+downloads of results (their URLs expire)."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import mimetypes
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+
+from bot.constants import MEDIA_NAME_BYTES, MEDIA_TTL_S
+from bot.errors import MediaError, RequestRejected
+from bot.models import ReferenceImage
+from bot.ports import ResultFile
+
+__all__ = ["MediaStore", "download", "human_size", "sniff_image"]
+
+log = logging.getLogger(__name__)
+
+_EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+
+
+def sniff_image(data: bytes) -> str | None:
+    """The image type of `data` from its first bytes, or None if it is no image we take."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def human_size(n: int) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
+    return f"{max(n // 1024, 1)} KB"
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    data: bytes | None  # None when over the cap
+    size: int | None
+    mime: str
+
+
+async def download(
+    client: httpx.AsyncClient, url: str, *, max_bytes: int, timeout_s: float = 60.0
+) -> Downloaded:
+    """GET `url`, stopping at `max_bytes`. Raises MediaError on HTTP or network failure."""
+    try:
+        async with client.stream("GET", url, timeout=timeout_s, follow_redirects=True) as resp:
+            if resp.status_code >= 400:
+                raise MediaError(f"download failed with HTTP {resp.status_code}")
+            mime = resp.headers.get("content-type", "").split(";")[0].strip()
+            declared = resp.headers.get("content-length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                return Downloaded(None, int(declared), mime)
+            chunks: list[bytes] = []
+            total = 0
+            async for chunk in resp.aiter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    return Downloaded(None, None, mime)
+                chunks.append(chunk)
+            return Downloaded(b"".join(chunks), total, mime)
+    except httpx.HTTPError as exc:
+        raise MediaError(f"download failed ({type(exc).__name__})") from None
+
+
+class MediaStore:
+    """Reference images we host at PUBLIC_BASE_URL/media/<name>, and result files we fetched."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        public_base_url: str | None,
+        max_reference_bytes: int,
+        ttl_s: float = MEDIA_TTL_S,
+    ) -> None:
+        self.root = root
+        self.public_base_url = public_base_url
+        self.max_reference_bytes = max_reference_bytes
+        self.ttl_s = ttl_s
+
+    @property
+    def hosted_dir(self) -> Path:
+        return self.root / "media"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    def too_large(self, size: int | None) -> RequestRejected:
+        size_text = f" is {human_size(size)}" if size else " is too large"
+        return RequestRejected(
+            f"That image{size_text}; the limit is {human_size(self.max_reference_bytes)}. "
+            "Try a smaller one.",
+            code="image_too_large",
+        )
+
+    def check(self, data: bytes) -> str:
+        """The image type of `data` if we take it; raises RequestRejected otherwise."""
+        if len(data) > self.max_reference_bytes:
+            raise self.too_large(len(data))
+        mime = sniff_image(data)
+        if mime is None:
+            raise RequestRejected(
+                "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
+                code="not_an_image",
+            )
+        return mime
+
+    def host(self, data: bytes, *, filename: str | None = None) -> ReferenceImage:
+        """Check that `data` is an image within the cap and keep it; raises RequestRejected."""
+        mime = self.check(data)
+        name = secrets.token_urlsafe(MEDIA_NAME_BYTES) + _EXT[mime]
+        self.hosted_dir.mkdir(parents=True, exist_ok=True)
+        (self.hosted_dir / name).write_bytes(data)
+        return ReferenceImage(ref=f"media:{name}", mime=mime, size=len(data), filename=filename)
+
+    def hosted_path(self, name: str, *, now: float | None = None) -> Path | None:
+        """The file behind /media/<name>, if it exists and has not expired."""
+        if not name or "/" in name or "\\" in name or name.startswith("."):
+            return None
+        path = self.hosted_dir / name
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            return None
+        if (now or time.time()) - mtime > self.ttl_s:
+            return None
+        return path
+
+    def url_for(self, image: ReferenceImage) -> str:
+        """The URL handed to the gateway: a public URL of ours, or a data: URL."""
+        name = image.hosted_name
+        if name is None:
+            return image.ref
+        if self.public_base_url:
+            return f"{self.public_base_url}/media/{name}"
+        path = self.hosted_dir / name
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise MediaError("a reference image we kept has gone") from None
+        return f"data:{image.mime};base64,{base64.b64encode(data).decode()}"
+
+    def cleanup(self, now: float | None = None) -> int:
+        """Delete hosted images past their time. Returns how many went."""
+        now = now or time.time()
+        removed = 0
+        if not self.hosted_dir.exists():
+            return 0
+        for path in self.hosted_dir.iterdir():
+            try:
+                if now - path.stat().st_mtime > self.ttl_s:
+                    path.unlink()
+                    removed += 1
+            except OSError:
+                continue
+        return removed
+
+    def local_result(self, job_id: str, index: int = 0) -> Path | None:
+        found = sorted(self.results_dir.glob(f"{job_id}-{index}.*"))
+        return found[0] if found else None
+
+    async def fetch_result(
+        self, client: httpx.AsyncClient, job_id: str, index: int, url: str, *, max_bytes: int
+    ) -> ResultFile:
+        """Our copy of a result (kept, so a retried delivery does not download again)."""
+        ext = Path(urlparse(url).path).suffix.lower()[:6] if not url.startswith("data:") else ""
+        path = self.local_result(job_id, index)
+        if path is not None:
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            return ResultFile(url, path, path.stat().st_size, mime, path.name)
+        got = await download(client, url, max_bytes=max_bytes)
+        mime = got.mime or mimetypes.guess_type(url)[0] or "application/octet-stream"
+        if not ext:
+            ext = mimetypes.guess_extension(mime) or ".bin"
+        filename = f"{job_id}-{index}{ext}"
+        if got.data is None:
+            log.info(
+                "result %s of job %s is over %d bytes; sending a link", index, job_id, max_bytes
+            )
+            return ResultFile(url, None, got.size, mime, filename)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        path = self.results_dir / filename
+        path.write_bytes(got.data)
+        return ResultFile(url, path, got.size, mime, filename)

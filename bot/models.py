@@ -1,0 +1,198 @@
+"""Value types of the core: where a request came from, what it asks, and the job it becomes."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from bot.constants import JOB_KEY_LENGTH
+
+__all__ = [
+    "ACTIVE_STATES",
+    "TERMINAL_STATES",
+    "Delivery",
+    "GenerationRequest",
+    "Job",
+    "JobState",
+    "Kind",
+    "Origin",
+    "ReferenceImage",
+    "TaskUpdate",
+    "new_job_id",
+]
+
+
+class Kind(enum.StrEnum):
+    IMAGE = "image"
+    VIDEO = "video"
+
+
+class JobState(enum.StrEnum):
+    """The job states of the architecture (a contract: names never change)."""
+
+    RECEIVED = "received"
+    SUBMITTING = "submitting"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUNDED = "refunded"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    REJECTED = "rejected"
+
+
+TERMINAL_STATES = frozenset(
+    {
+        JobState.SUCCEEDED,
+        JobState.FAILED,
+        JobState.REFUNDED,
+        JobState.TIMED_OUT,
+        JobState.INTERRUPTED,
+        JobState.REJECTED,
+    }
+)
+ACTIVE_STATES = frozenset({JobState.QUEUED, JobState.RUNNING})
+
+
+class Delivery(enum.StrEnum):
+    NONE = "none"
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    UNDELIVERABLE = "undeliverable"
+
+
+_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def new_job_id() -> str:
+    """A short unguessable key, safe in a URL, a custom_id and callback_data."""
+    return "".join(secrets.choice(_ALPHABET) for _ in range(JOB_KEY_LENGTH))
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a request came from and where its answer goes."""
+
+    platform: str  # "telegram", "discord", "console"
+    chat_id: str
+    user_id: str
+    user_name: str | None = None
+    thread_id: str | None = None
+    message_id: str | None = None  # the message to reply to
+    guild_id: str | None = None
+    # Platform data the sink needs later (e.g. a Discord interaction token); JSON-safe values.
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Origin:
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceImage:
+    """An image the model should use.
+
+    `ref` is either an http(s) URL that carries no secret (a Discord attachment, a URL the
+    user typed) or `media:<name>`, a file we host ourselves (Telegram photos, local files).
+    """
+
+    ref: str
+    mime: str = "image/jpeg"
+    size: int | None = None
+    filename: str | None = None
+
+    @property
+    def hosted_name(self) -> str | None:
+        return self.ref.removeprefix("media:") if self.ref.startswith("media:") else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationRequest:
+    """What somebody asked for, as an adapter parsed it. `model` may be an alias or None
+    (the default model for the kind); the service resolves and validates it."""
+
+    kind: Kind
+    prompt: str
+    origin: Origin
+    model: str | None = None
+    images: tuple[ReferenceImage, ...] = ()
+    aspect_ratio: str | None = None
+    quality: str | None = None
+    action: str = "generate"  # generate, reroll, animate, upscale
+    parent_job_id: str | None = None
+
+
+@dataclass(slots=True)
+class Job:
+    """One request, one row: everything every step reads and writes."""
+
+    id: str
+    kind: Kind
+    model: str
+    prompt: str
+    origin: Origin
+    images: tuple[ReferenceImage, ...] = ()
+    aspect_ratio: str | None = None
+    quality: str | None = None
+    action: str = "generate"
+    parent_job_id: str | None = None
+    state: JobState = JobState.RECEIVED
+    delivery: Delivery = Delivery.NONE
+    upstream_task_id: str | None = None
+    progress: int = 0
+    result_urls: list[str] = field(default_factory=list)
+    price_usd: float | None = None
+    refunded_usd: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    status_message_id: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    submitted_at: float | None = None
+    finished_at: float | None = None  # when we saw the upstream end
+    delivered_at: float | None = None
+    deadline_at: float | None = None
+    next_poll_at: float | None = None
+    poll_count: int = 0
+    error_streak: int = 0
+    next_delivery_at: float | None = None
+    delivery_attempts: int = 0
+    owner: str | None = None  # the process that is submitting it ("host:pid")
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL_STATES
+
+    @property
+    def charged_usd(self) -> float:
+        """What this job costs after refunds, as far as we know."""
+        if self.state in (JobState.REJECTED, JobState.RECEIVED):
+            return 0.0
+        price = self.price_usd or 0.0
+        refunded = self.refunded_usd or 0.0
+        return max(price - refunded, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdate:
+    """What the gateway said about a task, in our vocabulary."""
+
+    state: JobState
+    task_id: str | None = None
+    progress: int | None = None
+    result_urls: tuple[str, ...] = ()
+    price_usd: float | None = None
+    refunded_usd: float | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    expires_in: int | None = None

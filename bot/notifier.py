@@ -1,0 +1,195 @@
+"""The notifier: an outbox that delivers terminal jobs through the sink of their platform,
+and shows progress through the same sinks, rate limited per job."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import httpx
+
+from bot.constants import (
+    DELIVERY_BACKOFF_BASE_S,
+    DELIVERY_BACKOFF_CAP_S,
+    POLL_LEASE_S,
+    TRACKER_IDLE_WAKE_S,
+)
+from bot.errors import DeliveryError, MediaError, PermanentDeliveryError
+from bot.media import MediaStore
+from bot.models import Delivery, Job, JobState
+from bot.ports import Clock, DeliverySink, JobStore, ResultFile
+
+__all__ = ["Notifier"]
+
+log = logging.getLogger(__name__)
+
+NO_SINK_RETRY_S = 30.0  # a platform that is not connected: look again later, costs no attempt
+
+
+class Notifier:
+    """`run_once()` delivers what is due; `progress(job)` shows a running job's state."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        media: MediaStore,
+        http: httpx.AsyncClient,
+        clock: Clock,
+        *,
+        max_attempts: int = 8,
+        progress_interval_s: float = 3.0,
+        result_max_bytes: int = 200 * 1024 * 1024,
+        concurrency: int = 16,
+    ) -> None:
+        self.store = store
+        self.media = media
+        self.http = http
+        self.clock = clock
+        self.max_attempts = max_attempts
+        self.progress_interval_s = progress_interval_s
+        self.result_max_bytes = result_max_bytes
+        self.concurrency = concurrency
+        self.sinks: dict[str, DeliverySink] = {}
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._progress_at: dict[str, float] = {}
+        self._progress_busy: set[str] = set()
+        self._wake = asyncio.Event()
+
+    def register(self, sink: DeliverySink) -> None:
+        self.sinks[sink.platform] = sink
+        self.wake()
+
+    def unregister(self, platform: str) -> None:
+        self.sinks.pop(platform, None)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # -- progress ----------------------------------------------------------------------------
+
+    def progress(self, job: Job) -> None:
+        """Show progress soon, without blocking the caller; dropped when too frequent."""
+        sink = self.sinks.get(job.origin.platform)
+        if sink is None or job.id in self._progress_busy:
+            return
+        now = self.clock.now()
+        if now - self._progress_at.get(job.id, float("-inf")) < self.progress_interval_s:
+            return
+        self._progress_at[job.id] = now
+        self._progress_busy.add(job.id)
+        task = asyncio.create_task(self._show_progress(sink, job), name=f"progress-{job.id}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _show_progress(self, sink: DeliverySink, job: Job) -> None:
+        try:
+            message_id = await sink.progress(job)
+            if message_id and message_id != job.status_message_id:
+                await self.store.set_status_message(job.id, message_id)
+        except Exception as exc:  # progress is best effort, never a reason to fail
+            log.info("job %s: progress update not shown (%s)", job.id, type(exc).__name__)
+        finally:
+            self._progress_busy.discard(job.id)
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        free = self.concurrency - len(self._inflight)
+        jobs = await self.store.claim_due_deliveries(self.clock.now(), free, POLL_LEASE_S)
+        for job in jobs:
+            task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+        return len(jobs)
+
+    async def drain(self) -> None:
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                await self.run_once()
+                try:
+                    async with asyncio.timeout(TRACKER_IDLE_WAKE_S):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        finally:
+            for task in list(self._inflight):
+                task.cancel()
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def fetch_results(self, job: Job) -> list[ResultFile]:
+        """Our copies of the job's results (a link-only entry where one was too large)."""
+        files = []
+        for index, url in enumerate(job.result_urls):
+            files.append(
+                await self.media.fetch_result(
+                    self.http, job.id, index, url, max_bytes=self.result_max_bytes
+                )
+            )
+        return files
+
+    async def _deliver(self, job: Job) -> None:
+        sink = self.sinks.get(job.origin.platform)
+        if sink is None:
+            job.next_delivery_at = self.clock.now() + NO_SINK_RETRY_S
+            await self.store.save(job)
+            return
+        self._progress_at.pop(job.id, None)
+        try:
+            files: Sequence[ResultFile] = []
+            if job.state is JobState.SUCCEEDED:
+                try:
+                    files = await self.fetch_results(job)
+                except MediaError as exc:
+                    if job.delivery_attempts + 1 < self.max_attempts:
+                        raise DeliveryError(f"result download failed: {exc}") from None
+                    # Last try: hand over the links we have rather than nothing.
+                    files = [
+                        ResultFile(u, None, None, "", u.rsplit("/", 1)[-1]) for u in job.result_urls
+                    ]
+            await sink.deliver(job, files)
+        except DeliveryError as exc:
+            await self._delivery_failed(job, exc)
+            return
+        except Exception as exc:
+            log.exception("job %s: delivery to %s failed", job.id, job.origin.platform)
+            await self._delivery_failed(job, DeliveryError(type(exc).__name__))
+            return
+        now = self.clock.now()
+        job.delivery = Delivery.DELIVERED
+        job.delivered_at = now
+        job.next_delivery_at = None
+        job.delivery_attempts += 1
+        job.updated_at = now
+        await self.store.save(job)
+        log.info("job %s: delivered to %s chat %s", job.id, job.origin.platform, job.origin.chat_id)
+
+    async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
+        now = self.clock.now()
+        job.delivery_attempts += 1
+        if isinstance(exc, PermanentDeliveryError) or job.delivery_attempts >= self.max_attempts:
+            job.delivery = Delivery.UNDELIVERABLE
+            job.next_delivery_at = None
+            log.warning(
+                "job %s: undeliverable after %d attempts (%s); results stay in the store",
+                job.id,
+                job.delivery_attempts,
+                exc,
+            )
+        else:
+            if exc.retry_after is not None:
+                delay = exc.retry_after
+            else:
+                delay = min(
+                    DELIVERY_BACKOFF_BASE_S * 2 ** (job.delivery_attempts - 1),
+                    DELIVERY_BACKOFF_CAP_S,
+                )
+            job.next_delivery_at = now + delay
+            log.info("job %s: delivery failed (%s); retry in %.1f s", job.id, exc, delay)
+        job.updated_at = now
+        await self.store.save(job)

@@ -1,0 +1,130 @@
+"""Validation before anything is sent: every refusal in words a person understands."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.catalog import Catalog, ModelSpec, normalize_quality, normalize_ratio
+from bot.errors import RequestRejected
+from bot.media import human_size
+from bot.models import GenerationRequest, Kind
+
+__all__ = ["Checked", "validate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    spec: ModelSpec
+    model: str  # the name we store and send (a code, or a full upstream name)
+    aspect_ratio: str | None
+    quality: str | None
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return values[0] if len(values) == 1 else ", ".join(values[:-1]) + f" or {values[-1]}"
+
+
+def validate(req: GenerationRequest, catalog: Catalog, *, max_image_bytes: int) -> Checked:
+    """Resolve the model and check every field; raises RequestRejected."""
+    if req.model:
+        spec = catalog.resolve(req.model)
+        if spec is None:
+            hints = catalog.suggest(req.model, req.kind)
+            hint = f" Did you mean {_choices(tuple(hints))}?" if hints else ""
+            raise RequestRejected(
+                f"I don't know the model “{req.model}”.{hint} See /models for the list.",
+                code="unknown_model",
+            )
+        model = spec.sent_name(req.model)
+        if spec.kind is not req.kind:
+            other = "/video" if spec.kind is Kind.VIDEO else "/imagine"
+            raise RequestRejected(
+                f"{spec.name} makes {spec.kind.value}s; use {other} for it, or pick "
+                f"another model from /models.",
+                code="wrong_kind",
+            )
+    else:
+        spec = catalog.default_for(req.kind)
+        model = spec.code
+
+    prompt = req.prompt.strip()
+    if not prompt:
+        raise RequestRejected(
+            "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”.",
+            code="empty_prompt",
+        )
+    if len(prompt) < spec.min_prompt:
+        raise RequestRejected(
+            f"That prompt is {len(prompt)} characters; {spec.name} needs at least "
+            f"{spec.min_prompt}.",
+            code="prompt_too_short",
+        )
+    if len(prompt) > spec.max_prompt:
+        raise RequestRejected(
+            f"That prompt is {len(prompt):,} characters; the limit is {spec.max_prompt:,}. "
+            "Please shorten it.",
+            code="prompt_too_long",
+        )
+
+    for image in req.images:
+        if not image.mime.startswith("image/"):
+            raise RequestRejected(
+                "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
+                code="not_an_image",
+            )
+        if image.size is not None and image.size > max_image_bytes:
+            raise RequestRejected(
+                f"That image is {human_size(image.size)}; the limit is "
+                f"{human_size(max_image_bytes)}. Try a smaller one.",
+                code="image_too_large",
+            )
+    count = len(req.images)
+    if count > spec.max_images:
+        takes = (
+            "does not take reference images"
+            if spec.max_images == 0
+            else f"takes at most {spec.max_images} reference image"
+            + ("s" if spec.max_images > 1 else "")
+        )
+        raise RequestRejected(
+            f"{spec.name} {takes}; you sent {count}. Send fewer, or pick another model.",
+            code="too_many_images",
+        )
+    if count < spec.min_images:
+        raise RequestRejected(
+            f"{spec.name} needs a photo of your subject: attach one (or reply to one), "
+            "or use veo_fast for video from text alone.",
+            code="image_required",
+        )
+
+    ratio = normalize_ratio(req.aspect_ratio) if req.aspect_ratio else None
+    if ratio is not None and ratio not in spec.aspect_ratios:
+        if not spec.aspect_ratios:
+            extra = (
+                " For 9:16, use a full firefly-veo31-ref-* model name."
+                if spec.alias_prefixes
+                else " Describe the framing in your prompt instead."
+            )
+            raise RequestRejected(
+                f"{spec.name} does not take an aspect ratio.{extra}", code="bad_aspect_ratio"
+            )
+        raise RequestRejected(
+            f"{spec.name} takes aspect ratio {_choices(spec.aspect_ratios)}, not {ratio}.",
+            code="bad_aspect_ratio",
+        )
+    quality = normalize_quality(req.quality) if req.quality else None
+    if quality is not None and quality not in spec.qualities:
+        if not spec.qualities:
+            raise RequestRejected(
+                f"{spec.name} does not take a quality setting.", code="bad_quality"
+            )
+        raise RequestRejected(
+            f"{spec.name} takes quality {_choices(spec.qualities)}, not {quality}.",
+            code="bad_quality",
+        )
+    return Checked(
+        spec=spec,
+        model=model,
+        aspect_ratio=ratio or spec.default_aspect_ratio,
+        quality=quality or spec.default_quality,
+    )

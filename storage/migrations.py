@@ -1,0 +1,56 @@
+"""Numbered schema migrations: migration N is MIGRATIONS[N-1]. Never edit a released one."""
+
+from __future__ import annotations
+
+__all__ = ["MIGRATIONS"]
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the jobs table
+    [
+        """
+        CREATE TABLE jobs (
+            id TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            model TEXT NOT NULL,
+            prompt TEXT NOT NULL,
+            origin TEXT NOT NULL,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            user_id TEXT NOT NULL,
+            images TEXT NOT NULL DEFAULT '[]',
+            aspect_ratio TEXT,
+            quality TEXT,
+            action TEXT NOT NULL DEFAULT 'generate',
+            parent_job_id TEXT,
+            state TEXT NOT NULL,
+            delivery TEXT NOT NULL DEFAULT 'none',
+            upstream_task_id TEXT,
+            progress INTEGER NOT NULL DEFAULT 0,
+            result_urls TEXT NOT NULL DEFAULT '[]',
+            price_usd REAL,
+            refunded_usd REAL,
+            error_code TEXT,
+            error_message TEXT,
+            status_message_id TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            submitted_at REAL,
+            finished_at REAL,
+            delivered_at REAL,
+            deadline_at REAL,
+            next_poll_at REAL,
+            poll_count INTEGER NOT NULL DEFAULT 0,
+            error_streak INTEGER NOT NULL DEFAULT 0,
+            next_delivery_at REAL,
+            delivery_attempts INTEGER NOT NULL DEFAULT 0,
+            owner TEXT
+        )
+        """,
+        "CREATE INDEX jobs_due_poll ON jobs (next_poll_at) "
+        "WHERE state IN ('received', 'queued', 'running')",
+        "CREATE INDEX jobs_due_delivery ON jobs (next_delivery_at) WHERE delivery = 'pending'",
+        "CREATE INDEX jobs_chat ON jobs (platform, chat_id, created_at)",
+        "CREATE INDEX jobs_user ON jobs (platform, user_id, created_at)",
+        "CREATE INDEX jobs_created ON jobs (created_at)",
+    ],
+]

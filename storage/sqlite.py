@@ -1,0 +1,360 @@
+"""The job store on SQLite: one connection, WAL, synchronous=FULL, writes in BEGIN IMMEDIATE."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from bot.models import (
+    TERMINAL_STATES,
+    Delivery,
+    Job,
+    JobState,
+    Kind,
+    Origin,
+    ReferenceImage,
+)
+from storage.migrations import MIGRATIONS
+
+__all__ = ["SqliteJobStore"]
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "id",
+    "kind",
+    "model",
+    "prompt",
+    "origin",
+    "platform",
+    "chat_id",
+    "user_id",
+    "images",
+    "aspect_ratio",
+    "quality",
+    "action",
+    "parent_job_id",
+    "state",
+    "delivery",
+    "upstream_task_id",
+    "progress",
+    "result_urls",
+    "price_usd",
+    "refunded_usd",
+    "error_code",
+    "error_message",
+    "status_message_id",
+    "created_at",
+    "updated_at",
+    "submitted_at",
+    "finished_at",
+    "delivered_at",
+    "deadline_at",
+    "next_poll_at",
+    "poll_count",
+    "error_streak",
+    "next_delivery_at",
+    "delivery_attempts",
+    "owner",
+)
+_POLLABLE = (JobState.RECEIVED.value, JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+def _to_row(job: Job) -> dict[str, Any]:
+    return {
+        "id": job.id,
+        "kind": job.kind.value,
+        "model": job.model,
+        "prompt": job.prompt,
+        "origin": json.dumps(job.origin.to_dict(), separators=(",", ":")),
+        "platform": job.origin.platform,
+        "chat_id": job.origin.chat_id,
+        "user_id": job.origin.user_id,
+        "images": json.dumps([i.to_dict() for i in job.images], separators=(",", ":")),
+        "aspect_ratio": job.aspect_ratio,
+        "quality": job.quality,
+        "action": job.action,
+        "parent_job_id": job.parent_job_id,
+        "state": job.state.value,
+        "delivery": job.delivery.value,
+        "upstream_task_id": job.upstream_task_id,
+        "progress": job.progress,
+        "result_urls": json.dumps(job.result_urls),
+        "price_usd": job.price_usd,
+        "refunded_usd": job.refunded_usd,
+        "error_code": job.error_code,
+        "error_message": job.error_message,
+        "status_message_id": job.status_message_id,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "submitted_at": job.submitted_at,
+        "finished_at": job.finished_at,
+        "delivered_at": job.delivered_at,
+        "deadline_at": job.deadline_at,
+        "next_poll_at": job.next_poll_at,
+        "poll_count": job.poll_count,
+        "error_streak": job.error_streak,
+        "next_delivery_at": job.next_delivery_at,
+        "delivery_attempts": job.delivery_attempts,
+        "owner": job.owner,
+    }
+
+
+def _from_row(row: aiosqlite.Row) -> Job:
+    return Job(
+        id=row["id"],
+        kind=Kind(row["kind"]),
+        model=row["model"],
+        prompt=row["prompt"],
+        origin=Origin.from_dict(json.loads(row["origin"])),
+        images=tuple(ReferenceImage(**i) for i in json.loads(row["images"])),
+        aspect_ratio=row["aspect_ratio"],
+        quality=row["quality"],
+        action=row["action"],
+        parent_job_id=row["parent_job_id"],
+        state=JobState(row["state"]),
+        delivery=Delivery(row["delivery"]),
+        upstream_task_id=row["upstream_task_id"],
+        progress=row["progress"],
+        result_urls=json.loads(row["result_urls"]),
+        price_usd=row["price_usd"],
+        refunded_usd=row["refunded_usd"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        status_message_id=row["status_message_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        submitted_at=row["submitted_at"],
+        finished_at=row["finished_at"],
+        delivered_at=row["delivered_at"],
+        deadline_at=row["deadline_at"],
+        next_poll_at=row["next_poll_at"],
+        poll_count=row["poll_count"],
+        error_streak=row["error_streak"],
+        next_delivery_at=row["next_delivery_at"],
+        delivery_attempts=row["delivery_attempts"],
+        owner=row["owner"],
+    )
+
+
+class SqliteJobStore:
+    """`JobStore` on one SQLite file. Use as an async context manager."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self.writes = 0  # committed write transactions, for benchmarks
+
+    async def __aenter__(self) -> SqliteJobStore:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, isolation_level=None)
+        self._db.row_factory = aiosqlite.Row
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("the job store is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await self.db.execute("ROLLBACK")
+                raise
+            await self.db.execute("COMMIT")
+            self.writes += 1
+
+    async def _migrate(self) -> None:
+        await self.db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+        )
+        async with self.db.execute(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+        ) as cur:
+            row = await cur.fetchone()
+        current = int(row[0]) if row else 0
+        for version, statements in enumerate(MIGRATIONS, start=1):
+            if version <= current:
+                continue
+            async with self.transaction() as db:
+                for sql in statements:
+                    await db.execute(sql)
+                await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+            log.info("database migrated to schema version %d", version)
+
+    async def schema_version(self) -> int:
+        async with self.db.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def create(self, job: Job) -> None:
+        row = _to_row(job)
+        sql = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        async with self.transaction() as db:
+            await db.execute(sql, tuple(row[c] for c in _COLUMNS))
+
+    async def get(self, job_id: str) -> Job | None:
+        async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def save(self, job: Job, *, expect: Sequence[JobState] | None = None) -> bool:
+        row = _to_row(job)
+        cols = [c for c in _COLUMNS if c != "id"]
+        sql = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        params: list[Any] = [row[c] for c in cols] + [job.id]
+        if expect is not None:
+            sql += f" AND state IN ({', '.join('?' * len(expect))})"
+            params.extend(s.value for s in expect)
+        async with self.transaction() as db:
+            cur = await db.execute(sql, params)
+            return cur.rowcount == 1
+
+    async def set_status_message(self, job_id: str, message_id: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status_message_id = ? WHERE id = ?", (message_id, job_id)
+            )
+
+    async def claim_due_polls(self, now: float, limit: int, lease_s: float) -> list[Job]:
+        if limit <= 0:
+            return []
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET next_poll_at = ? WHERE id IN ("
+                " SELECT id FROM jobs WHERE state IN (?, ?, ?) AND next_poll_at <= ?"
+                " ORDER BY next_poll_at LIMIT ?) RETURNING *",
+                (now + lease_s, *_POLLABLE, now, limit),
+            )
+            rows = await cur.fetchall()
+        jobs = [_from_row(r) for r in rows]
+        jobs.sort(key=lambda j: j.created_at)
+        return jobs
+
+    async def claim_due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Job]:
+        if limit <= 0:
+            return []
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET next_delivery_at = ? WHERE id IN ("
+                " SELECT id FROM jobs WHERE delivery = ? AND next_delivery_at <= ?"
+                " ORDER BY next_delivery_at LIMIT ?) RETURNING *",
+                (now + lease_s, Delivery.PENDING.value, now, limit),
+            )
+            rows = await cur.fetchall()
+        return [_from_row(r) for r in rows]
+
+    async def recover(self, now: float, *, owner_alive: Callable[[str], bool]) -> list[Job]:
+        """After a restart. A `submitting` job whose owner process is gone becomes
+        `interrupted` (returned): its submit may or may not have reached the gateway, so it
+        is never sent again. Every other unfinished job and pending delivery is due now."""
+        async with self.db.execute(
+            "SELECT id, owner FROM jobs WHERE state = ?", (JobState.SUBMITTING.value,)
+        ) as cur:
+            orphans = [r["id"] for r in await cur.fetchall() if not owner_alive(r["owner"] or "")]
+        interrupted: list[Job] = []
+        async with self.transaction() as db:
+            for job_id in orphans:
+                cur = await db.execute(
+                    "UPDATE jobs SET state = ?, delivery = ?, next_delivery_at = ?, updated_at = ?,"
+                    " finished_at = ?, next_poll_at = NULL, error_code = 'interrupted',"
+                    " error_message = NULL WHERE id = ? AND state = ? RETURNING *",
+                    (
+                        JobState.INTERRUPTED.value,
+                        Delivery.PENDING.value,
+                        now,
+                        now,
+                        now,
+                        job_id,
+                        JobState.SUBMITTING.value,
+                    ),
+                )
+                interrupted += [_from_row(r) for r in await cur.fetchall()]
+            await db.execute(
+                "UPDATE jobs SET next_poll_at = ? WHERE state IN (?, ?, ?) AND next_poll_at > ?",
+                (now, *_POLLABLE, now),
+            )
+            await db.execute(
+                "UPDATE jobs SET next_delivery_at = ? WHERE delivery = ? AND next_delivery_at > ?",
+                (now, Delivery.PENDING.value, now),
+            )
+        return interrupted
+
+    async def next_due(self) -> float | None:
+        async with self.db.execute(
+            "SELECT MIN(t) FROM ("
+            " SELECT MIN(next_poll_at) AS t FROM jobs WHERE state IN (?, ?, ?)"
+            " UNION ALL SELECT MIN(next_delivery_at) FROM jobs WHERE delivery = ?)",
+            (*_POLLABLE, Delivery.PENDING.value),
+        ) as cur:
+            row = await cur.fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
+    async def recent(
+        self,
+        limit: int,
+        *,
+        platform: str | None = None,
+        chat_id: str | None = None,
+        user_id: str | None = None,
+    ) -> list[Job]:
+        where, params = [], []
+        for col, val in (("platform", platform), ("chat_id", chat_id), ("user_id", user_id)):
+            if val is not None:
+                where.append(f"{col} = ?")
+                params.append(val)
+        sql = "SELECT * FROM jobs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        async with self.db.execute(sql, (*params, limit)) as cur:
+            rows = await cur.fetchall()
+        return [_from_row(r) for r in rows]
+
+    async def count_unfinished(self) -> int:
+        terminal = [s.value for s in TERMINAL_STATES]
+        async with self.db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE state NOT IN ({', '.join('?' * len(terminal))})",
+            terminal,
+        ) as cur:
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def ping(self) -> bool:
+        async with self.db.execute("SELECT 1") as cur:
+            row = await cur.fetchone()
+        return bool(row and row[0] == 1)

@@ -1,0 +1,1185 @@
+"""A fake Telegram Bot API server for end-to-end tests.
+
+The real python-telegram-bot client talks to it over loopback HTTP::
+
+    async with FakeTelegram() as fake:
+        app = (
+            ApplicationBuilder()
+            .token(fake.token)
+            .base_url(fake.api_base)  # PTB appends the token: <api_base><token>/<method>
+            .base_file_url(fake.file_base)  # and here: <file_base><token>/<file_path>
+            .build()
+        )
+
+Protocol notes (what PTB 22 actually sends and needs back):
+
+* Requests are ``POST <base_url><token>/<method>``. Without files the body is
+  ``application/x-www-form-urlencoded`` where string values are sent raw and everything else
+  (ints, bools, dicts such as ``reply_markup``/``reply_parameters``) is JSON-encoded. With files
+  it is ``multipart/form-data``: the same fields plus one part per file, named after the
+  parameter (``photo``) or after an ``attach://<name>`` reference (``sendMediaGroup`` media,
+  ``thumbnail``).
+* Responses are ``{"ok": true, "result": ...}``. Errors are ``{"ok": false, "error_code": N,
+  "description": ...}`` with HTTP status N; PTB picks the exception class from the HTTP status
+  (401/404 -> InvalidToken, 400 -> BadRequest, 403 -> Forbidden, 409 -> Conflict) and raises
+  RetryAfter whenever ``parameters.retry_after`` is present.
+* ``getFile`` returns a relative ``file_path``; PTB prefixes it with ``base_file_url + token``.
+
+The fake is strict where Telegram is strict, to catch adapter bugs early: sending to an
+unregistered chat is "chat not found", replying to an unknown message fails unless
+``allow_sending_without_reply``, ``callback_data`` over 64 bytes is ``BUTTON_DATA_INVALID``,
+identical edits are "message is not modified", and an edit without ``reply_markup`` removes the
+inline keyboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import functools
+import itertools
+import json
+import mimetypes
+import re
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import BodyPartReader, hdrs, web
+
+JSONDict = dict[str, Any]
+FilePart = tuple[str, bytes, str]
+"""An uploaded file as received: (filename, data, content_type)."""
+
+_Handler = Callable[[JSONDict, dict[str, FilePart]], Awaitable[Any]]
+
+# Form fields whose raw value is a plain string. Everything else is JSON-decoded when possible,
+# mirroring PTB's encoding (RequestParameter.json_value: str as-is, the rest json.dumps'ed).
+_STRING_PARAMS = frozenset(
+    {
+        "text",
+        "caption",
+        "parse_mode",
+        "callback_query_id",
+        "inline_message_id",
+        "business_connection_id",
+        "message_effect_id",
+        "file_id",
+        "url",
+        "secret_token",
+        "action",
+        "language_code",
+        "photo",
+        "video",
+        "document",
+        "animation",
+        "thumbnail",
+    }
+)
+
+# The parameter carrying the media for each send method.
+_MEDIA_FIELDS = {
+    "sendPhoto": "photo",
+    "sendVideo": "video",
+    "sendDocument": "document",
+    "sendAnimation": "animation",
+}
+
+_ADMIN_RIGHTS: JSONDict = {
+    "can_be_edited": False,
+    "is_anonymous": False,
+    "can_manage_chat": True,
+    "can_delete_messages": True,
+    "can_manage_video_chats": True,
+    "can_restrict_members": True,
+    "can_promote_members": False,
+    "can_change_info": True,
+    "can_invite_users": True,
+    "can_post_stories": False,
+    "can_edit_stories": False,
+    "can_delete_stories": False,
+    "can_pin_messages": True,
+    "can_manage_topics": True,
+}
+
+_DEFAULT_DESCRIPTIONS = {
+    400: "Bad Request: injected failure",
+    401: "Unauthorized",
+    403: "Forbidden: bot was blocked by the user",
+    404: "Not Found",
+    409: "Conflict: terminated by other getUpdates request",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+}
+
+_NOT_MODIFIED = (
+    "message is not modified: specified new message content and reply markup are "
+    "exactly the same as a current content and reply markup of the message"
+)
+
+# A /command at the start of the text or after whitespace, optionally addressed to a bot.
+_COMMAND_RE = re.compile(r"(?:^|(?<=\s))/[A-Za-z0-9_]{1,32}(?:@[A-Za-z0-9_]{1,32})?")
+_BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
+
+MAX_TEXT_LENGTH = 4096
+MAX_CAPTION_LENGTH = 1024
+MAX_CALLBACK_DATA_BYTES = 64
+PHOTO_SIZES = ((320, 240), (1280, 960))
+"""(width, height) of the PhotoSize entries built for every photo, smallest first."""
+
+
+@dataclass
+class Call:
+    """One request the fake received."""
+
+    method: str
+    params: JSONDict
+    files: dict[str, FilePart]
+    time: float
+    status: int = 200
+    error: str | None = None
+    result: Any = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok
+
+    @property
+    def chat_id(self) -> Any:
+        return self.params.get("chat_id")
+
+    @property
+    def upload(self) -> FilePart | None:
+        """The uploaded media file of a sendPhoto/sendVideo/sendDocument/sendAnimation call."""
+        field = _MEDIA_FIELDS.get(self.method)
+        if field is None:
+            return None
+        if field in self.files:
+            return self.files[field]
+        value = self.params.get(field)
+        if isinstance(value, str) and value.startswith("attach://"):
+            return self.files.get(value.removeprefix("attach://"))
+        return None
+
+
+@dataclass
+class StoredFile:
+    """A file the fake can serve through getFile and the file download endpoint."""
+
+    file_id: str
+    file_unique_id: str
+    data: bytes
+    file_size: int
+    mime_type: str
+    file_path: str
+    file_name: str | None = None
+
+
+@dataclass
+class _Failure:
+    status: int
+    description: str
+    retry_after: int | None
+
+
+class BotApiError(Exception):
+    """Raised by handlers; becomes a Bot API error response."""
+
+    def __init__(self, status: int, description: str, parameters: JSONDict | None = None) -> None:
+        super().__init__(description)
+        self.status = status
+        self.description = description
+        self.parameters = parameters
+
+    def response(self) -> web.Response:
+        body: JSONDict = {"ok": False, "error_code": self.status, "description": self.description}
+        if self.parameters:
+            body["parameters"] = self.parameters
+        return web.json_response(body, status=self.status)
+
+
+def _bad_request(description: str) -> BotApiError:
+    return BotApiError(400, f"Bad Request: {description}")
+
+
+def _utf16_len(text: str) -> int:
+    """Telegram measures entity offsets and lengths in UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def command_entities(text: str) -> list[JSONDict]:
+    """The ``bot_command`` entities Telegram attaches to ``text``."""
+    return [
+        {
+            "type": "bot_command",
+            "offset": _utf16_len(text[: match.start()]),
+            "length": _utf16_len(match.group(0)),
+        }
+        for match in _COMMAND_RE.finditer(text)
+    ]
+
+
+def _decode_form_value(key: str, raw: str) -> Any:
+    if key in _STRING_PARAMS:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def _int_param(params: JSONDict, key: str, default: int | None = None) -> int:
+    value = params.get(key, default)
+    if value is None:
+        raise _bad_request(f"parameter {key!r} is required")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise _bad_request(f"invalid {key} specified") from None
+
+
+def _inline_markup(params: JSONDict) -> JSONDict | None:
+    """Validate ``reply_markup``; return it if it is an inline keyboard (the only kind echoed)."""
+    markup = params.get("reply_markup")
+    if markup is None:
+        return None
+    if not isinstance(markup, dict):
+        raise _bad_request("can't parse reply keyboard markup JSON object")
+    rows = markup.get("inline_keyboard")
+    if rows is None:
+        return None
+    for row in rows:
+        for button in row:
+            if not button.get("text"):
+                raise _bad_request("BUTTON_TEXT_INVALID")
+            data = button.get("callback_data")
+            if data is not None and not 1 <= len(data.encode()) <= MAX_CALLBACK_DATA_BYTES:
+                raise _bad_request("BUTTON_DATA_INVALID")
+    return markup
+
+
+def _reply_stub(message: JSONDict) -> JSONDict:
+    """The copy of a message embedded as ``reply_to_message`` (Telegram does not nest these)."""
+    stub = copy.deepcopy(message)
+    stub.pop("reply_to_message", None)
+    return stub
+
+
+def _error_json(status: int, description: str) -> web.Response:
+    return BotApiError(status, description).response()
+
+
+class FakeTelegram:
+    """A loopback Telegram Bot API server with scripted users, chats and updates."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "123456:TEST-TOKEN",
+        bot_username: str = "genrelay_bot",
+        bot_id: int = 123456,
+    ) -> None:
+        self.token = token
+        self.bot_username = bot_username
+        self.bot_id = bot_id
+        self.bot_user: JSONDict = {
+            "id": bot_id,
+            "is_bot": True,
+            "first_name": "GenRelay",
+            "username": bot_username,
+        }
+
+        self.calls: list[Call] = []
+        self.chat_admins: dict[int, set[int]] = {}
+        self.chat_creators: dict[int, int] = {}
+        self.users: dict[int, JSONDict] = {}
+        self.chats: dict[int, JSONDict] = {}
+        self.messages: dict[tuple[int, int], JSONDict] = {}
+        self.files: dict[str, StoredFile] = {}
+        self.commands: dict[tuple[str, str], list[JSONDict]] = {}
+        self.webhook_url = ""
+        # Upper bound on a getUpdates long poll, whatever timeout the client asks for.
+        self.long_poll_cap = 1.0
+        # Telegram refuses getFile above 20 MB ("file is too big"); None = no limit enforced.
+        self.max_download_size: int | None = None
+
+        self._updates: list[JSONDict] = []
+        self._next_update_id = 1
+        self._next_message_id: dict[int, int] = {}
+        self._file_counter = itertools.count(1)
+        self._media_group_counter = itertools.count(1)
+        self._callback_counter = itertools.count(1)
+        self._callback_queries: dict[str, JSONDict] = {}
+        self._failures: dict[str, deque[_Failure]] = {}
+        # Replaced (after being set) whenever an update is pushed / a call is recorded.
+        self._update_signal = asyncio.Event()
+        self._call_signal = asyncio.Event()
+        self._closing = False
+        self._runner: web.AppRunner | None = None
+        self._port: int | None = None
+
+        handlers: dict[str, _Handler] = {
+            "getMe": self._get_me,
+            "getUpdates": self._get_updates,
+            "deleteWebhook": self._delete_webhook,
+            "setWebhook": self._set_webhook,
+            "getWebhookInfo": self._get_webhook_info,
+            "setMyCommands": self._set_my_commands,
+            "getMyCommands": self._get_my_commands,
+            "deleteMyCommands": self._delete_my_commands,
+            "sendMessage": self._send_message,
+            "editMessageText": self._edit_message_text,
+            "editMessageCaption": self._edit_message_caption,
+            "editMessageReplyMarkup": self._edit_message_reply_markup,
+            "deleteMessage": self._delete_message,
+            "sendPhoto": functools.partial(self._send_media, "photo"),
+            "sendVideo": functools.partial(self._send_media, "video"),
+            "sendDocument": functools.partial(self._send_media, "document"),
+            "sendAnimation": functools.partial(self._send_media, "animation"),
+            "sendMediaGroup": self._send_media_group,
+            "sendChatAction": self._send_chat_action,
+            "getFile": self._get_file,
+            "answerCallbackQuery": self._answer_callback_query,
+            "getChatMember": self._get_chat_member,
+            "getChatAdministrators": self._get_chat_administrators,
+            "getChat": self._get_chat,
+        }
+        # Bot API method names are case-insensitive.
+        self._handlers = {name.lower(): (name, handler) for name, handler in handlers.items()}
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
+        app.router.add_get("/file/bot{token}/{file_path:.+}", self._handle_download)
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self._port = int(self._runner.addresses[0][1])
+
+    async def close(self) -> None:
+        self._closing = True
+        self._update_signal.set()  # release pending long polls
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    @property
+    def port(self) -> int:
+        if self._port is None:
+            raise RuntimeError("FakeTelegram is not started")
+        return self._port
+
+    @property
+    def api_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/bot"
+
+    @property
+    def file_base(self) -> str:
+        return f"http://127.0.0.1:{self.port}/file/bot"
+
+    # ------------------------------------------------------------------ HTTP layer
+
+    async def _handle_api(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["method"]
+        entry = self._handlers.get(name.lower())
+        method = entry[0] if entry else name
+        call = Call(method=method, params={}, files={}, time=time.monotonic())
+        try:
+            if request.match_info["token"] != self.token:
+                raise BotApiError(401, "Unauthorized")
+            if entry is None:
+                raise BotApiError(404, "Not Found")
+            call.params, call.files = await self._read_params(request)
+            self._raise_injected_failure(method)
+            call.result = await entry[1](call.params, call.files)
+        except BotApiError as exc:
+            call.status, call.error = exc.status, exc.description
+            return exc.response()
+        except asyncio.CancelledError:
+            call.status, call.error = 499, "client disconnected"
+            raise
+        finally:
+            self._record(call)
+        return web.json_response({"ok": True, "result": call.result})
+
+    async def _handle_download(self, request: web.Request) -> web.StreamResponse:
+        file_path = request.match_info["file_path"]
+        call = Call("downloadFile", {"file_path": file_path}, {}, time.monotonic())
+        try:
+            if request.match_info["token"] != self.token:
+                call.status, call.error = 401, "Unauthorized"
+                return _error_json(401, "Unauthorized")
+            stored = next((f for f in self.files.values() if f.file_path == file_path), None)
+            if stored is None:
+                call.status, call.error = 404, "Not Found"
+                return _error_json(404, "Not Found")
+            call.result = len(stored.data)
+            return web.Response(body=stored.data, content_type=stored.mime_type)
+        finally:
+            self._record(call)
+
+    async def _read_params(self, request: web.Request) -> tuple[JSONDict, dict[str, FilePart]]:
+        params: JSONDict = {k: _decode_form_value(k, v) for k, v in request.query.items()}
+        files: dict[str, FilePart] = {}
+        if request.content_type == "application/json":
+            try:
+                body = await request.json()
+            except ValueError:
+                raise _bad_request("can't parse JSON body") from None
+            if not isinstance(body, dict):
+                raise _bad_request("JSON body must be an object")
+            params.update(body)
+        elif request.content_type == "multipart/form-data":
+            reader = await request.multipart()
+            async for part in reader:
+                if not isinstance(part, BodyPartReader) or part.name is None:
+                    continue
+                if part.filename is not None:
+                    content_type = part.headers.get(hdrs.CONTENT_TYPE, "application/octet-stream")
+                    files[part.name] = (part.filename, bytes(await part.read()), content_type)
+                else:
+                    params[part.name] = _decode_form_value(part.name, await part.text())
+        elif request.body_exists:
+            form = await request.post()
+            for key, value in form.items():
+                if isinstance(value, str):
+                    params[key] = _decode_form_value(key, value)
+        return params, files
+
+    def _record(self, call: Call) -> None:
+        self.calls.append(call)
+        self._call_signal.set()
+        self._call_signal = asyncio.Event()
+
+    def _raise_injected_failure(self, method: str) -> None:
+        queue = self._failures.get(method.lower())
+        if not queue:
+            return
+        failure = queue.popleft()
+        parameters = None
+        if failure.status == 429 and failure.retry_after is not None:
+            parameters = {"retry_after": failure.retry_after}
+        raise BotApiError(failure.status, failure.description, parameters)
+
+    # ------------------------------------------------------------------ test assertions
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 429,
+        retry_after: int | None = 1,
+        description: str | None = None,
+        count: int = 1,
+    ) -> None:
+        """Make the next ``count`` calls of ``method`` fail with a Bot API error.
+
+        For 429 the response carries ``parameters.retry_after`` (PTB raises RetryAfter) unless
+        ``retry_after`` is None. Failed calls are recorded (``Call.failed``) and have no effect.
+        """
+        if description is None:
+            if status == 429:
+                description = "Too Many Requests"
+                if retry_after is not None:
+                    description += f": retry after {retry_after}"
+            else:
+                description = _DEFAULT_DESCRIPTIONS.get(status, f"Error {status}")
+        queue = self._failures.setdefault(method.lower(), deque())
+        queue.extend(_Failure(status, description, retry_after) for _ in range(count))
+
+    def sent(self, method: str | None = None, chat_id: int | str | None = None) -> list[Call]:
+        """Successful calls, optionally filtered by method and ``chat_id``."""
+        return [
+            call
+            for call in self.calls
+            if call.ok
+            and (method is None or call.method == method)
+            and (chat_id is None or str(call.chat_id) == str(chat_id))
+        ]
+
+    def _matching(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] | None,
+        since: int,
+        ok: bool | None,
+    ) -> list[Call]:
+        return [
+            call
+            for call in self.calls[since:]
+            if call.method == method
+            and (ok is None or call.ok == ok)
+            and (predicate is None or predicate(call))
+        ]
+
+    async def wait_for(
+        self,
+        method: str,
+        predicate: Callable[[Call], bool] | None = None,
+        timeout: float = 5.0,  # noqa: ASYNC109 - a plain deadline reads best in tests
+        *,
+        since: int = 0,
+        n: int = 1,
+        ok: bool | None = None,
+    ) -> Call:
+        """Return the ``n``-th call of ``method`` (from ``calls[since:]``) matching ``predicate``.
+
+        Already recorded calls count, so use ``since=len(fake.calls)`` to wait for a new one.
+        ``ok=True``/``False`` restricts to successful/failed calls. Raises AssertionError on
+        timeout.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            matches = self._matching(method, predicate, since, ok)
+            if len(matches) >= n:
+                return matches[n - 1]
+            signal = self._call_signal
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                seen = [(c.method, c.status, c.params) for c in self.calls[since:]]
+                raise AssertionError(
+                    f"timed out after {timeout}s waiting for {method} match #{n} "
+                    f"({len(matches)} found); calls: {seen}"
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), remaining)
+
+    # ------------------------------------------------------------------ scripted input
+
+    def user(self, id: int, first_name: str, username: str | None = None) -> JSONDict:
+        user: JSONDict = {"id": id, "is_bot": False, "first_name": first_name}
+        if username is not None:
+            user["username"] = username
+        self.users[id] = user
+        return copy.deepcopy(user)
+
+    def group(self, id: int, title: str, is_forum: bool = False) -> JSONDict:
+        chat: JSONDict = {"id": id, "type": "supergroup", "title": title}
+        if is_forum:
+            chat["is_forum"] = True
+        self.chats[id] = chat
+        return copy.deepcopy(chat)
+
+    def private_chat(self, user: JSONDict) -> JSONDict:
+        chat: JSONDict = {"id": user["id"], "type": "private", "first_name": user["first_name"]}
+        if "username" in user:
+            chat["username"] = user["username"]
+        self.users.setdefault(user["id"], copy.deepcopy(user))
+        self.chats[user["id"]] = chat
+        return copy.deepcopy(chat)
+
+    def add_file(
+        self, data: bytes, *, file_size: int | None = None, mime_type: str = "image/jpeg"
+    ) -> str:
+        """Register downloadable bytes; ``file_size`` may lie (reported, not served)."""
+        folder = "photos" if mime_type.startswith("image/") else "documents"
+        if mime_type.startswith("video/"):
+            folder = "videos"
+        return self._register_file(data, mime_type=mime_type, folder=folder, size=file_size).file_id
+
+    def push_update(self, update: JSONDict) -> JSONDict:
+        """Queue an update for getUpdates (assigning ``update_id`` if missing) and return it."""
+        if "update_id" not in update:
+            update["update_id"] = self._next_update_id
+        self._next_update_id = max(self._next_update_id, update["update_id"] + 1)
+        for key in ("message", "edited_message", "channel_post", "edited_channel_post"):
+            if key in update:
+                self._remember(update[key])
+        if "callback_query" in update:
+            self._callback_queries[update["callback_query"]["id"]] = update["callback_query"]
+        self._updates.append(copy.deepcopy(update))
+        self._update_signal.set()
+        self._update_signal = asyncio.Event()
+        return update
+
+    def send_text(
+        self,
+        chat: JSONDict,
+        user: JSONDict,
+        text: str,
+        *,
+        reply_to: JSONDict | None = None,
+        thread_id: int | None = None,
+    ) -> JSONDict:
+        """Push a text message from ``user``; returns the message."""
+        message = self._user_message(chat, user, reply_to=reply_to, thread_id=thread_id)
+        message["text"] = text
+        if entities := command_entities(text):
+            message["entities"] = entities
+        self.push_update({"message": message})
+        return message
+
+    def send_photo(
+        self,
+        chat: JSONDict,
+        user: JSONDict,
+        data: bytes,
+        *,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        thread_id: int | None = None,
+        file_size: int | None = None,
+        reply_to: JSONDict | None = None,
+    ) -> JSONDict:
+        """Push a photo message (sizes from PHOTO_SIZES, all serving ``data``)."""
+        message = self._user_message(chat, user, reply_to=reply_to, thread_id=thread_id)
+        stored = self._register_file(data, mime_type="image/jpeg", folder="photos", size=file_size)
+        message["photo"] = self._photo_sizes(stored)
+        self._add_caption(message, caption, media_group_id)
+        self.push_update({"message": message})
+        return message
+
+    def send_document(
+        self,
+        chat: JSONDict,
+        user: JSONDict,
+        data: bytes,
+        *,
+        mime_type: str = "application/octet-stream",
+        file_name: str | None = None,
+        caption: str | None = None,
+        media_group_id: str | None = None,
+        thread_id: int | None = None,
+        file_size: int | None = None,
+        reply_to: JSONDict | None = None,
+    ) -> JSONDict:
+        """Push a document message (e.g. an uncompressed image: ``mime_type="image/png"``)."""
+        message = self._user_message(chat, user, reply_to=reply_to, thread_id=thread_id)
+        if file_name is None:
+            file_name = "file" + (mimetypes.guess_extension(mime_type) or ".bin")
+        stored = self._register_file(
+            data, mime_type=mime_type, folder="documents", size=file_size, file_name=file_name
+        )
+        message["document"] = self._document_json(stored)
+        self._add_caption(message, caption, media_group_id)
+        self.push_update({"message": message})
+        return message
+
+    def press_button(self, chat: JSONDict, user: JSONDict, message: JSONDict, data: str) -> str:
+        """Push a callback_query for an inline button of ``message``; returns the query id."""
+        current = self.messages.get((chat["id"], message["message_id"]), message)
+        rows = (current.get("reply_markup") or {}).get("inline_keyboard", [])
+        if data not in [button.get("callback_data") for row in rows for button in row]:
+            raise ValueError(f"message {message['message_id']} has no button with data {data!r}")
+        query_id = f"cbq-{next(self._callback_counter)}"
+        query: JSONDict = {
+            "id": query_id,
+            "from": copy.deepcopy(user),
+            "chat_instance": f"instance{chat['id']}",
+            "message": copy.deepcopy(current),
+            "data": data,
+        }
+        self.push_update({"callback_query": query})
+        return query_id
+
+    def _user_message(
+        self,
+        chat: JSONDict,
+        user: JSONDict,
+        *,
+        reply_to: JSONDict | None,
+        thread_id: int | None,
+    ) -> JSONDict:
+        self.chats.setdefault(chat["id"], copy.deepcopy(chat))
+        self.users.setdefault(user["id"], copy.deepcopy(user))
+        message: JSONDict = {
+            "message_id": self._new_message_id(chat["id"]),
+            "date": int(time.time()),
+            "chat": copy.deepcopy(chat),
+            "from": copy.deepcopy(user),
+        }
+        if thread_id is None and reply_to is not None and chat.get("is_forum"):
+            thread_id = reply_to.get("message_thread_id")
+        if thread_id is not None:
+            message["message_thread_id"] = thread_id
+            if chat.get("is_forum"):
+                message["is_topic_message"] = True
+        if reply_to is not None:
+            target = self.messages.get((chat["id"], reply_to["message_id"]), reply_to)
+            message["reply_to_message"] = _reply_stub(target)
+        return message
+
+    @staticmethod
+    def _add_caption(message: JSONDict, caption: str | None, media_group_id: str | None) -> None:
+        if caption is not None:
+            message["caption"] = caption
+            if entities := command_entities(caption):
+                message["caption_entities"] = entities
+        if media_group_id is not None:
+            message["media_group_id"] = media_group_id
+
+    # ------------------------------------------------------------------ state helpers
+
+    def _new_message_id(self, chat_id: int) -> int:
+        message_id = self._next_message_id.get(chat_id, 1)
+        self._next_message_id[chat_id] = message_id + 1
+        return message_id
+
+    def _remember(self, message: JSONDict) -> None:
+        chat = message["chat"]
+        self.chats.setdefault(chat["id"], copy.deepcopy(chat))
+        if "from" in message:
+            self.users.setdefault(message["from"]["id"], copy.deepcopy(message["from"]))
+        message_id = message["message_id"]
+        self._next_message_id[chat["id"]] = max(
+            self._next_message_id.get(chat["id"], 1), message_id + 1
+        )
+        self.messages[(chat["id"], message_id)] = copy.deepcopy(message)
+
+    def _register_file(
+        self,
+        data: bytes,
+        *,
+        mime_type: str,
+        folder: str,
+        size: int | None = None,
+        file_name: str | None = None,
+    ) -> StoredFile:
+        n = next(self._file_counter)
+        extension = mimetypes.guess_extension(mime_type) or ".bin"
+        stored = StoredFile(
+            file_id=f"fake-file-id-{n}",
+            file_unique_id=f"fake-unique-{n}",
+            data=data,
+            file_size=len(data) if size is None else size,
+            mime_type=mime_type,
+            file_path=f"{folder}/file_{n}{extension}",
+            file_name=file_name,
+        )
+        self.files[stored.file_id] = stored
+        return stored
+
+    def _photo_sizes(self, stored: StoredFile) -> list[JSONDict]:
+        """PhotoSize list, smallest first; the largest entry is ``stored`` itself."""
+        sizes: list[JSONDict] = []
+        for index, (width, height) in enumerate(PHOTO_SIZES):
+            is_largest = index == len(PHOTO_SIZES) - 1
+            size_file = stored
+            if not is_largest:
+                size_file = self._register_file(
+                    stored.data, mime_type="image/jpeg", folder="photos"
+                )
+            sizes.append(
+                {
+                    "file_id": size_file.file_id,
+                    "file_unique_id": size_file.file_unique_id,
+                    "width": width,
+                    "height": height,
+                    "file_size": size_file.file_size,
+                }
+            )
+        return sizes
+
+    @staticmethod
+    def _document_json(stored: StoredFile) -> JSONDict:
+        document: JSONDict = {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "mime_type": stored.mime_type,
+            "file_size": stored.file_size,
+        }
+        if stored.file_name is not None:
+            document["file_name"] = stored.file_name
+        return document
+
+    @staticmethod
+    def _video_json(stored: StoredFile, params: JSONDict) -> JSONDict:
+        video = FakeTelegram._document_json(stored)
+        video["width"] = int(params.get("width") or 1280)
+        video["height"] = int(params.get("height") or 720)
+        video["duration"] = int(params.get("duration") or 1)
+        return video
+
+    def _user_for(self, user_id: int) -> JSONDict:
+        if user_id == self.bot_id:
+            return copy.deepcopy(self.bot_user)
+        if user_id in self.users:
+            return copy.deepcopy(self.users[user_id])
+        return {"id": user_id, "is_bot": False, "first_name": f"user{user_id}"}
+
+    def _chat_for(self, chat_id: Any) -> JSONDict:
+        """Resolve a ``chat_id`` parameter (int or "@username") to a registered chat."""
+        if chat_id is None or chat_id == "":
+            raise _bad_request("chat_id is empty")
+        if isinstance(chat_id, str) and chat_id.startswith("@"):
+            for chat in self.chats.values():
+                if chat.get("username") == chat_id[1:]:
+                    return copy.deepcopy(chat)
+            raise _bad_request("chat not found")
+        try:
+            numeric_id = int(chat_id)
+        except (TypeError, ValueError):
+            raise _bad_request("chat not found") from None
+        if numeric_id in self.chats:
+            return copy.deepcopy(self.chats[numeric_id])
+        if numeric_id in self.users:
+            raise BotApiError(403, "Forbidden: bot can't initiate conversation with a user")
+        raise _bad_request("chat not found")
+
+    def _stored_message(self, params: JSONDict, action: str) -> JSONDict:
+        chat = self._chat_for(params.get("chat_id"))
+        message_id = _int_param(params, "message_id")
+        message = self.messages.get((chat["id"], message_id))
+        if message is None:
+            raise _bad_request(f"message to {action} not found")
+        return message
+
+    def _bot_message(self, chat: JSONDict, params: JSONDict) -> JSONDict:
+        """A new message from the bot with the fields common to all send methods."""
+        message: JSONDict = {
+            "message_id": 0,  # assigned in _store, once the request is known to be valid
+            "date": int(time.time()),
+            "chat": chat,
+            "from": copy.deepcopy(self.bot_user),
+        }
+        if (thread_id := params.get("message_thread_id")) is not None:
+            message["message_thread_id"] = int(thread_id)
+            if chat.get("is_forum"):
+                message["is_topic_message"] = True
+        if (target := self._reply_target(chat["id"], params)) is not None:
+            message["reply_to_message"] = _reply_stub(target)
+        if (markup := _inline_markup(params)) is not None:
+            message["reply_markup"] = markup
+        return message
+
+    def _reply_target(self, chat_id: int, params: JSONDict) -> JSONDict | None:
+        reply = params.get("reply_parameters")
+        if reply is None and params.get("reply_to_message_id") is not None:
+            reply = {
+                "message_id": params["reply_to_message_id"],
+                "allow_sending_without_reply": params.get("allow_sending_without_reply", False),
+            }
+        if reply is None:
+            return None
+        if not isinstance(reply, dict) or "message_id" not in reply:
+            raise _bad_request("can't parse reply parameters JSON object")
+        target = self.messages.get((chat_id, int(reply["message_id"])))
+        if target is None and not reply.get("allow_sending_without_reply"):
+            raise _bad_request("message to be replied not found")
+        return target
+
+    def _store(self, message: JSONDict) -> JSONDict:
+        chat_id = message["chat"]["id"]
+        message["message_id"] = self._new_message_id(chat_id)
+        self.messages[(chat_id, message["message_id"])] = copy.deepcopy(message)
+        return message
+
+    def _resolve_input_file(
+        self, kind: str, value: Any, files: dict[str, FilePart], direct_part: str | None
+    ) -> StoredFile:
+        """Turn an InputFile parameter (upload, attach://, file_id or URL) into a StoredFile."""
+        part: FilePart | None = None
+        if direct_part is not None and direct_part in files:
+            part = files[direct_part]
+        elif isinstance(value, str) and value.startswith("attach://"):
+            part = files.get(value.removeprefix("attach://"))
+            if part is None:
+                raise _bad_request(f"file {value} not found in the request")
+        elif isinstance(value, str) and value in self.files:
+            return self.files[value]
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            mime = mimetypes.guess_type(value)[0] or "application/octet-stream"
+            return self._register_file(b"", mime_type=mime, folder=f"{kind}s")
+        elif value is None:
+            raise _bad_request(f"there is no {kind} in the request")
+        else:
+            raise _bad_request("wrong file identifier/HTTP URL specified")
+        filename, data, content_type = part
+        mime = "image/jpeg" if kind == "photo" else content_type  # Telegram re-encodes photos
+        return self._register_file(data, mime_type=mime, folder=f"{kind}s", file_name=filename)
+
+    def _media_fields(self, kind: str, stored: StoredFile, params: JSONDict) -> JSONDict:
+        if kind == "photo":
+            return {"photo": self._photo_sizes(stored)}
+        if kind == "video":
+            return {"video": self._video_json(stored, params)}
+        if kind == "animation":
+            # Telegram also fills `document` for animations, for older clients.
+            return {
+                "animation": self._video_json(stored, params),
+                "document": self._document_json(stored),
+            }
+        return {"document": self._document_json(stored)}
+
+    @staticmethod
+    def _caption_fields(params: JSONDict) -> JSONDict:
+        caption = params.get("caption")
+        if caption is None or caption == "":
+            return {}
+        if len(str(caption)) > MAX_CAPTION_LENGTH:
+            raise _bad_request("message caption is too long")
+        fields: JSONDict = {"caption": str(caption)}
+        if params.get("caption_entities"):
+            fields["caption_entities"] = params["caption_entities"]
+        return fields
+
+    # ------------------------------------------------------------------ Bot API methods
+
+    async def _get_me(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        return {
+            **self.bot_user,
+            "can_join_groups": True,
+            "can_read_all_group_messages": False,
+            "supports_inline_queries": False,
+            "can_connect_to_business": False,
+            "has_main_web_app": False,
+        }
+
+    async def _get_updates(self, params: JSONDict, files: dict[str, FilePart]) -> list[JSONDict]:
+        if self.webhook_url:
+            raise BotApiError(
+                409,
+                "Conflict: can't use getUpdates method while webhook is active; "
+                "use deleteWebhook to delete the webhook first",
+            )
+        offset = _int_param(params, "offset", 0)
+        limit = max(1, min(100, _int_param(params, "limit", 100)))
+        wait = min(float(params.get("timeout") or 0), self.long_poll_cap)
+        # An update is confirmed (dropped) once getUpdates is called with a higher offset;
+        # a negative offset keeps only the last -offset updates.
+        if offset > 0:
+            self._updates = [u for u in self._updates if u["update_id"] >= offset]
+        elif offset < 0:
+            self._updates = self._updates[offset:]
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not self._updates and not self._closing:
+            signal = self._update_signal
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), remaining)
+        return copy.deepcopy(self._updates[:limit])
+
+    async def _delete_webhook(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        self.webhook_url = ""
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        return True
+
+    async def _set_webhook(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        self.webhook_url = str(params.get("url") or "")
+        if params.get("drop_pending_updates"):
+            self._updates.clear()
+        return True
+
+    async def _get_webhook_info(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        return {
+            "url": self.webhook_url,
+            "has_custom_certificate": False,
+            "pending_update_count": len(self._updates),
+        }
+
+    @staticmethod
+    def _commands_key(params: JSONDict) -> tuple[str, str]:
+        scope = params.get("scope") or {"type": "default"}
+        return json.dumps(scope, sort_keys=True), str(params.get("language_code") or "")
+
+    async def _set_my_commands(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list):
+            raise _bad_request("can't parse commands JSON object")
+        for command in commands:
+            if not _BOT_COMMAND_NAME_RE.match(str(command.get("command", ""))):
+                raise _bad_request("BOT_COMMAND_INVALID")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise _bad_request("BOT_COMMAND_DESCRIPTION_INVALID")
+        self.commands[self._commands_key(params)] = commands
+        return True
+
+    async def _get_my_commands(
+        self, params: JSONDict, files: dict[str, FilePart]
+    ) -> list[JSONDict]:
+        return copy.deepcopy(self.commands.get(self._commands_key(params), []))
+
+    async def _delete_my_commands(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        self.commands.pop(self._commands_key(params), None)
+        return True
+
+    async def _send_message(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        text = params.get("text")
+        if text is None or str(text).strip() == "":
+            raise _bad_request("message text is empty")
+        if len(str(text)) > MAX_TEXT_LENGTH:
+            raise _bad_request("message is too long")
+        message = self._bot_message(self._chat_for(params.get("chat_id")), params)
+        message["text"] = str(text)
+        if params.get("entities"):
+            message["entities"] = params["entities"]
+        return self._store(message)
+
+    async def _send_media(
+        self, kind: str, params: JSONDict, files: dict[str, FilePart]
+    ) -> JSONDict:
+        chat = self._chat_for(params.get("chat_id"))
+        caption = self._caption_fields(params)
+        message = self._bot_message(chat, params)
+        stored = self._resolve_input_file(kind, params.get(kind), files, direct_part=kind)
+        message.update(self._media_fields(kind, stored, params))
+        message.update(caption)
+        return self._store(message)
+
+    async def _send_media_group(
+        self, params: JSONDict, files: dict[str, FilePart]
+    ) -> list[JSONDict]:
+        chat = self._chat_for(params.get("chat_id"))
+        media = params.get("media")
+        if not isinstance(media, list) or not 2 <= len(media) <= 10:
+            raise _bad_request("media must include 2-10 items")
+        group_id = str(10_000 + next(self._media_group_counter))
+        prepared: list[JSONDict] = []
+        for item in media:
+            kind = item.get("type")
+            if kind not in ("photo", "video", "document", "audio"):
+                raise _bad_request(f"unsupported media type {kind!r} in a media group")
+            caption = self._caption_fields(item)
+            message = self._bot_message(chat, params)
+            stored = self._resolve_input_file(kind, item.get("media"), files, direct_part=None)
+            message.update(self._media_fields(kind, stored, item))
+            message.update(caption)
+            message["media_group_id"] = group_id
+            prepared.append(message)
+        return [self._store(message) for message in prepared]
+
+    def _edit(self, message: JSONDict, params: JSONDict, changes: JSONDict) -> Any:
+        """Apply ``changes`` and the (possibly removed) inline keyboard to a stored message."""
+        markup = _inline_markup(params)
+        unchanged = all(message.get(k) == v for k, v in changes.items())
+        if unchanged and message.get("reply_markup") == markup:
+            raise _bad_request(_NOT_MODIFIED)
+        message.update(changes)
+        for key in [k for k, v in message.items() if v is None]:
+            del message[key]
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
+        message["edit_date"] = int(time.time())
+        return copy.deepcopy(message)
+
+    async def _edit_message_text(self, params: JSONDict, files: dict[str, FilePart]) -> Any:
+        if params.get("inline_message_id"):
+            return True
+        message = self._stored_message(params, "edit")
+        text = params.get("text")
+        if text is None or str(text).strip() == "":
+            raise _bad_request("message text is empty")
+        if len(str(text)) > MAX_TEXT_LENGTH:
+            raise _bad_request("MESSAGE_TOO_LONG")
+        if "text" not in message:
+            raise _bad_request("there is no text in the message to edit")
+        changes = {"text": str(text), "entities": params.get("entities") or None}
+        return self._edit(message, params, changes)
+
+    async def _edit_message_caption(self, params: JSONDict, files: dict[str, FilePart]) -> Any:
+        if params.get("inline_message_id"):
+            return True
+        message = self._stored_message(params, "edit")
+        if "text" in message:
+            raise _bad_request("there is no caption in the message to edit")
+        caption = self._caption_fields(params)
+        changes = {
+            "caption": caption.get("caption"),
+            "caption_entities": caption.get("caption_entities"),
+        }
+        return self._edit(message, params, changes)
+
+    async def _edit_message_reply_markup(self, params: JSONDict, files: dict[str, FilePart]) -> Any:
+        if params.get("inline_message_id"):
+            return True
+        return self._edit(self._stored_message(params, "edit"), params, {})
+
+    async def _delete_message(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        message = self._stored_message(params, "delete")
+        del self.messages[(message["chat"]["id"], message["message_id"])]
+        return True
+
+    async def _send_chat_action(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        self._chat_for(params.get("chat_id"))
+        if not params.get("action"):
+            raise _bad_request("wrong parameter action in request")
+        return True
+
+    async def _get_file(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        stored = self.files.get(str(params.get("file_id")))
+        if stored is None:
+            raise _bad_request("invalid file_id")
+        if self.max_download_size is not None and stored.file_size > self.max_download_size:
+            raise _bad_request("file is too big")
+        return {
+            "file_id": stored.file_id,
+            "file_unique_id": stored.file_unique_id,
+            "file_size": stored.file_size,
+            "file_path": stored.file_path,
+        }
+
+    async def _answer_callback_query(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        query_id = str(params.get("callback_query_id"))
+        if self._callback_queries.pop(query_id, None) is None:
+            raise _bad_request(
+                "query is too old and response timeout expired or query ID is invalid"
+            )
+        return True
+
+    def _member(self, chat_id: int, user_id: int) -> JSONDict:
+        user = self._user_for(user_id)
+        if self.chat_creators.get(chat_id) == user_id:
+            return {"status": "creator", "user": user, "is_anonymous": False}
+        if user_id in self.chat_admins.get(chat_id, set()):
+            return {"status": "administrator", "user": user, **_ADMIN_RIGHTS}
+        return {"status": "member", "user": user}
+
+    async def _get_chat_member(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        chat = self._chat_for(params.get("chat_id"))
+        return self._member(chat["id"], _int_param(params, "user_id"))
+
+    async def _get_chat_administrators(
+        self, params: JSONDict, files: dict[str, FilePart]
+    ) -> list[JSONDict]:
+        chat_id = self._chat_for(params.get("chat_id"))["id"]
+        user_ids: list[int] = []
+        if (creator := self.chat_creators.get(chat_id)) is not None:
+            user_ids.append(creator)
+        user_ids.extend(sorted(self.chat_admins.get(chat_id, set()) - set(user_ids)))
+        return [self._member(chat_id, user_id) for user_id in user_ids]
+
+    async def _get_chat(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        return {
+            **self._chat_for(params.get("chat_id")),
+            "accent_color_id": 0,
+            "max_reaction_count": 11,
+            "accepted_gift_types": {
+                "unlimited_gifts": False,
+                "limited_gifts": False,
+                "unique_gifts": False,
+                "premium_subscription": False,
+                "gifts_from_channels": False,
+            },
+        }
