@@ -175,8 +175,9 @@ class Job:
 
     @property
     def charged_usd(self) -> float:
-        """What this job costs after refunds, as far as we know."""
-        if self.state in (JobState.REJECTED, JobState.RECEIVED):
+        """What this job costs after refunds, as far as we know. A failed job is not charged
+        (the gateway refunds failures); an interrupted or timed-out one may be."""
+        if self.state in (JobState.REJECTED, JobState.RECEIVED, JobState.FAILED, JobState.REFUNDED):
             return 0.0
         price = self.price_usd or 0.0
         refunded = self.refunded_usd or 0.0

@@ -1,0 +1,344 @@
+"""End-to-end checks that real discord.py works against tests/fakes/discord_api.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import struct
+import time
+import warnings
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+import yarl
+
+with warnings.catch_warnings():
+    # discord.py imports the deprecated ``audioop`` (voice); pytest runs with -W error.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import discord
+    from discord import app_commands
+    from discord.gateway import DiscordWebSocket
+    from discord.http import Route
+    from discord.utils import _ActiveDecompressionContext
+
+try:
+    from tests.fakes.discord_api import FakeDiscord
+except ImportError:  # pytest's rootdir-less "prepend" import mode: tests/ itself is on sys.path
+    from fakes.discord_api import FakeDiscord  # type: ignore[no-redef, import-not-found, unused-ignore]
+
+TOKEN = "test-bot-token"
+APP_ID = 424242
+GUILD = 1000
+CHAN = 2000
+CHAN_DENIED = 2001
+THREAD = 3000
+USER = 5000
+
+
+def _png(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0\0\0\0"
+
+
+IN_PNG = _png(64, 32) + b"input-pixels" * 10
+OUT_PNG = _png(8, 8) + b"output"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.offset
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@dataclass
+class Bot:
+    client: discord.Client
+    tree: app_commands.CommandTree[discord.Client]
+    seen: list[discord.Interaction[discord.Client]] = field(default_factory=list)
+    synced: list[app_commands.AppCommand] = field(default_factory=list)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def fake(clock: Clock) -> AsyncIterator[FakeDiscord]:
+    async with FakeDiscord(token=TOKEN, app_id=APP_ID, bot_user_id=APP_ID, clock=clock) as fd:
+        fd.add_user(USER, "alice")
+        fd.add_guild(GUILD, "test guild", channels=[CHAN, CHAN_DENIED], threads=[(THREAD, CHAN)])
+        fd.deny_send(CHAN_DENIED)
+        yield fd
+
+
+@pytest.fixture
+async def bot(fake: FakeDiscord) -> AsyncIterator[Bot]:
+    old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    Route.BASE = fake.api_base
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)
+    client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    tree: app_commands.CommandTree[discord.Client] = app_commands.CommandTree(client)
+    state = Bot(client, tree)
+
+    @tree.command(name="imagine", description="Make an image", guild=discord.Object(GUILD))
+    async def imagine(
+        interaction: discord.Interaction[discord.Client],
+        prompt: str,
+        image1: discord.Attachment | None = None,
+    ) -> None:
+        state.seen.append(interaction)
+        await interaction.response.defer(thinking=True)
+        data = await image1.read() if image1 is not None else b""
+        await interaction.edit_original_response(content=f"got {len(data)} bytes")
+        out = discord.File(io.BytesIO(OUT_PNG), filename="out.png")
+        await interaction.followup.send(file=out)
+
+    async def style_choices(
+        interaction: discord.Interaction[discord.Client], current: str
+    ) -> list[app_commands.Choice[str]]:
+        names = ["watercolor", "wash", "oil"]
+        return [app_commands.Choice(name=n, value=n) for n in names if n.startswith(current)]
+
+    @tree.command(name="style", description="Pick a style", guild=discord.Object(GUILD))
+    @app_commands.autocomplete(name=style_choices)
+    async def style(interaction: discord.Interaction[discord.Client], name: str) -> None:
+        out = discord.File(io.BytesIO(b"swatch"), filename="swatch.txt")
+        await interaction.response.send_message(f"style {name}", ephemeral=True, file=out)
+
+    async def run() -> None:
+        async with client:
+            await client.start(TOKEN)
+
+    task = asyncio.create_task(run())
+    try:
+        await fake.wait_connected(client=client)
+        state.synced = await tree.sync(guild=discord.Object(GUILD))
+        yield state
+    finally:
+        await client.close()
+        await task
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old_base, old_gateway
+
+
+def _text_channel(bot: Bot, channel_id: int) -> discord.TextChannel:
+    channel = bot.client.get_channel(channel_id)
+    assert isinstance(channel, discord.TextChannel)
+    return channel
+
+
+async def test_connects_with_compressed_gateway(fake: FakeDiscord, bot: Bot) -> None:
+    assert bot.client.user is not None and bot.client.user.id == APP_ID
+    assert bot.client.application_id == APP_ID
+    guild = bot.client.get_guild(GUILD)
+    assert guild is not None and guild.name == "test guild" and guild.me is not None
+    assert {c.id for c in guild.text_channels} == {CHAN, CHAN_DENIED}
+    assert guild.get_thread(THREAD) is not None
+    query = fake.gateway_connections[0]
+    assert query["v"] == "10" and query["encoding"] == "json"
+    assert query["compress"] == _ActiveDecompressionContext.COMPRESSION_TYPE
+    assert fake.identify_payloads[0]["token"] == TOKEN
+    assert fake.identify_payloads[0]["intents"] == discord.Intents.default().value
+
+
+async def test_slash_defer_edit_followup(fake: FakeDiscord, bot: Bot) -> None:
+    # the bot fixture ran tree.sync(guild=...) once
+    assert sorted(c.name for c in bot.synced) == ["imagine", "style"]
+    (put,) = fake.find_requests("PUT", f"/applications/{APP_ID}/guilds/{GUILD}/commands")
+    assert put.status == 200 and {c["name"] for c in put.json} == {"imagine", "style"}
+    imagine = next(c for c in fake.registered_commands(GUILD) if c["name"] == "imagine")
+    assert {o["name"]: o["type"] for o in imagine["options"]} == {"prompt": 3, "image1": 11}
+
+    fake.fail_next("PATCH", f"/webhooks/{APP_ID}/", retry_after=0.05)
+    rec = await fake.slash(
+        "imagine",
+        guild_id=GUILD,
+        channel_id=CHAN,
+        user_id=USER,
+        options={"prompt": "a cat"},
+        attachments={"image1": ("in.png", IN_PNG, "image/png")},
+    )
+    followups = await fake.wait_for(lambda: fake.followups(rec.token))
+
+    assert rec.payload["data"]["id"] == imagine["id"]
+    assert rec.payload["data"]["guild_id"] == str(GUILD)
+    assert [cb["type"] for cb in rec.callbacks] == [5]
+    (callback,) = fake.find_requests("POST", f"/interactions/{rec.id}/{rec.token}/callback")
+    assert callback.query["with_response"] == "1" and callback.status == 200
+
+    original = fake.original_response(rec.token)
+    assert original is not None
+    assert original["content"] == f"got {len(IN_PNG)} bytes"
+    assert original["flags"] & 128 == 0  # no longer "thinking"
+    assert original["interaction_metadata"]["id"] == rec.id
+    patches = fake.find_requests("PATCH", f"/webhooks/{APP_ID}/{rec.token}/messages/@original")
+    assert [r.status for r in patches] == [429, 200]
+
+    assert fake.message_files(followups[0]) == [("out.png", OUT_PNG, "image/png")]
+    assert followups[0]["attachments"][0]["width"] == 8
+    (post,) = fake.find_requests("POST", f"/webhooks/{APP_ID}/{rec.token}")
+    assert post.query["wait"] == "1" and post.files[0][:2] == ("out.png", OUT_PNG)
+    assert [m["id"] for m in fake.channel_messages(CHAN)] == [original["id"], followups[0]["id"]]
+
+    downloads = fake.find_requests("GET", "/attachments/")
+    assert len(downloads) == 1 and downloads[0].status == 200
+    interaction = bot.seen[0]
+    assert interaction.namespace.prompt == "a cat"
+    assert interaction.namespace.image1.width == 64
+
+    for r in fake.requests:
+        if r.path.startswith(("/webhooks/", "/interactions/", "/attachments/")):
+            assert "Authorization" not in r.headers, r
+        else:
+            assert r.headers["Authorization"] == f"Bot {TOKEN}", r
+
+
+async def test_expired_token_and_channel_fallback(
+    fake: FakeDiscord, bot: Bot, clock: Clock
+) -> None:
+    rec = await fake.slash(
+        "imagine", guild_id=GUILD, channel_id=CHAN, user_id=USER, options={"prompt": "x"}
+    )
+    await fake.wait_for(lambda: fake.followups(rec.token))
+    original = fake.original_response(rec.token)
+    assert original is not None and original["content"] == "got 0 bytes"
+    interaction = bot.seen[-1]
+
+    clock.advance(16 * 60)
+    with pytest.raises(discord.HTTPException) as edit_err:
+        await interaction.edit_original_response(content="late")
+    assert (edit_err.value.status, edit_err.value.code) == (401, 50027)
+    with pytest.raises(discord.HTTPException) as followup_err:
+        await interaction.followup.send("late")
+    assert followup_err.value.code == 50027
+
+    assert interaction.channel is not None
+    await _text_channel(bot, CHAN).send("fallback")
+    bot_posts = fake.channel_messages(CHAN, include_interactions=False)
+    assert [m["content"] for m in bot_posts] == ["fallback"]
+
+
+async def test_channel_send_nonce_permissions_and_ratelimit(fake: FakeDiscord, bot: Bot) -> None:
+    channel = _text_channel(bot, CHAN)
+    first = await channel.send("hello", nonce=12345)
+    again = await channel.send("hello", nonce=12345)
+    assert first.id == again.id
+    assert [m["content"] for m in fake.channel_messages(CHAN)] == ["hello"]
+
+    fake.fail_next("POST", f"/channels/{CHAN}/messages", retry_after=0.05, global_=True)
+    reply = await channel.send(
+        "reply", reference=first, file=discord.File(io.BytesIO(b"abc"), "a.txt")
+    )
+    assert reply.reference is not None and reply.reference.message_id == first.id
+    assert reply.attachments[0].filename == "a.txt"
+    assert await reply.attachments[0].read() == b"abc"
+    posts = fake.find_requests("POST", f"/channels/{CHAN}/messages")
+    assert [r.status for r in posts] == [200, 200, 429, 200]
+    assert len(fake.channel_messages(CHAN)) == 2
+
+    edited = await reply.edit(content="edited")
+    assert edited.edited_at is not None and fake.message(reply.id)["content"] == "edited"  # type: ignore[index]
+    await reply.delete()
+    assert fake.message(reply.id) is None
+
+    thread = channel.guild.get_thread(THREAD)
+    assert thread is not None
+    await thread.send("in thread")
+    assert [m["content"] for m in fake.channel_messages(THREAD)] == ["in thread"]
+
+    denied = _text_channel(bot, CHAN_DENIED)
+    assert not denied.permissions_for(denied.guild.me).send_messages
+    assert channel.permissions_for(channel.guild.me).send_messages
+    with pytest.raises(discord.Forbidden) as err:
+        await denied.send("nope")
+    assert err.value.code == 50013
+    with pytest.raises(discord.HTTPException) as too_long:
+        await channel.send("x" * 2001)
+    assert too_long.value.code == 50035
+
+
+async def test_button_press_updates_message(fake: FakeDiscord, bot: Bot) -> None:
+    class Again(discord.ui.View):
+        def __init__(self) -> None:
+            super().__init__(timeout=None)
+
+        @discord.ui.button(label="Again", custom_id="again")
+        async def again(
+            self, interaction: discord.Interaction[discord.Client], button: discord.ui.Button[Again]
+        ) -> None:
+            await interaction.response.edit_message(content="pressed")
+
+    msg = await _text_channel(bot, CHAN).send("pick", view=Again())
+    stored = fake.message(msg.id)
+    assert stored is not None and stored["components"][0]["components"][0]["custom_id"] == "again"
+
+    rec = await fake.press(
+        "again", message_id=msg.id, guild_id=GUILD, channel_id=CHAN, user_id=USER
+    )
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert rec.response_type == 7
+    original = fake.original_response(rec.token)
+    assert original is not None and original["id"] == str(msg.id)
+    assert original["content"] == "pressed" and original["edited_timestamp"] is not None
+
+
+async def test_autocomplete(fake: FakeDiscord, bot: Bot) -> None:
+    rec = await fake.autocomplete(
+        "style", focused="name", value="wa", guild_id=GUILD, channel_id=CHAN, user_id=USER
+    )
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert rec.response_type == 8
+    assert rec.autocomplete_choices == [
+        {"name": "watercolor", "value": "watercolor"},
+        {"name": "wash", "value": "wash"},
+    ]
+
+
+async def test_resume_after_reconnect(fake: FakeDiscord, bot: Bot) -> None:
+    await fake.reconnect_clients()
+    await fake.wait_for(lambda: fake.resumes == 1)
+    rec = await fake.slash(
+        "imagine", guild_id=GUILD, channel_id=CHAN, user_id=USER, options={"prompt": "again"}
+    )
+    await fake.wait_for(lambda: fake.followups(rec.token))
+    assert len(fake.gateway_connections) == 2
+
+
+async def test_gateway_wire_format(fake: FakeDiscord) -> None:
+    url = f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream"
+    inflate = zlib.decompressobj()
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        frame = await ws.receive_bytes(timeout=2)
+        assert frame.endswith(b"\x00\x00\xff\xff")
+        hello = json.loads(inflate.decompress(frame))
+        assert hello["op"] == 10 and hello["d"]["heartbeat_interval"] == 41250
+        await ws.send_str(json.dumps({"op": 1, "d": None}))
+        ack = json.loads(inflate.decompress(await ws.receive_bytes(timeout=2)))
+        assert ack["op"] == 11
+        await ws.send_str(json.dumps({"op": 2, "d": {"token": "wrong", "intents": 0}}))
+        closed = await ws.receive(timeout=2)
+        assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4004
+
+
+async def test_immediate_ephemeral_response_with_file(fake: FakeDiscord, bot: Bot) -> None:
+    rec = await fake.slash(
+        "style", guild_id=GUILD, channel_id=CHAN, user_id=USER, options={"name": "oil"}
+    )
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert rec.response_type == 4
+    original = fake.original_response(rec.token)
+    assert original is not None and original["content"] == "style oil"
+    assert original["flags"] & 64  # ephemeral
+    assert fake.message_files(original) == [("swatch.txt", b"swatch", "text/plain")]
+    assert fake.channel_messages(CHAN) == []
+    (callback,) = fake.find_requests("POST", f"/interactions/{rec.id}/")
+    assert callback.json["type"] == 4 and callback.files[0][:2] == ("swatch.txt", b"swatch")
