@@ -1,0 +1,183 @@
+"""Bad input is refused before anything is sent, in words a person understands."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.app import Core
+from bot.errors import RequestRejected
+from bot.models import JobState, Kind, ReferenceImage
+from bot.sandbox import SandboxGateway
+from tests.helpers import PNG_1PX, request
+
+
+def img(n: int = 1, **kw: object) -> list[ReferenceImage]:
+    return [
+        ReferenceImage(ref=f"https://cdn.example/{i}.png", mime="image/png", size=100, **kw)
+        for i in range(n)
+    ]  # type: ignore[arg-type]
+
+
+CASES = [
+    (
+        request("", model="nanobanana"),
+        "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”.",
+    ),
+    (
+        request("   ", kind=Kind.VIDEO),
+        "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”.",
+    ),
+    (
+        request("hi", kind=Kind.VIDEO, model="sora_studio"),
+        "That prompt is 2 characters; Sora Studio needs at least 3.",
+    ),
+    (
+        request("x" * 4001, model="nanobanana"),
+        "That prompt is 4,001 characters; the limit is 4,000. Please shorten it.",
+    ),
+    (
+        request("a fox", model="nanobana"),
+        "I don't know the model “nanobana”. Did you mean nanobanana or nanobanana_pro? See /models for the list.",
+    ),
+    (request("a fox", model="dalle"), "I don't know the model “dalle”. See /models for the list."),
+    (
+        request("a fox", kind=Kind.VIDEO, model="sora_fast", images=img(2)),
+        "Sora Fast takes at most 1 reference image; you sent 2. Send fewer, or pick another model.",
+    ),
+    (
+        request("a fox", kind=Kind.VIDEO, model="veo", images=img(3)),
+        "Veo 3.1 takes at most 2 reference images; you sent 3. Send fewer, or pick another model.",
+    ),
+    (
+        request("a fox", model="nanobanana", images=img(7)),
+        "Nano Banana takes at most 6 reference images; you sent 7. Send fewer, or pick another model.",
+    ),
+    (
+        request("a fox", model="gpt-image-2", images=img(7)),
+        "GPT Image 2 takes at most 6 reference images; you sent 7. Send fewer, or pick another model.",
+    ),
+    (
+        request("a fox", kind=Kind.VIDEO, model="veo_fast", aspect_ratio="4:3"),
+        "Veo 3.1 Fast takes aspect ratio 16:9 or 9:16, not 4:3.",
+    ),
+    (
+        request("a fox", kind=Kind.VIDEO, model="sora_studio", aspect_ratio="16:9"),
+        "Sora Studio does not take an aspect ratio. Describe the framing in your prompt instead.",
+    ),
+    (
+        request(
+            "a fox", kind=Kind.VIDEO, model="veo_reference", images=img(1), aspect_ratio="9:16"
+        ),
+        "Veo 3.1 Reference does not take an aspect ratio. For 9:16, use a full firefly-veo31-ref-* model name.",
+    ),
+    (
+        request("a fox", model="nanobanana", quality="8k"),
+        "Nano Banana takes quality 1k, 2k, 4k, hd or ultra, not 8k.",
+    ),
+    (
+        request("a fox", kind=Kind.VIDEO, model="veo", quality="4k"),
+        "Veo 3.1 does not take a quality setting.",
+    ),
+    (
+        request(
+            "a fox",
+            model="nanobanana",
+            images=[
+                ReferenceImage(ref="https://cdn.example/a.pdf", mime="application/pdf", size=10)
+            ],
+        ),
+        "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
+    ),
+    (
+        request(
+            "a fox",
+            model="nanobanana",
+            images=[
+                ReferenceImage(
+                    ref="https://cdn.example/big.png", mime="image/png", size=30 * 1024 * 1024
+                )
+            ],
+        ),
+        "That image is 30 MB; the limit is 20 MB. Try a smaller one.",
+    ),
+    (
+        request("a dancing robot", kind=Kind.VIDEO, model="veo_reference"),
+        "Veo 3.1 Reference needs a photo of your subject: attach one (or reply to one), or use veo_fast for video from text alone.",
+    ),
+    (
+        request("a fox", kind=Kind.IMAGE, model="veo_fast"),
+        "Veo 3.1 Fast makes videos; use /video for it, or pick another model from /models.",
+    ),
+]
+
+
+@pytest.mark.parametrize(("req", "message"), CASES, ids=[c[1][:40] for c in CASES])
+async def test_bad_input_is_refused_with_words_and_no_upstream_call(
+    core: Core, sandbox: SandboxGateway, req: object, message: str
+) -> None:
+    with pytest.raises(RequestRejected) as info:
+        await core.service.submit(req)  # type: ignore[arg-type]
+    assert info.value.message == message
+    await core.tracker.drain()
+    assert sandbox.requests == []
+    (row,) = await core.store.recent(5)
+    assert row.state is JobState.REJECTED
+    assert row.error_message == message
+    assert row.charged_usd == 0
+
+
+def test_hosting_refuses_what_is_not_an_image_or_too_large(core: Core) -> None:
+    with pytest.raises(RequestRejected, match="not an image I can use"):
+        core.media.host(b"%PDF-1.7 not a picture", filename="doc.pdf")
+    with pytest.raises(RequestRejected, match="That image is 21 MB; the limit is 20 MB"):
+        core.media.host(PNG_1PX + b"\0" * (21 * 1024 * 1024), filename="huge.png")
+
+
+async def test_full_firefly_name_is_kept_and_sent_as_is(
+    core: Core, sandbox: SandboxGateway
+) -> None:
+    job = await core.service.submit(
+        request(
+            "keep the bottle shape", kind=Kind.VIDEO, model="firefly-veo31-ref-9x16", images=img(1)
+        )
+    )
+    assert job.model == "firefly-veo31-ref-9x16"
+    await core.tracker.drain()
+    spec = core.catalog.resolve(job.model)
+    assert spec is not None and spec.code == "veo_reference"
+
+
+def test_catalog_has_every_model_and_alias(core: Core) -> None:
+    codes = {s.code for s in core.catalog.all()}
+    assert codes == {
+        "sora_studio",
+        "sora_fast",
+        "veo",
+        "veo_fast",
+        "veo_reference",
+        "gpt-image-2",
+        "nanobanana",
+        "nanobanana_pro",
+    }
+    assert core.catalog.get("gemini-2.5-flash-image").code == "nanobanana"
+    assert core.catalog.get("gemini-3-pro-image-preview").code == "nanobanana_pro"
+    assert core.catalog.get("firefly-veo31-ref-16x9").code == "veo_reference"
+    assert core.catalog.get("sora_studio").min_prompt == 3
+    assert {s.code: s.max_images for s in core.catalog.all()} == {
+        "sora_studio": 1,
+        "sora_fast": 1,
+        "veo": 2,
+        "veo_fast": 2,
+        "veo_reference": 2,
+        "gpt-image-2": 6,
+        "nanobanana": 6,
+        "nanobanana_pro": 6,
+    }
+
+
+def test_prices_are_configurable(make_settings: object) -> None:
+    settings = make_settings(model_prices="veo=0.9, nanobanana_pro=0.2")  # type: ignore[operator]
+    catalog = settings.build_catalog()
+    assert catalog.get("veo").price_usd == 0.9
+    assert catalog.get("nanobanana_pro").price_usd == 0.2
+    assert catalog.get("veo_fast").price_usd == 0.25
