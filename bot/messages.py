@@ -106,7 +106,12 @@ def failure_text(job: Job, catalog: Catalog) -> str:
             f"❌ {name} lost track of this {what}. If you were charged, it should be "
             "refunded by the gateway. Please try again."
         )
-    if code in ("rejected", "unavailable", "bad_response"):
+    if code == "unavailable":
+        return (
+            f"❌ {name} had a problem starting this {what}{detail} You were not charged. "
+            "Please try again in a minute."
+        )
+    if code == "rejected":
         return (
             f"❌ {name} refused this {what}{detail} You were not charged. "
             "Try rewording the prompt or another model."
