@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from tests.fakes.telegram_api import FakeTelegram
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 from telegram.ext import (
@@ -19,6 +18,8 @@ from telegram.ext import (
     MessageHandler,
     filters,
 )
+
+from tests.fakes.telegram_api import FakeTelegram
 
 App = Application[Any, Any, Any, Any, Any, Any]
 

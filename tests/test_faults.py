@@ -111,6 +111,7 @@ async def test_poll_429_waits_exactly_retry_after(
     await step(core, clock, 1.0)
     job = await reload(core, job)
     assert job.next_poll_at == pytest.approx(clock.now() + 17)
+
     def polls() -> int:
         return len([r for r in gw.requests if r.path.startswith("/v1/tasks/")])
 

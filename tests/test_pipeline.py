@@ -66,7 +66,12 @@ def assert_clean_calls(sandbox: SandboxGateway) -> None:
     ],
 )
 async def test_each_model_succeeds_and_is_delivered_once(
-    core: Core, sandbox: SandboxGateway, sink: RecordingSink, model: str, kind: Kind, result_ext: str
+    core: Core,
+    sandbox: SandboxGateway,
+    sink: RecordingSink,
+    model: str,
+    kind: Kind,
+    result_ext: str,
 ) -> None:
     job = await core.service.submit(request(kind=kind, model=model))
     done = await wait_delivered(core, job.id)
@@ -75,7 +80,7 @@ async def test_each_model_succeeds_and_is_delivered_once(
     assert done.delivery is Delivery.DELIVERED
     assert done.result_urls and done.result_urls[0].startswith(sandbox.base_url + "/files/")
     assert len(sink.delivered) == 1
-    (delivered, files), = sink.delivered
+    ((delivered, files),) = sink.delivered
     assert files[0].path is not None and files[0].path.suffix == result_ext
     data = files[0].path.read_bytes()
     assert data.startswith(b"\x89PNG") if kind is Kind.IMAGE else data[4:8] == b"ftyp"
@@ -89,7 +94,9 @@ async def test_sora_late_url_keeps_polling_until_the_url_arrives(
     core: Core, sandbox: SandboxGateway, sink: RecordingSink
 ) -> None:
     sandbox.script_next(late_url_polls=3)
-    job = await core.service.submit(request("a cat surfing at dawn", kind=Kind.VIDEO, model="sora_studio"))
+    job = await core.service.submit(
+        request("a cat surfing at dawn", kind=Kind.VIDEO, model="sora_studio")
+    )
     done = await wait_delivered(core, job.id)
 
     assert done.state is JobState.SUCCEEDED
@@ -128,7 +135,9 @@ async def test_reference_images_reach_the_gateway_as_data_urls_without_public_ba
 ) -> None:
     image = core.media.host(PNG_1PX, filename="me.png")
     job = await core.service.submit(
-        request("make this photo wave hello", kind=Kind.VIDEO, model="veo_reference", images=[image])
+        request(
+            "make this photo wave hello", kind=Kind.VIDEO, model="veo_reference", images=[image]
+        )
     )
     await wait_delivered(core, job.id)
 
@@ -151,7 +160,8 @@ async def test_gpt_image_ratio_is_written_into_the_prompt(
 
 
 @pytest.mark.parametrize(
-    ("model", "kind"), [("sora_fast", Kind.VIDEO), ("veo_fast", Kind.VIDEO), ("nanobanana", Kind.IMAGE)]
+    ("model", "kind"),
+    [("sora_fast", Kind.VIDEO), ("veo_fast", Kind.VIDEO), ("nanobanana", Kind.IMAGE)],
 )
 async def test_upstream_failure_is_recorded_and_delivered(
     core: Core, sandbox: SandboxGateway, sink: RecordingSink, model: str, kind: Kind
