@@ -7,8 +7,11 @@ from bot.models import Job, JobState, Kind
 
 __all__ = [
     "bar",
+    "confirm_text",
     "failure_text",
+    "history_text",
     "model_line",
+    "ordinal",
     "progress_text",
     "result_caption",
     "short_prompt",
@@ -39,6 +42,11 @@ def model_line(spec: ModelSpec) -> str:
 def progress_text(job: Job, catalog: Catalog) -> str:
     """The status line shown while a job runs."""
     name = _name(job, catalog)
+    if job.state is JobState.RECEIVED and job.queue_position:
+        return (
+            f"⏳ In line for {name}: {ordinal(job.queue_position)} in this chat. "
+            "It starts when a slot frees up."
+        )
     if job.state is JobState.RECEIVED:
         return f"⏳ Queued on {name}…"
     if job.state is JobState.SUBMITTING:
@@ -50,6 +58,49 @@ def progress_text(job: Job, catalog: Catalog) -> str:
     if job.state is JobState.SUCCEEDED:
         return f"✅ {name} finished. Sending the result…"
     return failure_text(job, catalog)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _duration(seconds: float) -> str:
+    return f"~{round(seconds)} s" if seconds < 90 else f"~{round(seconds / 60)} min"
+
+
+def confirm_text(job: Job, catalog: Catalog, timeout_s: float) -> str:
+    """What a held video will cost and take, before the asker confirms it."""
+    spec = catalog.get(job.model)
+    minutes = max(round(timeout_s / 60), 1)
+    return (
+        f"🎬 {spec.name} {job.kind.value} for “{short_prompt(job.prompt, 80)}”: about "
+        f"${job.price_usd or spec.price_usd:.2f}, usually ready in {_duration(spec.typical_s)}. "
+        f"Press Confirm to start (only the asker can). This expires in {minutes} min."
+    )
+
+
+def history_text(jobs: list[Job], catalog: Catalog, now: float) -> str:
+    """/history: model, prompt, state and when, newest first."""
+    if not jobs:
+        return "You haven't made anything in this chat yet. Try /imagine or /video."
+    lines = ["🕘 Your recent jobs here:"]
+    for i, job in enumerate(jobs, start=1):
+        lines.append(
+            f"{i}. {_name(job, catalog)} · {job.state.value.replace('_', ' ')} · "
+            f"{_ago(now - job.created_at)} · “{short_prompt(job.prompt, 60)}”"
+        )
+    return "\n".join(lines)
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)} min ago"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)} h ago"
+    return f"{int(seconds // 86400)} d ago"
 
 
 def result_caption(job: Job, catalog: Catalog) -> str:

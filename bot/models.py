@@ -87,6 +87,11 @@ class Origin:
     # Platform data the sink needs later (e.g. a Discord interaction token); JSON-safe values.
     context: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def scope_id(self) -> str:
+        """The chat whose rules apply: a Discord server, else the chat itself."""
+        return self.guild_id or self.chat_id
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -168,6 +173,10 @@ class Job:
     next_delivery_at: float | None = None
     delivery_attempts: int = 0
     owner: str | None = None  # the process that is submitting it ("host:pid")
+    webhook_token: str | None = None  # the secret part of its webhook URL (providers that call)
+    hold: str | None = None  # "confirm": waits for the asker's Confirm before it is sent
+    hold_expires_at: float | None = None
+    queue_position: int | None = None  # place in its chat's line; computed, never stored
 
     @property
     def terminal(self) -> bool:

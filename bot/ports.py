@@ -6,11 +6,21 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot.models import Job, JobState
 
-__all__ = ["Clock", "DeliverySink", "JobStore", "ResultFile", "SystemClock"]
+if TYPE_CHECKING:
+    from bot.community import Quota, Refusal, UsageRow
+
+__all__ = [
+    "Clock",
+    "CommunityStore",
+    "DeliverySink",
+    "JobStore",
+    "ResultFile",
+    "SystemClock",
+]
 
 
 class Clock(Protocol):
@@ -39,6 +49,12 @@ class JobStore(Protocol):
 
     async def claim_due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Job]: ...
 
+    async def poll_soon(self, job_id: str, at: float) -> bool:
+        """Make a queued or running job due at `at` unless it is due sooner (a webhook)."""
+        ...
+
+    async def find_by_webhook_token(self, token: str) -> Job | None: ...
+
     async def recover(self, now: float, *, owner_alive: Callable[[str], bool]) -> list[Job]:
         """After a restart: `submitting` jobs whose owner process is gone become
         `interrupted` (returned); every other unfinished job and delivery becomes due now."""
@@ -54,6 +70,40 @@ class JobStore(Protocol):
         chat_id: str | None = None,
         user_id: str | None = None,
     ) -> list[Job]: ...
+
+
+class CommunityStore(JobStore, Protocol):
+    """The queries shared chats need; limits are checked and the job inserted atomically."""
+
+    async def admit(self, job: Job, quota: Quota) -> Refusal | None: ...
+
+    async def queue_positions(self, platform: str, scope_id: str) -> dict[str, int]: ...
+
+    async def scope_load(self, platform: str, scope_id: str) -> tuple[int, int]: ...
+
+    async def release_hold(self, job_id: str, now: float) -> bool: ...
+
+    async def stop_waiting(self, job_id: str, now: float, *, code: str, message: str) -> bool: ...
+
+    async def expired_holds(self, now: float) -> list[str]: ...
+
+    async def chat_settings(self, platform: str, scope_id: str) -> dict[str, Any]: ...
+
+    async def save_chat_settings(
+        self, platform: str, scope_id: str, values: dict[str, Any], *, by: str, now: float
+    ) -> None: ...
+
+    async def usage_by_user(self, platform: str, scope_id: str, since: float) -> list[UsageRow]: ...
+
+    async def spend(
+        self, since: float, *, platform: str | None = None, scope_id: str | None = None
+    ) -> float: ...
+
+    async def user_history(
+        self, platform: str, scope_id: str, user_id: str, limit: int
+    ) -> list[Job]: ...
+
+    async def cancellable(self, platform: str, scope_id: str, user_id: str) -> list[Job]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 
 from bot.catalog import Catalog
+from bot.community import (
+    ChatRules,
+    Quota,
+    Refusal,
+    day_start,
+    format_wait,
+    is_operator,
+    parse_setting,
+    rules_text,
+)
+from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.media import MediaStore
 from bot.models import (
@@ -17,10 +29,13 @@ from bot.models import (
     ReferenceImage,
     new_job_id,
 )
-from bot.ports import Clock, JobStore
+from bot.ports import Clock, CommunityStore
 from bot.validation import validate
 
-__all__ = ["Service"]
+__all__ = ["CANCELLED", "Service"]
+
+CANCELLED = "Cancelled. Nothing was sent, so nothing was charged."
+RESULT_KEPT_S = 24 * 3600  # gateway result URLs expire after a day
 
 log = logging.getLogger(__name__)
 
@@ -30,34 +45,96 @@ class Service:
 
     def __init__(
         self,
-        store: JobStore,
+        store: CommunityStore,
         catalog: Catalog,
         media: MediaStore,
         clock: Clock,
+        settings: Settings,
         *,
         wake_tracker: Callable[[], None] = lambda: None,
-        max_image_bytes: int,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.media = media
         self.clock = clock
+        self.settings = settings
         self.wake_tracker = wake_tracker
-        self.max_image_bytes = max_image_bytes
+        self.max_image_bytes = settings.max_reference_bytes
+        self.default_rules = ChatRules.defaults(settings)
+
+    async def rules(self, origin: Origin) -> ChatRules:
+        """This chat's rules: the service's defaults with what its admins changed."""
+        stored = await self.store.chat_settings(origin.platform, origin.scope_id)
+        return self.default_rules.merged(stored)
+
+    def _quota(self, rules: ChatRules, kind: Kind, now: float) -> Quota:
+        global_budget = self.settings.global_daily_budget_usd
+        return Quota(
+            since=day_start(now),
+            user_unfinished=rules.user_jobs_at_once,
+            user_daily=rules.daily_limit(kind),
+            chat_budget_usd=rules.chat_budget_usd or None,
+            global_budget_usd=global_budget or None,
+        )
+
+    def _chat_rule_check(self, req: GenerationRequest, model: str, rules: ChatRules) -> None:
+        spec = self.catalog.get(model)
+        if rules.allowed_models and spec.code not in rules.allowed_models:
+            allowed = [c for c in rules.allowed_models if self.catalog.get(c).kind is req.kind]
+            options = ", ".join(allowed) if allowed else "none of this kind"
+            raise RequestRejected(
+                f"This chat doesn't allow {spec.name}. Allowed here: {options}.",
+                code="model_not_allowed",
+            )
+        word = rules.blocked_word_in(req.prompt)
+        if word is not None:
+            raise RequestRejected(
+                f"Your prompt contains “{word}”, which this chat does not allow. "
+                "Please rephrase it.",
+                code="blocked_word",
+            )
+
+    def _limit_words(self, refusal: Refusal, job: Job, now: float) -> str:
+        what = f"{job.kind.value}s"
+        if refusal.limit == "user_unfinished":
+            return (
+                f"You have {int(refusal.used)} jobs going already, the most at once here. "
+                "Try again when one of them finishes."
+            )
+        if refusal.limit == "user_daily":
+            return (
+                f"You've made {int(refusal.used)} {what} today, the most allowed here. "
+                f"You can go again {format_wait(now)}."
+            )
+        if refusal.limit == "chat_budget":
+            return (
+                f"This chat has used ${refusal.used:.2f} of its ${refusal.allowed:.2f} budget "
+                f"for today, and this {job.kind.value} costs about ${job.price_usd or 0:.2f}. "
+                f"The budget resets {format_wait(now)}."
+            )
+        return f"genrelay has reached its spending limit for today. It resets {format_wait(now)}."
 
     def check(self, req: GenerationRequest) -> None:
         """Validate without recording anything; raises RequestRejected."""
         validate(req, self.catalog, max_image_bytes=self.max_image_bytes)
 
     async def submit(self, req: GenerationRequest, *, status_message_id: str | None = None) -> Job:
-        """Record the request and queue it. A refused request is recorded as `rejected`
-        (nothing is sent upstream) and RequestRejected is raised with the user's words."""
+        """Check the request against the catalog and the chat's rules and record it. A job
+        over a limit is refused atomically in the store. A refused request is recorded as
+        `rejected` (nothing is sent upstream) and RequestRejected is raised with the words.
+        A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
+        the chat's concurrency waits its turn (`queue_position`)."""
         now = self.clock.now()
+        rules = await self.rules(req.origin)
+        if req.model is None:
+            req = dataclasses.replace(req, model=rules.model_for(req.kind))
         try:
             checked = validate(req, self.catalog, max_image_bytes=self.max_image_bytes)
+            self._chat_rule_check(req, checked.model, rules)
         except RequestRejected as exc:
             await self._record_rejected(req, exc, now)
             raise
+        held = rules.video_confirm and req.kind is Kind.VIDEO
         job = Job(
             id=new_job_id(),
             kind=req.kind,
@@ -71,21 +148,197 @@ class Service:
             parent_job_id=req.parent_job_id,
             state=JobState.RECEIVED,
             status_message_id=status_message_id,
+            price_usd=checked.spec.price_usd,  # an estimate until the gateway says
             created_at=now,
             updated_at=now,
-            next_poll_at=now,
+            next_poll_at=None if held else now,
+            hold="confirm" if held else None,
+            hold_expires_at=now + self.settings.confirm_timeout_s if held else None,
         )
-        await self.store.create(job)
+        refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+        if refusal is not None:
+            over = RequestRejected(
+                self._limit_words(refusal, job, now), code=f"limit_{refusal.limit}"
+            )
+            await self._record_rejected(req, over, now)
+            log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
+            raise over
         log.info(
-            "job %s: received from %s chat %s (model=%s action=%s)",
+            "job %s: received from %s chat %s (model=%s action=%s%s)",
             job.id,
             req.origin.platform,
             req.origin.chat_id,
             job.model,
             job.action,
+            " held for confirmation" if held else "",
         )
-        self.wake_tracker()
+        if not held:
+            job.queue_position = await self._position(job)
+            self.wake_tracker()
         return job
+
+    async def _position(self, job: Job) -> int | None:
+        """Its place in line when its chat is at its concurrency limit, else None."""
+        o = job.origin
+        active, limit = await self.store.scope_load(o.platform, o.scope_id)
+        if active < limit:
+            return None
+        return (await self.store.queue_positions(o.platform, o.scope_id)).get(job.id)
+
+    async def waiting_in_line(self, platform: str, scope_id: str) -> list[Job]:
+        """The chat's waiting jobs with their places, for status updates."""
+        positions = await self.store.queue_positions(platform, scope_id)
+        jobs = []
+        for job_id, place in positions.items():
+            job = await self.store.get(job_id)
+            if job is not None:
+                job.queue_position = place
+                jobs.append(job)
+        return jobs
+
+    # -- confirmation and cancel -------------------------------------------------------------
+
+    async def confirm(self, job_id: str, user_id: str) -> Job:
+        job = await self._parent(job_id)
+        if job.origin.user_id != user_id:
+            raise RequestRejected(
+                "Only the person who asked can confirm this.", code="not_the_asker"
+            )
+        if job.hold is None or not await self.store.release_hold(job.id, self.clock.now()):
+            raise RequestRejected(
+                "This request is no longer waiting for confirmation.", code="not_held"
+            )
+        log.info("job %s: confirmed by its asker", job.id)
+        self.wake_tracker()
+        fresh = await self.store.get(job.id)
+        assert fresh is not None
+        fresh.queue_position = await self._position(fresh)
+        return fresh
+
+    async def cancel(self, job_id: str, user_id: str) -> str:
+        """Stop a job that was not sent yet. Returns what to tell the user."""
+        job = await self._parent(job_id)
+        if job.origin.user_id != user_id:
+            raise RequestRejected("Only the person who asked can cancel it.", code="not_the_asker")
+        if job.state is JobState.RECEIVED and await self.store.stop_waiting(
+            job.id, self.clock.now(), code="cancelled", message=CANCELLED
+        ):
+            log.info("job %s: cancelled by its asker", job.id)
+            self.wake_tracker()
+            return CANCELLED
+        job = await self._parent(job_id)
+        if job.terminal:
+            return "That job has already finished."
+        name = self.catalog.get(job.model).name
+        return (
+            f"That job is already with {name} and can't be stopped; "
+            "I'll still post the result when it's ready."
+        )
+
+    async def cancel_latest(self, origin: Origin) -> str:
+        """/cancel: the asker's newest job in this chat that can still be stopped."""
+        jobs = await self.store.cancellable(origin.platform, origin.scope_id, origin.user_id)
+        if not jobs:
+            return "You have nothing waiting or running here."
+        waiting = [j for j in jobs if j.state is JobState.RECEIVED]
+        return await self.cancel((waiting or jobs)[0].id, origin.user_id)
+
+    async def expire_holds(self) -> int:
+        """Held jobs nobody confirmed in time end as `rejected` (the asker is told)."""
+        now = self.clock.now()
+        minutes = max(round(self.settings.confirm_timeout_s / 60), 1)
+        message = (
+            f"Nobody confirmed this within {minutes} minutes, so it was not sent. "
+            "Nothing was charged."
+        )
+        expired = 0
+        for job_id in await self.store.expired_holds(now):
+            if await self.store.stop_waiting(job_id, now, code="confirm_expired", message=message):
+                expired += 1
+        return expired
+
+    # -- settings, history, usage ------------------------------------------------------------
+
+    def is_operator(self, origin: Origin) -> bool:
+        return is_operator(origin, self.settings.operator_ids)
+
+    async def settings_text(self, origin: Origin) -> str:
+        return rules_text(await self.rules(origin))
+
+    async def change_setting(self, origin: Origin, name: str, value: str, *, is_admin: bool) -> str:
+        if not (is_admin or self.is_operator(origin)):
+            raise RequestRejected(
+                "Only this chat's admins can change its settings. Ask one of them.",
+                code="not_admin",
+            )
+        parsed = parse_setting(name, value, self.catalog)
+        key = name.strip().lower().replace("-", "_")
+        stored = await self.store.chat_settings(origin.platform, origin.scope_id)
+        stored[key] = parsed
+        await self.store.save_chat_settings(
+            origin.platform, origin.scope_id, stored, by=origin.user_id, now=self.clock.now()
+        )
+        log.info(
+            "chat %s %s: %s changed by %s", origin.platform, origin.scope_id, key, origin.user_id
+        )
+        shown = rules_text(self.default_rules.merged({key: parsed})).splitlines()
+        line = next(x for x in shown if x.startswith(f"• {key}:"))
+        return f"✅ {line[2:]}"
+
+    async def history(self, origin: Origin, limit: int = 10) -> list[Job]:
+        return await self.store.user_history(
+            origin.platform, origin.scope_id, origin.user_id, limit
+        )
+
+    async def stored_result(self, job_id: str) -> Job:
+        """A finished job whose result can still be sent again."""
+        job = await self._parent(job_id)
+        fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
+        if job.state is not JobState.SUCCEEDED or not (
+            self.media.local_result(job.id) is not None or (fresh and job.result_urls)
+        ):
+            raise RequestRejected("That result is no longer stored.", code="result_gone")
+        return job
+
+    async def usage_text(self, origin: Origin) -> str:
+        now = self.clock.now()
+        since = day_start(now)
+        rules = await self.rules(origin)
+        rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
+        mine = next((r for r in rows if r.user_id == origin.user_id), None)
+        jobs_today = [j for j in await self.history(origin, 200) if j.created_at >= since]
+        images = sum(1 for j in jobs_today if j.kind is Kind.IMAGE)
+        videos = sum(1 for j in jobs_today if j.kind is Kind.VIDEO)
+        lines = [
+            f"📊 Today you made {images} of {rules.user_images_per_day} images and "
+            f"{videos} of {rules.user_videos_per_day} videos here, "
+            f"spending ${mine.spend_usd if mine else 0:.2f}."
+        ]
+        if rules.chat_budget_usd:
+            spent = await self.store.spend(
+                since, platform=origin.platform, scope_id=origin.scope_id
+            )
+            left = max(rules.chat_budget_usd - spent, 0)
+            lines.append(
+                f"This chat has ${left:.2f} of its ${rules.chat_budget_usd:.2f} daily budget left."
+            )
+        lines.append(f"Limits reset {format_wait(now)}.")
+        return "\n".join(lines)
+
+    async def chat_usage_text(self, origin: Origin, *, is_admin: bool) -> str:
+        if not (is_admin or self.is_operator(origin)):
+            raise RequestRejected(
+                "Only this chat's admins can see everyone's usage.", code="not_admin"
+            )
+        since = day_start(self.clock.now())
+        rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
+        total = sum(r.spend_usd for r in rows)
+        if not rows:
+            return "📊 Nobody has made anything here today."
+        lines = [f"📊 Today in this chat: {sum(r.jobs for r in rows)} jobs, ${total:.2f}."]
+        for i, r in enumerate(rows[:10], start=1):
+            lines.append(f"{i}. {r.user_name or r.user_id}: {r.jobs} jobs, ${r.spend_usd:.2f}")
+        return "\n".join(lines)
 
     async def _record_rejected(
         self, req: GenerationRequest, exc: RequestRejected, now: float

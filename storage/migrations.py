@@ -53,4 +53,31 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_user ON jobs (platform, user_id, created_at)",
         "CREATE INDEX jobs_created ON jobs (created_at)",
     ],
+    # 2: community sessions: the chat a rule applies to, jobs held for confirmation,
+    # and chat settings
+    [
+        "ALTER TABLE jobs ADD COLUMN scope_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN hold TEXT",
+        "ALTER TABLE jobs ADD COLUMN hold_expires_at REAL",
+        "UPDATE jobs SET scope_id = chat_id",
+        "CREATE INDEX jobs_scope ON jobs (platform, scope_id, created_at)",
+        "CREATE INDEX jobs_state ON jobs (state)",
+        """
+        CREATE TABLE chat_settings (
+            platform TEXT NOT NULL,
+            scope_id TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            concurrency INTEGER,
+            updated_at REAL NOT NULL,
+            updated_by TEXT,
+            PRIMARY KEY (platform, scope_id)
+        )
+        """,
+    ],
+    # 3: webhooks: each job of a provider that calls back has its own unguessable token
+    [
+        "ALTER TABLE jobs ADD COLUMN webhook_token TEXT",
+        "CREATE UNIQUE INDEX jobs_webhook_token ON jobs (webhook_token) "
+        "WHERE webhook_token IS NOT NULL",
+    ],
 ]

@@ -22,6 +22,7 @@ from bot.models import (
     Origin,
     ReferenceImage,
 )
+from storage.community import CommunityQueries
 from storage.migrations import MIGRATIONS
 
 __all__ = ["SqliteJobStore"]
@@ -64,6 +65,10 @@ _COLUMNS = (
     "next_delivery_at",
     "delivery_attempts",
     "owner",
+    "scope_id",
+    "hold",
+    "hold_expires_at",
+    "webhook_token",
 )
 _POLLABLE = (JobState.RECEIVED.value, JobState.QUEUED.value, JobState.RUNNING.value)
 
@@ -105,6 +110,10 @@ def _to_row(job: Job) -> dict[str, Any]:
         "next_delivery_at": job.next_delivery_at,
         "delivery_attempts": job.delivery_attempts,
         "owner": job.owner,
+        "scope_id": job.origin.scope_id,
+        "hold": job.hold,
+        "hold_expires_at": job.hold_expires_at,
+        "webhook_token": job.webhook_token,
     }
 
 
@@ -142,14 +151,18 @@ def _from_row(row: aiosqlite.Row) -> Job:
         next_delivery_at=row["next_delivery_at"],
         delivery_attempts=row["delivery_attempts"],
         owner=row["owner"],
+        hold=row["hold"],
+        hold_expires_at=row["hold_expires_at"],
+        webhook_token=row["webhook_token"],
     )
 
 
-class SqliteJobStore:
+class SqliteJobStore(CommunityQueries):
     """`JobStore` on one SQLite file. Use as an async context manager."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, default_chat_concurrency: int = 1_000_000) -> None:
         self.path = str(path)
+        self.default_chat_concurrency = default_chat_concurrency
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
         self.writes = 0  # committed write transactions, for benchmarks
@@ -221,11 +234,19 @@ class SqliteJobStore:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    async def create(self, job: Job) -> None:
+    def _insert_sql(self) -> str:
+        return f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+
+    def _insert_params(self, job: Job) -> tuple[Any, ...]:
         row = _to_row(job)
-        sql = f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        return tuple(row[c] for c in _COLUMNS)
+
+    def _job(self, row: aiosqlite.Row) -> Job:
+        return _from_row(row)
+
+    async def create(self, job: Job) -> None:
         async with self.transaction() as db:
-            await db.execute(sql, tuple(row[c] for c in _COLUMNS))
+            await db.execute(self._insert_sql(), self._insert_params(job))
 
     async def get(self, job_id: str) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -251,18 +272,19 @@ class SqliteJobStore:
             )
 
     async def claim_due_polls(self, now: float, limit: int, lease_s: float) -> list[Job]:
+        """Running jobs due a poll, then waiting jobs whose turn has come (fair per chat)."""
         if limit <= 0:
             return []
         async with self.transaction() as db:
             cur = await db.execute(
                 "UPDATE jobs SET next_poll_at = ? WHERE id IN ("
-                " SELECT id FROM jobs WHERE state IN (?, ?, ?) AND next_poll_at <= ?"
+                " SELECT id FROM jobs WHERE state IN (?, ?) AND next_poll_at <= ?"
                 " ORDER BY next_poll_at LIMIT ?) RETURNING *",
-                (now + lease_s, *_POLLABLE, now, limit),
+                (now + lease_s, JobState.QUEUED.value, JobState.RUNNING.value, now, limit),
             )
-            rows = await cur.fetchall()
-        jobs = [_from_row(r) for r in rows]
-        jobs.sort(key=lambda j: j.created_at)
+            jobs = sorted((_from_row(r) for r in await cur.fetchall()), key=lambda j: j.created_at)
+            if len(jobs) < limit:
+                jobs += await self._claim_submittable(db, now, limit - len(jobs), lease_s)
         return jobs
 
     async def claim_due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Job]:
@@ -353,6 +375,31 @@ class SqliteJobStore:
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
+
+    async def count_by_model_state(self) -> list[tuple[str, str, int]]:
+        """(model, state, jobs) for every pair that has jobs: the /metrics job counts."""
+        async with self.db.execute(
+            "SELECT model, state, COUNT(*) FROM jobs GROUP BY model, state"
+        ) as cur:
+            return [(str(r[0]), str(r[1]), int(r[2])) for r in await cur.fetchall()]
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    async def find_by_webhook_token(self, token: str) -> Job | None:
+        async with self.db.execute("SELECT * FROM jobs WHERE webhook_token = ?", (token,)) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def poll_soon(self, job_id: str, at: float) -> bool:
+        """Make a queued or running job due at `at`, unless it is due sooner already (a
+        webhook's hint). True when it moved."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET next_poll_at = ? WHERE id = ? AND state IN (?, ?)"
+                " AND (next_poll_at IS NULL OR next_poll_at > ?)",
+                (at, job_id, JobState.QUEUED.value, JobState.RUNNING.value, at),
+            )
+            return cur.rowcount == 1
 
     async def ping(self) -> bool:
         async with self.db.execute("SELECT 1") as cur:

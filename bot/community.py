@@ -1,0 +1,226 @@
+"""Rules for shared chats: limits, budgets, fair turns, confirmation, chat settings. One
+implementation for every platform; adapters only render what it says."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.catalog import Catalog
+from bot.config import Settings
+from bot.errors import RequestRejected
+from bot.models import Kind, Origin
+
+__all__ = [
+    "SETTING_NAMES",
+    "ChatRules",
+    "Quota",
+    "Refusal",
+    "UsageRow",
+    "day_start",
+    "format_wait",
+    "is_operator",
+    "parse_setting",
+    "rules_text",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The limits one new job must fit, with the moment 'today' began."""
+
+    since: float
+    user_unfinished: int | None = None
+    user_daily: int | None = None  # jobs of this kind per user per day in this chat
+    chat_budget_usd: float | None = None
+    global_budget_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    limit: str  # user_unfinished, user_daily, chat_budget, global_budget
+    used: float
+    allowed: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    user_id: str
+    user_name: str | None
+    jobs: int
+    spend_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRules:
+    image_model: str
+    video_model: str
+    allowed_models: tuple[str, ...]  # empty: every model
+    user_jobs_at_once: int
+    user_images_per_day: int
+    user_videos_per_day: int
+    chat_jobs_at_once: int
+    chat_budget_usd: float  # 0: no budget
+    video_confirm: bool
+    blocked_words: tuple[str, ...]
+
+    @classmethod
+    def defaults(cls, settings: Settings) -> ChatRules:
+        return cls(
+            image_model=settings.default_image_model,
+            video_model=settings.default_video_model,
+            allowed_models=(),
+            user_jobs_at_once=settings.user_concurrent_jobs,
+            user_images_per_day=settings.user_daily_images,
+            user_videos_per_day=settings.user_daily_videos,
+            chat_jobs_at_once=settings.chat_concurrent_jobs,
+            chat_budget_usd=settings.chat_daily_budget_usd,
+            video_confirm=settings.video_needs_confirmation,
+            blocked_words=(),
+        )
+
+    def merged(self, stored: dict[str, Any]) -> ChatRules:
+        known = {f.name for f in dataclasses.fields(self)}
+        values: dict[str, Any] = {}
+        for key, value in stored.items():
+            if key in known:
+                values[key] = tuple(value) if isinstance(value, list) else value
+        return dataclasses.replace(self, **values)
+
+    def model_for(self, kind: Kind) -> str:
+        return self.image_model if kind is Kind.IMAGE else self.video_model
+
+    def daily_limit(self, kind: Kind) -> int:
+        return self.user_images_per_day if kind is Kind.IMAGE else self.user_videos_per_day
+
+    def blocked_word_in(self, prompt: str) -> str | None:
+        words = prompt.lower()
+        return next((w for w in self.blocked_words if w and w.lower() in words), None)
+
+
+SETTING_NAMES: dict[str, str] = {
+    "image_model": "model for /imagine",
+    "video_model": "model for /video",
+    "allowed_models": "models people may pick (comma list, or all)",
+    "user_jobs_at_once": "jobs one person may have going at once",
+    "user_images_per_day": "images per person per day",
+    "user_videos_per_day": "videos per person per day",
+    "chat_jobs_at_once": "jobs this chat runs at once; more wait their turn",
+    "chat_budget_usd": "daily spend budget in USD (0 = none)",
+    "video_confirm": "videos need the asker's Confirm (on/off)",
+    "blocked_words": "words that refuse a prompt (comma list, or none)",
+}
+
+
+def _int(name: str, value: str, low: int) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise RequestRejected(
+            f"{name} needs a whole number, e.g. {name} 5.", code="bad_setting"
+        ) from None
+    if n < low:
+        raise RequestRejected(f"{name} must be at least {low}.", code="bad_setting")
+    return n
+
+
+def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
+    """A value for `name` from what an admin typed; raises RequestRejected in plain words."""
+    name = name.strip().lower().replace("-", "_")
+    value = value.strip()
+    if name not in SETTING_NAMES:
+        raise RequestRejected(
+            f"There is no setting “{name}”. Settings: {', '.join(SETTING_NAMES)}.",
+            code="bad_setting",
+        )
+    if name in ("image_model", "video_model"):
+        spec = catalog.resolve(value)
+        kind = Kind.IMAGE if name == "image_model" else Kind.VIDEO
+        if spec is None or spec.kind is not kind:
+            options = ", ".join(s.code for s in catalog.all(kind))
+            raise RequestRejected(
+                f"{name} must be a {kind.value} model: {options}.", code="bad_setting"
+            )
+        return spec.code
+    if name == "allowed_models":
+        if value.lower() in ("all", "*", ""):
+            return []
+        codes = []
+        for part in filter(None, (p.strip() for p in value.split(","))):
+            spec = catalog.resolve(part)
+            if spec is None:
+                raise RequestRejected(f"I don't know the model “{part}”.", code="bad_setting")
+            codes.append(spec.code)
+        return codes
+    if name == "blocked_words":
+        if value.lower() in ("none", "-", ""):
+            return []
+        return [w.strip().lower() for w in value.split(",") if w.strip()]
+    if name == "video_confirm":
+        lowered = value.lower()
+        if lowered in ("on", "yes", "true", "1"):
+            return True
+        if lowered in ("off", "no", "false", "0"):
+            return False
+        raise RequestRejected("video_confirm takes on or off.", code="bad_setting")
+    if name == "chat_budget_usd":
+        try:
+            usd = float(value.lstrip("$"))
+        except ValueError:
+            raise RequestRejected(
+                "chat_budget_usd needs an amount, e.g. 5 or 12.50.", code="bad_setting"
+            ) from None
+        if usd < 0 or math.isnan(usd):
+            raise RequestRejected("chat_budget_usd can't be negative.", code="bad_setting")
+        return round(usd, 2)
+    low = 0 if name.endswith("per_day") else 1
+    return _int(name, value, low)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple | list):
+        return ", ".join(value) if value else "none"
+    return str(value)
+
+
+def rules_text(rules: ChatRules) -> str:
+    lines = ["⚙️ Settings for this chat:"]
+    for name in SETTING_NAMES:
+        value = getattr(rules, name)
+        if name == "allowed_models" and not value:
+            shown = "all"
+        elif name == "chat_budget_usd":
+            shown = f"${value:.2f}" if value else "no budget"
+        else:
+            shown = _shown(value)
+        lines.append(f"• {name}: {shown}")
+    lines.append("Admins change one with /settings <name> <value>.")
+    return "\n".join(lines)
+
+
+def day_start(now: float) -> float:
+    """Midnight UTC of the day `now` is in: daily limits and budgets reset then."""
+    d = datetime.fromtimestamp(now, UTC)
+    return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+def format_wait(now: float) -> str:
+    """When the daily counters reset, in words: 'at 00:00 UTC, in 3 h 12 min'."""
+    reset = datetime.fromtimestamp(day_start(now), UTC) + timedelta(days=1)
+    left = max(int(reset.timestamp() - now), 60)
+    hours, minutes = divmod(left // 60, 60)
+    span = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+    return f"at 00:00 UTC (in {span})"
+
+
+def is_operator(origin: Origin, operator_ids: str) -> bool:
+    for item in filter(None, (p.strip() for p in operator_ids.split(","))):
+        platform, _, uid = item.rpartition(":")
+        if uid == origin.user_id and platform in ("", origin.platform):
+            return True
+    return False

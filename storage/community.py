@@ -1,0 +1,314 @@
+"""Queries for shared chats: atomic admission against limits, fair turns, chat settings,
+usage. Mixed into SqliteJobStore, so they share its one connection and write lock."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any
+
+import aiosqlite
+
+from bot.community import Quota, Refusal, UsageRow
+from bot.models import Delivery, Job
+
+__all__ = ["CommunityQueries"]
+
+_ACTIVE = ("submitting", "queued", "running")
+_UNFINISHED = ("received", "submitting", "queued", "running")
+# What a job costs so far: nothing when it was refused, failed or refunded; its price
+# (reported, or the catalog's estimate while it runs) less refunds otherwise.
+_CHARGED = (
+    "CASE WHEN state IN ('rejected', 'failed', 'refunded') THEN 0 "
+    "ELSE MAX(COALESCE(price_usd, 0) - COALESCE(refunded_usd, 0), 0) END"
+)
+
+
+class CommunityQueries:
+    if TYPE_CHECKING:
+
+        @property
+        def db(self) -> aiosqlite.Connection: ...
+
+        def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+
+        default_chat_concurrency: int
+
+        def _insert_sql(self) -> str: ...
+
+        def _insert_params(self, job: Job) -> tuple[Any, ...]: ...
+
+        def _job(self, row: aiosqlite.Row) -> Job: ...
+
+    # -- admission ---------------------------------------------------------------------------
+
+    async def admit(self, job: Job, quota: Quota) -> Refusal | None:
+        """Insert `job` if it fits every limit, in one write transaction (two requests for
+        the last slot cannot both get it). A refused job is not inserted."""
+        async with self.transaction() as db:
+            refusal = await self._check(db, job, quota)
+            if refusal is None:
+                await db.execute(self._insert_sql(), self._insert_params(job))
+        return refusal
+
+    async def _scalar(self, db: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> float:
+        async with db.execute(sql, params) as cur:
+            row = await cur.fetchone()
+        return float(row[0] or 0) if row else 0.0
+
+    async def _check(self, db: aiosqlite.Connection, job: Job, q: Quota) -> Refusal | None:
+        o = job.origin
+        scope = (o.platform, o.scope_id)
+        if q.user_unfinished is not None:
+            used = await self._scalar(
+                db,
+                "SELECT COUNT(*) FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
+                f" AND state IN ({','.join('?' * len(_UNFINISHED))})",
+                (*scope, o.user_id, *_UNFINISHED),
+            )
+            if used >= q.user_unfinished:
+                return Refusal("user_unfinished", used, q.user_unfinished)
+        if q.user_daily is not None:
+            used = await self._scalar(
+                db,
+                "SELECT COUNT(*) FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
+                " AND kind = ? AND created_at >= ? AND state != 'rejected'",
+                (*scope, o.user_id, job.kind.value, q.since),
+            )
+            if used >= q.user_daily:
+                return Refusal("user_daily", used, q.user_daily)
+        price = job.price_usd or 0.0
+        if q.chat_budget_usd is not None:
+            spent = await self._scalar(
+                db,
+                f"SELECT SUM({_CHARGED}) FROM jobs WHERE platform = ? AND scope_id = ?"
+                " AND created_at >= ?",
+                (*scope, q.since),
+            )
+            if spent + price > q.chat_budget_usd + 1e-9:
+                return Refusal("chat_budget", spent, q.chat_budget_usd)
+        if q.global_budget_usd is not None:
+            spent = await self._scalar(
+                db, f"SELECT SUM({_CHARGED}) FROM jobs WHERE created_at >= ?", (q.since,)
+            )
+            if spent + price > q.global_budget_usd + 1e-9:
+                return Refusal("global_budget", spent, q.global_budget_usd)
+        return None
+
+    # -- fair turns --------------------------------------------------------------------------
+
+    async def _claim_submittable(
+        self, db: aiosqlite.Connection, now: float, limit: int, lease_s: float
+    ) -> list[Job]:
+        """Received jobs to send now: within each chat's concurrency, alternating between
+        users (a user's n-th waiting job goes after everyone's (n-1)-th)."""
+        waiting = await self._waiting(db, now=now)
+        if not waiting:
+            return []
+        active, _, limits = await self._active_counts(db)
+        chosen: list[str] = []
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        for job_id, platform, scope, _user in waiting:
+            key = (platform, scope)
+            cap = limits.get(key, self.default_chat_concurrency)
+            if active.get(key, 0) + taken[key] >= cap:
+                continue
+            taken[key] += 1
+            chosen.append(job_id)
+            if len(chosen) >= limit:
+                break
+        if not chosen:
+            return []
+        marks = ",".join("?" * len(chosen))
+        cur = await db.execute(
+            f"UPDATE jobs SET next_poll_at = ? WHERE id IN ({marks}) RETURNING *",
+            (now + lease_s, *chosen),
+        )
+        rows = await cur.fetchall()
+        order = {job_id: i for i, job_id in enumerate(chosen)}
+        return sorted((self._job(r) for r in rows), key=lambda j: order[j.id])
+
+    async def _waiting(
+        self,
+        db: aiosqlite.Connection,
+        *,
+        now: float | None = None,
+        platform: str | None = None,
+        scope: str | None = None,
+    ) -> list[tuple[str, str, str, str]]:
+        """Waiting jobs in turn order: (id, platform, scope_id, user_id). Round robin per
+        chat: the user served longest ago (or never) goes first, one job per user a round."""
+        where = "state = 'received' AND hold IS NULL"
+        params: list[Any] = []
+        if now is not None:
+            where += " AND next_poll_at <= ?"
+            params.append(now)
+        if platform is not None:
+            where += " AND platform = ? AND scope_id = ?"
+            params += [platform, scope]
+        async with db.execute(
+            f"SELECT id, platform, scope_id, user_id FROM jobs WHERE {where}"
+            " ORDER BY created_at, rowid",
+            params,
+        ) as cur:
+            rows = await cur.fetchall()
+        if not rows:
+            return []
+        queues: dict[tuple[str, str, str], list[str]] = defaultdict(list)
+        for r in rows:
+            queues[(r[1], r[2], r[3])].append(r[0])
+        served = await self._last_served(db, {(p, s) for p, s, _ in queues})
+        users = sorted(queues, key=lambda u: served.get(u, float("-inf")))  # stable: oldest first
+        ordered: list[tuple[str, str, str, str]] = []
+        depth = max(len(q) for q in queues.values())
+        for turn in range(depth):
+            for user in users:
+                if turn < len(queues[user]):
+                    ordered.append((queues[user][turn], *user))
+        return ordered
+
+    async def _last_served(
+        self, db: aiosqlite.Connection, scopes: set[tuple[str, str]]
+    ) -> dict[tuple[str, str, str], float]:
+        """When each user of these chats last had a job sent to the gateway."""
+        out: dict[tuple[str, str, str], float] = {}
+        for platform, scope in scopes:
+            async with db.execute(
+                "SELECT user_id, MAX(submitted_at) FROM jobs WHERE platform = ? AND scope_id = ?"
+                " AND submitted_at IS NOT NULL GROUP BY user_id",
+                (platform, scope),
+            ) as cur:
+                for user, at in await cur.fetchall():
+                    out[(platform, scope, user)] = float(at)
+        return out
+
+    async def _active_counts(
+        self, db: aiosqlite.Connection
+    ) -> tuple[
+        dict[tuple[str, str], int], dict[tuple[str, str, str], int], dict[tuple[str, str], int]
+    ]:
+        active: dict[tuple[str, str], int] = defaultdict(int)
+        user_active: dict[tuple[str, str, str], int] = {}
+        async with db.execute(
+            "SELECT platform, scope_id, user_id, COUNT(*) FROM jobs"
+            f" WHERE state IN ({','.join('?' * len(_ACTIVE))}) GROUP BY 1, 2, 3",
+            _ACTIVE,
+        ) as cur:
+            for platform, scope, user, n in await cur.fetchall():
+                active[(platform, scope)] += n
+                user_active[(platform, scope, user)] = n
+        async with db.execute(
+            "SELECT platform, scope_id, concurrency FROM chat_settings"
+            " WHERE concurrency IS NOT NULL"
+        ) as cur:
+            limits = {(p, s): int(c) for p, s, c in await cur.fetchall()}
+        return active, user_active, limits
+
+    async def scope_load(self, platform: str, scope_id: str) -> tuple[int, int]:
+        """(jobs with the gateway now, the chat's limit) for one chat."""
+        active, _, limits = await self._active_counts(self.db)
+        key = (platform, scope_id)
+        return active.get(key, 0), limits.get(key, self.default_chat_concurrency)
+
+    async def queue_positions(self, platform: str, scope_id: str) -> dict[str, int]:
+        """1-based places in line of the chat's waiting jobs."""
+        waiting = await self._waiting(self.db, platform=platform, scope=scope_id)
+        return {job_id: i for i, (job_id, *_rest) in enumerate(waiting, start=1)}
+
+    # -- holds and cancels -------------------------------------------------------------------
+
+    async def release_hold(self, job_id: str, now: float) -> bool:
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET hold = NULL, hold_expires_at = NULL, next_poll_at = ?,"
+                " updated_at = ? WHERE id = ? AND state = 'received' AND hold IS NOT NULL",
+                (now, now, job_id),
+            )
+            return cur.rowcount == 1
+
+    async def stop_waiting(self, job_id: str, now: float, *, code: str, message: str) -> bool:
+        """End a job that was never sent (cancelled, confirmation expired): `rejected`."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET state = 'rejected', error_code = ?, error_message = ?,"
+                " hold = NULL, hold_expires_at = NULL, next_poll_at = NULL, finished_at = ?,"
+                " updated_at = ?, delivery = ?, next_delivery_at = ?"
+                " WHERE id = ? AND state = 'received'",
+                (code, message, now, now, Delivery.PENDING.value, now, job_id),
+            )
+            return cur.rowcount == 1
+
+    async def expired_holds(self, now: float) -> list[str]:
+        async with self.db.execute(
+            "SELECT id FROM jobs WHERE state = 'received' AND hold IS NOT NULL"
+            " AND hold_expires_at <= ?",
+            (now,),
+        ) as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    # -- chat settings -----------------------------------------------------------------------
+
+    async def chat_settings(self, platform: str, scope_id: str) -> dict[str, Any]:
+        async with self.db.execute(
+            "SELECT settings FROM chat_settings WHERE platform = ? AND scope_id = ?",
+            (platform, scope_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return dict(json.loads(row[0])) if row else {}
+
+    async def save_chat_settings(
+        self, platform: str, scope_id: str, values: dict[str, Any], *, by: str, now: float
+    ) -> None:
+        concurrency = values.get("chat_concurrency")
+        async with self.transaction() as db:
+            await db.execute(
+                "INSERT INTO chat_settings (platform, scope_id, settings, concurrency,"
+                " updated_at, updated_by) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (platform, scope_id) DO UPDATE SET settings = excluded.settings,"
+                " concurrency = excluded.concurrency, updated_at = excluded.updated_at,"
+                " updated_by = excluded.updated_by",
+                (platform, scope_id, json.dumps(values), concurrency, now, by),
+            )
+
+    # -- usage -------------------------------------------------------------------------------
+
+    async def usage_by_user(self, platform: str, scope_id: str, since: float) -> list[UsageRow]:
+        async with self.db.execute(
+            "SELECT user_id, MAX(json_extract(origin, '$.user_name')), COUNT(*),"
+            f" SUM({_CHARGED}) FROM jobs WHERE platform = ? AND scope_id = ?"
+            " AND created_at >= ? AND state != 'rejected' GROUP BY user_id"
+            " ORDER BY 4 DESC, 3 DESC",
+            (platform, scope_id, since),
+        ) as cur:
+            return [UsageRow(r[0], r[1], int(r[2]), float(r[3] or 0)) for r in await cur.fetchall()]
+
+    async def spend(
+        self, since: float, *, platform: str | None = None, scope_id: str | None = None
+    ) -> float:
+        sql = f"SELECT SUM({_CHARGED}) FROM jobs WHERE created_at >= ?"
+        params: list[Any] = [since]
+        if platform is not None:
+            sql += " AND platform = ? AND scope_id = ?"
+            params += [platform, scope_id]
+        return await self._scalar(self.db, sql, tuple(params))
+
+    async def user_history(
+        self, platform: str, scope_id: str, user_id: str, limit: int
+    ) -> list[Job]:
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
+            " AND state != 'rejected' ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            (platform, scope_id, user_id, limit),
+        ) as cur:
+            return [self._job(r) for r in await cur.fetchall()]
+
+    async def cancellable(self, platform: str, scope_id: str, user_id: str) -> list[Job]:
+        """The user's unfinished jobs in this chat, newest first."""
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
+            f" AND state IN ({','.join('?' * len(_UNFINISHED))})"
+            " ORDER BY created_at DESC, rowid DESC",
+            (platform, scope_id, user_id, *_UNFINISHED),
+        ) as cur:
+            return [self._job(r) for r in await cur.fetchall()]

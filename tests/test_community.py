@@ -1,0 +1,349 @@
+"""Shared chats in the core: limits with a time to retry, budgets and refunds, fair turns,
+confirmation by the asker only, blocked words, admin-only settings, atomic last slot."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from bot.app import Core
+from bot.config import Settings
+from bot.errors import RequestRejected
+from bot.messages import confirm_text, history_text, progress_text
+from bot.models import GenerationRequest, JobState, Kind, Origin
+from bot.sandbox import SandboxGateway
+from tests.conftest import FakeClock
+from tests.helpers import RecordingSink
+
+CHAT = "g1"
+
+
+def who(user: str, chat: str = CHAT) -> Origin:
+    return Origin(platform="test", chat_id=chat, user_id=user, user_name=user.title())
+
+
+def ask(
+    user: str, prompt: str = "a fox in snow", kind: Kind = Kind.IMAGE, model: str | None = None
+) -> GenerationRequest:
+    return GenerationRequest(kind=kind, prompt=prompt, origin=who(user), model=model)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(start=1_800_000_000.0 + 12 * 3600 - 1_800_000_000.0 % 86400)  # noon UTC
+
+
+@pytest.fixture
+async def gw(clock: FakeClock) -> AsyncIterator[SandboxGateway]:
+    async with SandboxGateway(clock=clock.now, late_url_polls=0) as g:
+        yield g
+
+
+@pytest.fixture
+def build(make_settings: Callable[..., Settings], gw: SandboxGateway) -> Callable[..., Settings]:
+    def settings(**kw: object) -> Settings:
+        return make_settings(
+            aa_base_url=gw.base_url, poll_first_delay_s=1.0, poll_interval_s=1.0, **kw
+        )
+
+    return settings
+
+
+async def step(core: Core, clock: FakeClock, seconds: float = 0.0) -> None:
+    clock.advance(seconds)
+    await core.tracker.run_once()
+    await core.tracker.drain()
+    await core.notifier.run_once()
+    await core.notifier.drain()
+
+
+async def test_user_over_concurrent_limit_is_told_to_wait(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(user_concurrent_jobs=2), clock=clock) as core:
+        await core.service.submit(ask("ann"))
+        await core.service.submit(ask("ann"))
+        with pytest.raises(RequestRejected) as info:
+            await core.service.submit(ask("ann"))
+        assert info.value.message == (
+            "You have 2 jobs going already, the most at once here. "
+            "Try again when one of them finishes."
+        )
+        await core.service.submit(ask("bob"))  # someone else still can
+        rejected = [j for j in await core.store.recent(10) if j.state is JobState.REJECTED]
+        assert [j.error_code for j in rejected] == ["limit_user_unfinished"]
+    assert gw.requests == []
+
+
+async def test_daily_limit_says_when_to_come_back(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(user_daily_videos=1, user_concurrent_jobs=5), clock=clock) as core:
+        core.notifier.register(RecordingSink())
+        await core.service.submit(ask("ann", kind=Kind.VIDEO, model="veo_fast"))
+        with pytest.raises(RequestRejected) as info:
+            await core.service.submit(ask("ann", kind=Kind.VIDEO, model="veo_fast"))
+        assert info.value.message == (
+            "You've made 1 videos today, the most allowed here. "
+            "You can go again at 00:00 UTC (in 12 h 0 min)."
+        )
+        await core.service.submit(ask("ann"))  # images have their own count
+        clock.advance(13 * 3600)  # a new day
+        await core.service.submit(ask("ann", kind=Kind.VIDEO, model="veo_fast"))
+
+
+async def test_chat_budget_refuses_and_a_refund_frees_it(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(chat_daily_budget_usd=1.0, user_concurrent_jobs=5), clock=clock) as core:
+        core.notifier.register(RecordingSink())
+        gw.script_next(outcome="refunded")
+        first = await core.service.submit(ask("ann", "a storm", Kind.VIDEO, "sora_studio"))  # $0.65
+        with pytest.raises(RequestRejected) as info:
+            await core.service.submit(ask("bob", "a calm sea", Kind.VIDEO, "sora_fast"))
+        assert info.value.message == (
+            "This chat has used $0.65 of its $1.00 budget for today, and this video costs "
+            "about $0.65. The budget resets at 00:00 UTC (in 12 h 0 min)."
+        )
+        await step(core, clock)
+        for _ in range(12):
+            await step(core, clock, 1.0)
+        done = await core.store.get(first.id)
+        assert done is not None and done.state is JobState.REFUNDED
+        await core.service.submit(ask("bob", "a calm sea", Kind.VIDEO, "sora_fast"))  # freed
+        other_chat = GenerationRequest(
+            kind=Kind.VIDEO, prompt="x y z", origin=who("cy", "g2"), model="sora_fast"
+        )
+        await core.service.submit(other_chat)  # budgets are per chat
+    assert len(gw.create_calls()) == 1
+
+
+async def test_global_budget_stops_everyone(
+    build: Callable[..., Settings], clock: FakeClock
+) -> None:
+    async with Core(build(global_daily_budget_usd=0.5), clock=clock) as core:
+        await core.service.submit(ask("ann", model="nanobanana_pro"))
+        other = GenerationRequest(
+            kind=Kind.IMAGE, prompt="p", origin=who("bob", "g9"), model="nanobanana_pro"
+        )
+        await core.service.submit(other)
+        with pytest.raises(
+            RequestRejected, match="genrelay has reached its spending limit for today"
+        ):
+            await core.service.submit(
+                GenerationRequest(
+                    kind=Kind.VIDEO, prompt="p q r", origin=who("cy", "g8"), model="veo"
+                )
+            )
+
+
+async def test_saturated_chat_alternates_between_users(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock) as core:
+        core.notifier.register(RecordingSink())
+        gw.durations["nanobanana"] = 1.0
+        ann = [await core.service.submit(ask("ann", f"ann {i}")) for i in range(4)]
+        bob = await core.service.submit(ask("bob", "bob 0"))
+        assert ann[0].queue_position is None and ann[1].queue_position is None
+        assert bob.queue_position is None  # nobody is with the gateway yet
+        order: list[str] = []
+        for _ in range(40):
+            await step(core, clock, 1.0)
+            for call in gw.create_calls():
+                prompt = call.json["prompt"]
+                if prompt not in order:
+                    order.append(prompt)
+            if len(order) == 5:
+                break
+        assert order == ["ann 0", "bob 0", "ann 1", "ann 2", "ann 3"]
+
+
+async def test_place_in_line_is_shown(build: Callable[..., Settings], clock: FakeClock) -> None:
+    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock) as core:
+        await core.service.submit(ask("ann", "first"))
+        await step(core, clock)  # first is with the gateway: the chat is full
+        second = await core.service.submit(ask("bob", "second"))
+        third = await core.service.submit(ask("cy", "third"))
+        assert (second.queue_position, third.queue_position) == (1, 2)
+        assert progress_text(third, core.catalog) == (
+            "⏳ In line for Nano Banana: 2nd in this chat. It starts when a slot frees up."
+        )
+        line = await core.service.waiting_in_line("test", CHAT)
+        assert [(j.id, j.queue_position) for j in line] == [(second.id, 1), (third.id, 2)]
+
+
+async def test_video_needs_the_askers_confirm(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(video_needs_confirmation=True), clock=clock) as core:
+        job = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
+        assert job.hold == "confirm"
+        assert confirm_text(job, core.catalog, 300) == (
+            "🎬 Veo 3.1 video for “a paper boat”: about $0.50, usually ready in ~2 min. "
+            "Press Confirm to start (only the asker can). This expires in 5 min."
+        )
+        await step(core, clock, 5)
+        assert gw.requests == []  # nothing before Confirm
+        with pytest.raises(RequestRejected, match="Only the person who asked can confirm this."):
+            await core.service.confirm(job.id, "bob")
+        await step(core, clock, 5)
+        assert gw.requests == []
+        await core.service.confirm(job.id, "ann")
+        await step(core, clock)
+        assert len(gw.create_calls()) == 1
+        with pytest.raises(RequestRejected, match="no longer waiting for confirmation"):
+            await core.service.confirm(job.id, "ann")
+        image = await core.service.submit(ask("ann"))
+        assert image.hold is None  # images never wait
+
+
+async def test_unconfirmed_video_expires_and_the_asker_is_told(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(
+        build(video_needs_confirmation=True, confirm_timeout_s=120), clock=clock
+    ) as core:
+        sink = RecordingSink()
+        core.notifier.register(sink)
+        job = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
+        clock.advance(121)
+        assert await core.service.expire_holds() == 1
+        await step(core, clock)
+        ((delivered, _),) = sink.delivered
+        assert delivered.id == job.id and delivered.state is JobState.REJECTED
+        assert delivered.error_message == (
+            "Nobody confirmed this within 2 minutes, so it was not sent. Nothing was charged."
+        )
+    assert gw.requests == []
+
+
+async def test_cancel_before_submit_and_after(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=5), clock=clock) as core:
+        first = await core.service.submit(ask("ann", "first"))
+        await step(core, clock)
+        waiting = await core.service.submit(ask("ann", "second"))
+        with pytest.raises(RequestRejected, match="Only the person who asked can cancel it."):
+            await core.service.cancel(waiting.id, "bob")
+        assert await core.service.cancel_latest(who("ann")) == (
+            "Cancelled. Nothing was sent, so nothing was charged."
+        )
+        assert await core.service.cancel(first.id, "ann") == (
+            "That job is already with Nano Banana and can't be stopped; "
+            "I'll still post the result when it's ready."
+        )
+        await step(core, clock, 5)
+        assert [c.json["prompt"] for c in gw.create_calls()] == ["first"]
+        assert (
+            await core.service.cancel_latest(who("zed"))
+            == "You have nothing waiting or running here."
+        )
+
+
+async def test_blocked_word_and_allowed_models(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(operator_ids="test:root"), clock=clock) as core:
+        admin = who("ann")
+        await core.service.change_setting(admin, "blocked_words", "gore, Spoiler", is_admin=True)
+        await core.service.change_setting(
+            admin, "allowed_models", "nanobanana, veo_fast", is_admin=True
+        )
+        with pytest.raises(RequestRejected) as info:
+            await core.service.submit(ask("bob", "a SPOILER of the finale"))
+        assert (
+            info.value.message
+            == "Your prompt contains “spoiler”, which this chat does not allow. Please rephrase it."
+        )
+        with pytest.raises(RequestRejected) as info:
+            await core.service.submit(ask("bob", model="nanobanana_pro"))
+        assert (
+            info.value.message
+            == "This chat doesn't allow Nano Banana Pro. Allowed here: nanobanana."
+        )
+        await core.service.submit(ask("bob"))
+    assert gw.requests == []
+
+
+async def test_settings_are_for_admins_and_survive_restart(
+    build: Callable[..., Settings], clock: FakeClock
+) -> None:
+    settings = build(operator_ids="test:root")
+    async with Core(settings, clock=clock) as core:
+        with pytest.raises(RequestRejected) as info:
+            await core.service.change_setting(who("bob"), "video_confirm", "on", is_admin=False)
+        assert (
+            info.value.message
+            == "Only this chat's admins can change its settings. Ask one of them."
+        )
+        assert (
+            await core.service.change_setting(who("ann"), "video_confirm", "on", is_admin=True)
+            == "✅ video_confirm: on"
+        )
+        assert (
+            await core.service.change_setting(
+                who("root"), "chat_budget_usd", "$2.5", is_admin=False
+            )
+            == "✅ chat_budget_usd: $2.50"
+        )
+        assert (
+            await core.service.change_setting(
+                who("ann"), "image_model", "nanobanana_pro", is_admin=True
+            )
+            == "✅ image_model: nanobanana_pro"
+        )
+        with pytest.raises(RequestRejected, match="image_model must be a image model"):
+            await core.service.change_setting(who("ann"), "image_model", "veo", is_admin=True)
+        with pytest.raises(RequestRejected, match="There is no setting “colour”"):
+            await core.service.change_setting(who("ann"), "colour", "red", is_admin=True)
+    async with Core(settings, clock=clock) as again:
+        text = await again.service.settings_text(who("bob"))
+        assert "• video_confirm: on" in text and "• chat_budget_usd: $2.50" in text
+        job = await again.service.submit(ask("bob"))
+        assert job.model == "nanobanana_pro"  # the chat's default image model
+
+
+async def test_two_requests_for_the_last_slot_admit_exactly_one(
+    build: Callable[..., Settings], clock: FakeClock
+) -> None:
+    async with Core(build(user_concurrent_jobs=1), clock=clock) as core:
+        results = await asyncio.gather(
+            *(core.service.submit(ask("ann", f"p{i}")) for i in range(2)), return_exceptions=True
+        )
+    assert sum(not isinstance(r, Exception) for r in results) == 1
+    assert sum(isinstance(r, RequestRejected) for r in results) == 1
+
+
+async def test_history_and_usage(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(user_concurrent_jobs=5), clock=clock) as core:
+        core.notifier.register(RecordingSink())
+        await core.service.submit(ask("ann", "a red fox"))
+        await core.service.submit(ask("ann", "waves", Kind.VIDEO, "veo_fast"))
+        await core.service.submit(ask("bob", "a blue whale"))
+        for _ in range(10):
+            await step(core, clock, 1.0)
+        jobs = await core.service.history(who("ann"))
+        assert history_text(jobs, core.catalog, clock.now()) == (
+            "🕘 Your recent jobs here:\n"
+            "1. Veo 3.1 Fast · succeeded · just now · “waves”\n"
+            "2. Nano Banana · succeeded · just now · “a red fox”"
+        )
+        assert (await core.service.stored_result(jobs[1].id)).id == jobs[1].id
+        assert await core.service.usage_text(who("ann")) == (
+            "📊 Today you made 1 of 50 images and 1 of 10 videos here, spending $0.29.\n"
+            "This chat has $9.67 of its $10.00 daily budget left.\n"
+            "Limits reset at 00:00 UTC (in 11 h 59 min)."
+        )
+        with pytest.raises(
+            RequestRejected, match="Only this chat's admins can see everyone's usage."
+        ):
+            await core.service.chat_usage_text(who("ann"), is_admin=False)
+        assert await core.service.chat_usage_text(who("ann"), is_admin=True) == (
+            "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 jobs, $0.04"
+        )
