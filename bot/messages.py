@@ -162,6 +162,11 @@ def failure_text(job: Job, catalog: Catalog) -> str:
             f"❌ {name} had a problem starting this {what}{detail} You were not charged. "
             "Please try again in a minute."
         )
+    if code == "bad_response":
+        return (
+            f"❌ {name} answered in a form I couldn't read{detail} If this cost anything, "
+            "the bot's operator can check it with the job id. Please try again."
+        )
     if code == "rejected":
         return (
             f"❌ {name} refused this {what}{detail} You were not charged. "

@@ -52,6 +52,7 @@ class Service:
         settings: Settings,
         *,
         wake_tracker: Callable[[], None] = lambda: None,
+        on_limit: Callable[[str], None] = lambda limit: None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -59,6 +60,7 @@ class Service:
         self.clock = clock
         self.settings = settings
         self.wake_tracker = wake_tracker
+        self.on_limit = on_limit  # metrics: a request refused by a community limit
         self.max_image_bytes = settings.max_reference_bytes
         self.default_rules = ChatRules.defaults(settings)
 
@@ -162,6 +164,7 @@ class Service:
             )
             await self._record_rejected(req, over, now)
             log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
+            self.on_limit(refusal.limit)
             raise over
         log.info(
             "job %s: received from %s chat %s (model=%s action=%s%s)",

@@ -4,6 +4,7 @@ confirmation by the asker only, blocked words, admin-only settings, atomic last 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -72,6 +73,10 @@ async def test_user_over_concurrent_limit_is_told_to_wait(
             "Try again when one of them finishes."
         )
         await core.service.submit(ask("bob"))  # someone else still can
+        hits = core.metrics.registry.get_sample_value(
+            "genrelay_limits_hit_total", {"limit": "user_unfinished"}
+        )
+        assert hits == 1
         rejected = [j for j in await core.store.recent(10) if j.state is JobState.REJECTED]
         assert [j.error_code for j in rejected] == ["limit_user_unfinished"]
     assert gw.requests == []
@@ -187,7 +192,9 @@ async def test_video_needs_the_askers_confirm(
         )
         await step(core, clock, 5)
         assert gw.requests == []  # nothing before Confirm
-        with pytest.raises(RequestRejected, match="Only the person who asked can confirm this."):
+        with pytest.raises(
+            RequestRejected, match=re.escape("Only the person who asked can confirm this.")
+        ):
             await core.service.confirm(job.id, "bob")
         await step(core, clock, 5)
         assert gw.requests == []
@@ -227,7 +234,9 @@ async def test_cancel_before_submit_and_after(
         first = await core.service.submit(ask("ann", "first"))
         await step(core, clock)
         waiting = await core.service.submit(ask("ann", "second"))
-        with pytest.raises(RequestRejected, match="Only the person who asked can cancel it."):
+        with pytest.raises(
+            RequestRejected, match=re.escape("Only the person who asked can cancel it.")
+        ):
             await core.service.cancel(waiting.id, "bob")
         assert await core.service.cancel_latest(who("ann")) == (
             "Cancelled. Nothing was sent, so nothing was charged."
@@ -341,7 +350,7 @@ async def test_history_and_usage(
             "Limits reset at 00:00 UTC (in 11 h 59 min)."
         )
         with pytest.raises(
-            RequestRejected, match="Only this chat's admins can see everyone's usage."
+            RequestRejected, match=re.escape("Only this chat's admins can see everyone's usage.")
         ):
             await core.service.chat_usage_text(who("ann"), is_admin=False)
         assert await core.service.chat_usage_text(who("ann"), is_admin=True) == (

@@ -1,0 +1,166 @@
+"""Prometheus metrics of one Core, in its own registry (never the process-wide default one,
+so tests can run many Cores side by side). Served as text at /metrics by bot/web.py.
+
+Each count is taken at the one place the event happens: `send()` for upstream calls, the
+tracker's terminal transition for jobs, the notifier for deliveries. Job counts by model
+and state are read from the store at scrape time, so they survive restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Collection, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from bot.errors import GatewayError
+from bot.models import Job, JobState
+
+__all__ = ["CONTENT_TYPE", "JobCounts", "Metrics", "UpstreamObserver"]
+
+# The classic text exposition format; every Prometheus version scrapes it.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+JobCounts = Callable[[], Awaitable[Iterable[tuple[str, str, int]]]]
+UpstreamObserver = Callable[[str, GatewayError | None], None]
+
+_UPSTREAM_DONE = (JobState.SUCCEEDED, JobState.FAILED, JobState.REFUNDED)
+SUBMIT_TO_DONE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
+DONE_TO_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
+
+
+class Metrics:
+    """Every metric genrelay exports. Methods are cheap and never raise into the caller."""
+
+    def __init__(
+        self, *, job_counts: JobCounts | None = None, providers: Collection[str] = ()
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._job_counts = job_counts
+        self.providers = set(providers)
+        r = self.registry
+        self.jobs = Gauge(
+            "genrelay_jobs", "Jobs in the store, by model and state", ["model", "state"], registry=r
+        )
+        self.jobs_finished = Counter(
+            "genrelay_jobs_finished",
+            "Jobs this process saw reach a terminal state",
+            ["provider", "model", "state"],
+            registry=r,
+        )
+        self.upstream_requests = Counter(
+            "genrelay_upstream_requests",
+            "Calls to a gateway, by endpoint",
+            ["provider", "endpoint"],
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "genrelay_upstream_errors",
+            "Gateway calls that failed, by endpoint and error",
+            ["provider", "endpoint", "error"],
+            registry=r,
+        )
+        self.submit_to_done = Histogram(
+            "genrelay_submit_to_upstream_done_seconds",
+            "From submitting a job to seeing the upstream finish it",
+            ["provider", "model"],
+            buckets=SUBMIT_TO_DONE_BUCKETS,
+            registry=r,
+        )
+        self.done_to_delivery = Histogram(
+            "genrelay_upstream_done_to_delivery_seconds",
+            "From seeing the upstream finish a job to the chat accepting the result",
+            ["platform"],
+            buckets=DONE_TO_DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "genrelay_deliveries",
+            "Finished jobs handed to a chat, by platform and outcome",
+            ["platform", "outcome"],
+            registry=r,
+        )
+        self.delivery_retries = Counter(
+            "genrelay_delivery_retries",
+            "Deliveries that failed and were scheduled again",
+            ["platform"],
+            registry=r,
+        )
+        self.limits_hit = Counter(
+            "genrelay_limits_hit",
+            "Requests refused by a community limit, by limit",
+            ["limit"],
+            registry=r,
+        )
+        self.webhooks = Counter(
+            "genrelay_webhooks",
+            "Webhook calls, by provider and outcome (accepted, unknown)",
+            ["provider", "outcome"],
+            registry=r,
+        )
+
+    # -- upstream ----------------------------------------------------------------------------
+
+    def upstream(self, provider: str, endpoint: str, error: GatewayError | None) -> None:
+        self.upstream_requests.labels(provider, endpoint).inc()
+        if error is not None:
+            self.upstream_errors.labels(provider, endpoint, error.code).inc()
+
+    def observer(self, provider: str) -> UpstreamObserver:
+        """What a gateway hands to `send()` to count its calls."""
+
+        def observe(endpoint: str, error: GatewayError | None) -> None:
+            self.upstream(provider, endpoint, error)
+
+        return observe
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def job_finished(self, job: Job, provider: str) -> None:
+        self.jobs_finished.labels(provider, job.model, job.state.value).inc()
+        if (
+            job.state in _UPSTREAM_DONE
+            and job.submitted_at is not None
+            and job.finished_at is not None
+        ):
+            self.submit_to_done.labels(provider, job.model).observe(
+                max(job.finished_at - job.submitted_at, 0.0)
+            )
+
+    # -- deliveries --------------------------------------------------------------------------
+
+    def delivered(self, job: Job) -> None:
+        platform = job.origin.platform
+        self.deliveries.labels(platform, "delivered").inc()
+        if job.finished_at is not None and job.delivered_at is not None:
+            self.done_to_delivery.labels(platform).observe(
+                max(job.delivered_at - job.finished_at, 0.0)
+            )
+
+    def delivery_failed(self, job: Job, *, retrying: bool) -> None:
+        platform = job.origin.platform
+        if retrying:
+            self.delivery_retries.labels(platform).inc()
+        else:
+            self.deliveries.labels(platform, "undeliverable").inc()
+
+    # -- limits and webhooks -----------------------------------------------------------------
+
+    def limit_hit(self, limit: str) -> None:
+        """A request refused by a community limit (`user_daily_images`, `chat_budget`...)."""
+        self.limits_hit.labels(limit).inc()
+
+    def webhook(self, provider: str, outcome: str) -> None:
+        # The provider comes from a URL anyone can call: never let it grow the label set.
+        label = provider if provider in self.providers else "other"
+        self.webhooks.labels(label, outcome).inc()
+
+    # -- exposition --------------------------------------------------------------------------
+
+    async def render(self) -> bytes:
+        """The text exposition, with job counts fresh from the store."""
+        if self._job_counts is not None:
+            rows = list(await self._job_counts())
+            self.jobs.clear()
+            for model, state, count in rows:
+                self.jobs.labels(model, state).set(count)
+        return generate_latest(self.registry)
