@@ -540,7 +540,7 @@ class FakeTelegram:
         self,
         method: str,
         predicate: Callable[[Call], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - a plain deadline reads best in tests
+        timeout: float = 5.0,
         *,
         since: int = 0,
         n: int = 1,

@@ -1,0 +1,21 @@
+"""Telegram, through python-telegram-bot 22.
+
+adapter.py  the Application: lifecycle, handlers, requests from messages and buttons
+sink.py     DeliverySink: status messages, results, failures, Telegram errors -> ours
+albums.py   media groups gathered into one request
+parse.py    messages -> frozen values (command, origin, image sources)
+texts.py    every Telegram-specific sentence and button
+"""
+
+from __future__ import annotations
+
+import os
+
+# PTB 22 warns on every int time period unless timedelta behaviour is chosen; set it before
+# telegram is imported anywhere below.
+os.environ.setdefault("PTB_TIMEDELTA", "true")
+
+from adapters.telegram.adapter import TelegramAdapter
+from adapters.telegram.sink import TelegramSink, delivery_error
+
+__all__ = ["TelegramAdapter", "TelegramSink", "delivery_error"]

@@ -1,0 +1,442 @@
+"""The Telegram adapter: a python-telegram-bot Application polling on the core's event loop,
+handlers that parse and submit (never waiting for a job), and the delivery sink."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dtm
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from types import TracebackType
+from typing import Any
+
+from telegram import BotCommand, Message, Update
+from telegram.constants import FileSizeLimit
+from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    BaseRateLimiter,
+    CallbackQueryHandler,
+    ExtBot,
+    MessageHandler,
+    filters,
+)
+
+from adapters.commands import parse_command_text
+from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.parse import (
+    PLATFORM,
+    ImageSource,
+    TelegramCommand,
+    image_sources,
+    origin_of,
+    parse_command,
+)
+from adapters.telegram.sink import TelegramSink
+from adapters.telegram.texts import (
+    ACTION_ANSWERS,
+    ANIMATE,
+    BUTTON_RE,
+    CALLBACK_ANSWER_MAX,
+    DOWNLOAD_FAILED,
+    REROLL,
+    SOMETHING_WRONG,
+    UPSCALE,
+    clip,
+    help_text,
+    models_text,
+    not_an_image,
+    over_download_limit,
+    start_text,
+)
+from bot.app import Core
+from bot.config import Settings
+from bot.errors import ConfigError, RequestRejected
+from bot.messages import progress_text
+from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
+
+__all__ = ["TelegramAdapter"]
+
+log = logging.getLogger(__name__)
+
+App = Application[ExtBot[Any], Any, Any, Any, Any, Any]
+ButtonAction = Callable[[str, Origin], Awaitable[Job]]
+
+DOWNLOAD_LIMIT = FileSizeLimit.FILESIZE_DOWNLOAD  # the Bot API serves bots files up to 20 MB
+MEDIA_WRITE_TIMEOUT_S = 120.0  # a 50 MB upload on a slow uplink
+FLOOD_RETRIES = 3  # RetryAfter waits inside PTB's rate limiter before we give up
+KINDS = {"imagine": Kind.IMAGE, "video": Kind.VIDEO}
+BOT_COMMANDS = (
+    BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
+    BotCommand("video", "Make a video, or animate a photo"),
+    BotCommand("models", "Every model, with what it costs"),
+    BotCommand("help", "How to use me, with examples"),
+)
+
+
+class TelegramAdapter:
+    """`async with TelegramAdapter(core, settings):` polls Telegram and delivers jobs whose
+    origin is Telegram until the block ends."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        *,
+        album_debounce_s: float = 1.0,
+        rate_limiter: BaseRateLimiter[int] | None = None,
+        poll_timeout_s: float = 10.0,
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.poll_timeout_s = poll_timeout_s
+        self._rate_limiter = rate_limiter
+        self._albums = AlbumCollector(album_debounce_s, self._on_album)
+        self._app: App | None = None
+        self._sink: TelegramSink | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        app = self._app
+        return bool(app and app.running and app.updater and app.updater.running)
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._app
+
+    @property
+    def sink(self) -> TelegramSink:
+        if self._sink is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._sink
+
+    async def __aenter__(self) -> TelegramAdapter:
+        token = self.settings.telegram_bot_token
+        if token is None or not token.get_secret_value():
+            raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
+        app: App = (
+            ApplicationBuilder()
+            .token(token.get_secret_value())
+            .base_url(self.settings.telegram_api_base_url)
+            .base_file_url(self.settings.telegram_file_base_url)
+            .rate_limiter(self._rate_limiter or AIORateLimiter(max_retries=FLOOD_RETRIES))
+            .concurrent_updates(True)
+            .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
+            .build()
+        )
+        app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
+        app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_RE))
+        app.add_error_handler(self._on_error)
+        self._app = app
+        try:
+            await app.initialize()  # getMe: checks the token, learns our @username
+        except InvalidToken:
+            self._app = None
+            raise ConfigError("Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)") from None
+        try:
+            await app.start()
+            assert app.updater is not None
+            await app.updater.start_polling(
+                timeout=dtm.timedelta(seconds=self.poll_timeout_s),
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            )
+            self._sink = TelegramSink(
+                app.bot, self.core.catalog, upload_limit_mb=self.settings.telegram_upload_limit_mb
+            )
+            await self._set_commands()
+        except BaseException:
+            await self._stop()
+            raise
+        self.core.notifier.register(self._sink)
+        log.info("telegram: connected as @%s (polling)", app.bot.username)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._sink is not None and self.core.notifier.sinks.get(PLATFORM) is self._sink:
+            self.core.notifier.unregister(PLATFORM)
+        await self._stop()
+        log.info("telegram: disconnected")
+
+    async def _stop(self) -> None:
+        app, self._app = self._app, None
+        if app is None:
+            return
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        await self._albums.aclose()
+        if app.running:
+            await app.stop()  # waits for handlers still running
+        await app.shutdown()
+
+    async def _set_commands(self) -> None:
+        try:
+            await self.app.bot.set_my_commands(BOT_COMMANDS)
+        except TelegramError as exc:
+            log.warning("telegram: command list not set (%s)", exc)
+
+    # -- messages --------------------------------------------------------------------------
+
+    async def _on_message(self, update: Update, context: Any) -> None:
+        message = update.message
+        if message is None:
+            return
+        if message.media_group_id is not None:
+            self._albums.add(message)  # handled once the whole album is in
+            return
+        command = parse_command(message.text or message.caption)
+        if command is not None:
+            await self._dispatch(message, command, [message])
+
+    async def _on_album(self, messages: list[Message]) -> None:
+        for message in messages:
+            command = parse_command(message.caption)
+            if command is not None:
+                await self._dispatch(message, command, messages)
+                return
+        log.debug("telegram: album without a command in chat %s ignored", messages[0].chat.id)
+
+    async def _dispatch(
+        self, message: Message, command: TelegramCommand, holders: Sequence[Message]
+    ) -> None:
+        chat_id, message_id = message.chat.id, message.message_id
+        if not command.addressed_to(self.app.bot.username):
+            log.debug(
+                "telegram: chat %s message %s: /%s is for @%s; ignored",
+                chat_id,
+                message_id,
+                command.name,
+                command.bot,
+            )
+            return
+        origin = origin_of(message)
+        try:
+            if command.name in KINDS:
+                await self._generate(message, command, KINDS[command.name], origin, holders)
+            elif command.name == "help":
+                await self.sink.reply(origin, help_text(self.core.catalog))
+            elif command.name == "start":
+                await self.sink.reply(origin, start_text(self.core.catalog))
+            elif command.name == "models":
+                await self.sink.reply(origin, models_text(self.core.catalog))
+        except TelegramError as exc:
+            log.warning(
+                "telegram: chat %s message %s: /%s not answered (%s)",
+                chat_id,
+                message_id,
+                command.name,
+                exc,
+            )
+        except Exception:
+            log.exception(
+                "telegram: chat %s message %s: /%s failed", chat_id, message_id, command.name
+            )
+            with suppress(TelegramError):
+                await self.sink.reply(origin, SOMETHING_WRONG)
+
+    async def _generate(
+        self,
+        message: Message,
+        command: TelegramCommand,
+        kind: Kind,
+        origin: Origin,
+        holders: Sequence[Message],
+    ) -> None:
+        try:
+            job = await self._submit(message, command, kind, origin, holders)
+        except RequestRejected as exc:
+            log.info(
+                "telegram: chat %s message %s: /%s refused (%s)",
+                origin.chat_id,
+                origin.message_id,
+                command.name,
+                exc.code,
+            )
+            await self.sink.reply(origin, exc.message)
+            return
+        if job is not None:
+            log.info(
+                "telegram: chat %s message %s: /%s -> job %s (%d images)",
+                origin.chat_id,
+                origin.message_id,
+                command.name,
+                job.id,
+                len(job.images),
+            )
+
+    async def _submit(
+        self,
+        message: Message,
+        command: TelegramCommand,
+        kind: Kind,
+        origin: Origin,
+        holders: Sequence[Message],
+    ) -> Job | None:
+        """Parse, check, fetch the photos, reply with the status line, submit. Nothing is
+        downloaded before the request passed every check that needs no download."""
+        parsed = parse_command_text(command.args, self.core.catalog)
+        sources = [source for holder in holders for source in image_sources(holder)]
+        if not sources and message.reply_to_message is not None:
+            sources = image_sources(message.reply_to_message)
+        for source in sources:
+            _check_source(source)
+        draft = GenerationRequest(
+            kind=kind,
+            prompt=parsed.prompt,
+            origin=origin,
+            model=parsed.model,
+            images=tuple(
+                ReferenceImage(
+                    ref=f"telegram:{s.unique_id}",
+                    mime=s.mime or "image/jpeg",
+                    size=s.size,
+                    filename=s.filename,
+                )
+                for s in sources
+            ),
+            aspect_ratio=parsed.aspect_ratio,
+            quality=parsed.quality,
+        )
+        service = self.core.service
+        try:
+            service.check(draft)
+        except RequestRejected:
+            with suppress(RequestRejected):
+                await service.submit(draft)  # refused again, and recorded as `rejected`
+            raise
+        images = await asyncio.gather(*(self._fetch(s) for s in sources))
+        request = dataclasses.replace(draft, images=tuple(images))
+        text = progress_text(self._draft_job(request), self.core.catalog)
+        # The status line exists before the job, so its id is in the job's row from the start.
+        status = await self.sink.reply(origin, text)
+        try:
+            job = await service.submit(request, status_message_id=str(status.message_id))
+        except RequestRejected as exc:
+            await self.app.bot.edit_message_text(
+                exc.message, chat_id=status.chat_id, message_id=status.message_id
+            )
+            return None
+        self.sink.remember_status(job.id, status.message_id, text)
+        if progress_text(job, self.core.catalog) != text:
+            # The chat's own default model, or a place in line: say so at once.
+            with suppress(TelegramError):
+                await self.sink.progress(job)
+        return job
+
+    def _draft_job(self, request: GenerationRequest) -> Job:
+        """A job as it will be once submitted, to word its first status line."""
+        catalog = self.core.catalog
+        spec = (catalog.resolve(request.model) if request.model else None) or catalog.default_for(
+            request.kind
+        )
+        return Job(
+            id="-",
+            kind=request.kind,
+            model=spec.code,
+            prompt=request.prompt,
+            origin=request.origin,
+        )
+
+    async def _fetch(self, source: ImageSource) -> ReferenceImage:
+        """Download a Telegram file through PTB and host it ourselves: the file URL carries
+        the bot token, so it never leaves this process."""
+        try:
+            tg_file = await self.app.bot.get_file(source.file_id)
+            data = await tg_file.download_as_bytearray()
+        except BadRequest as exc:
+            if "too big" in exc.message.lower():
+                # Our size was wrong or missing if Telegram says so: do not repeat it.
+                raise RequestRejected(
+                    over_download_limit(None, is_photo=source.is_photo, limit=DOWNLOAD_LIMIT),
+                    code="telegram_download_limit",
+                ) from None
+            raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
+        except TelegramError:
+            raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
+        return self.core.media.host(bytes(data), filename=source.filename)
+
+    # -- buttons ---------------------------------------------------------------------------
+
+    async def _on_button(self, update: Update, context: Any) -> None:
+        query = update.callback_query
+        if query is None or query.data is None or query.message is None:
+            return
+        action, _, job_id = query.data.partition(":")
+        service = self.core.service
+        actions: dict[str, ButtonAction] = {
+            REROLL: service.reroll,
+            ANIMATE: service.animate,
+            UPSCALE: service.upscale,
+        }
+        result = query.message
+        if isinstance(result, Message):
+            origin = origin_of(result, query.from_user)
+        else:  # a message too old for Telegram to show us: still answer in its chat
+            origin = Origin(
+                platform=PLATFORM,
+                chat_id=str(result.chat.id),
+                user_id=str(query.from_user.id),
+                user_name=query.from_user.full_name,
+                message_id=str(result.message_id),
+            )
+        try:
+            job = await actions[action](job_id, origin)
+        except RequestRejected as exc:
+            log.info(
+                "telegram: chat %s: %s on job %s refused (%s)",
+                origin.chat_id,
+                action,
+                job_id,
+                exc.code,
+            )
+            await query.answer(clip(exc.message, CALLBACK_ANSWER_MAX), show_alert=True)
+            return
+        log.info(
+            "telegram: chat %s: %s on job %s by user %s -> job %s",
+            origin.chat_id,
+            action,
+            job_id,
+            origin.user_id,
+            job.id,
+        )
+        spec = self.core.catalog.resolve(job.model)
+        answer = ACTION_ANSWERS[action].format(name=spec.name if spec else job.model)
+        # Held until the status line exists, so a progress update cannot post a second one.
+        async with self.sink.lock(job.id):
+            with suppress(TelegramError):  # a query can expire; the job goes on regardless
+                await query.answer(clip(answer, CALLBACK_ANSWER_MAX))
+            status_id = await self.sink.create_status(job)
+        await service.attach_status_message(job.id, str(status_id))
+
+    async def _on_error(self, update: object, context: Any) -> None:
+        error = getattr(context, "error", None)
+        update_id = update.update_id if isinstance(update, Update) else None
+        if isinstance(error, TelegramError):
+            log.warning("telegram: update %s: %s: %s", update_id, type(error).__name__, error)
+        else:
+            log.error("telegram: update %s failed", update_id, exc_info=error)
+
+
+def _check_source(source: ImageSource) -> None:
+    """Refusals Telegram's own limits call for, before anything is downloaded."""
+    if not source.is_image:
+        raise RequestRejected(not_an_image(source.filename), code="not_an_image")
+    if source.size is not None and source.size > DOWNLOAD_LIMIT:
+        raise RequestRejected(
+            over_download_limit(source.size, is_photo=source.is_photo, limit=DOWNLOAD_LIMIT),
+            code="telegram_download_limit",
+        )

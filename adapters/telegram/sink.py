@@ -1,0 +1,330 @@
+"""Telegram as a delivery sink: status messages edited as a job moves, results uploaded from
+our own copies, failures as replies. Everything it needs is in the stored job (origin and
+status message), so a delivery after a restart lands in the right chat, topic and reply."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dtm
+import html
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
+from telegram.constants import FileSizeLimit, ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+
+from adapters.telegram.parse import PLATFORM
+from adapters.telegram.texts import ORIGINAL_NOTE, link_note, mention_html, result_buttons
+from bot.catalog import Catalog
+from bot.errors import DeliveryError, PermanentDeliveryError
+from bot.messages import failure_text, progress_text, result_caption
+from bot.models import Job, JobState, Kind, Origin
+from bot.ports import ResultFile
+
+__all__ = ["TelegramSink", "delivery_error"]
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4096  # Telegram's limit for a message
+PHOTO_MAX_BYTES = FileSizeLimit.PHOTOSIZE_UPLOAD  # larger images go as documents only
+DONE_MEMORY = 10_000  # delivered job ids remembered, so a late progress update stays quiet
+
+
+def _seconds(period: dtm.timedelta | float) -> float:
+    return period.total_seconds() if isinstance(period, dtm.timedelta) else float(period)
+
+
+def delivery_error(exc: TelegramError) -> DeliveryError:
+    """The one place a Telegram failure becomes our error: retry later, or never."""
+    if isinstance(exc, RetryAfter):
+        wait = _seconds(exc.retry_after)
+        return DeliveryError(f"Telegram flood control ({wait:g} s)", retry_after=wait)
+    if isinstance(exc, Forbidden):
+        return PermanentDeliveryError(f"Telegram refused: {exc.message}")
+    if isinstance(exc, ChatMigrated):
+        return PermanentDeliveryError("the group became a supergroup with a new chat id")
+    if isinstance(exc, BadRequest):  # chat not found, no rights, topic closed, bad file
+        return PermanentDeliveryError(f"Telegram refused: {exc.message}")
+    if isinstance(exc, NetworkError):  # TimedOut included
+        return DeliveryError(f"Telegram unreachable: {type(exc).__name__}")
+    return DeliveryError(f"Telegram error: {type(exc).__name__}")
+
+
+def _not_modified(exc: BadRequest) -> bool:
+    return "not modified" in exc.message.lower()
+
+
+def _is_image(f: ResultFile, job: Job) -> bool:
+    return f.mime.startswith("image/") or (not f.mime and job.kind is Kind.IMAGE)
+
+
+def _is_video(f: ResultFile, job: Job) -> bool:
+    return f.mime.startswith("video/") or (not f.mime and job.kind is Kind.VIDEO)
+
+
+class TelegramSink:
+    """`DeliverySink` for origin platform "telegram".
+
+    Per job it remembers (in this process) the status message, the last text shown in it,
+    and which parts of a delivery already went out, so that a delivery retried after a
+    partial success (flood control on the second upload) never sends a part twice.
+    """
+
+    platform = PLATFORM
+
+    def __init__(self, bot: Bot, catalog: Catalog, *, upload_limit_mb: int) -> None:
+        self.bot = bot
+        self.catalog = catalog
+        self.upload_limit_mb = upload_limit_mb
+        self.upload_limit = upload_limit_mb * 1_000_000
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._status: dict[str, int] = {}
+        self._last_text: dict[str, str] = {}
+        self._sent: dict[str, dict[str, int]] = {}
+        self._done: OrderedDict[str, None] = OrderedDict()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    @staticmethod
+    def target(origin: Origin, reply_to: int | None = None) -> dict[str, Any]:
+        """chat, forum topic and reply parameters of every message about `origin`."""
+        kwargs: dict[str, Any] = {"chat_id": int(origin.chat_id)}
+        if origin.thread_id is not None:
+            kwargs["message_thread_id"] = int(origin.thread_id)
+        message_id = reply_to or (int(origin.message_id) if origin.message_id else None)
+        if message_id is not None:
+            kwargs["reply_parameters"] = ReplyParameters(
+                message_id=message_id, allow_sending_without_reply=True
+            )
+        return kwargs
+
+    async def reply(
+        self,
+        origin: Origin,
+        text: str,
+        *,
+        html_text: bool = False,
+        markup: InlineKeyboardMarkup | None = None,
+        reply_to: int | None = None,
+    ) -> Message:
+        """A text reply to the origin's message (plain text unless `html_text`)."""
+        return await self.bot.send_message(
+            text=text[:MAX_TEXT],
+            parse_mode=ParseMode.HTML if html_text else None,
+            reply_markup=markup,
+            **self.target(origin, reply_to),
+        )
+
+    # -- status messages -------------------------------------------------------------------
+
+    def lock(self, job_id: str) -> asyncio.Lock:
+        """Held while a job's status message is created, edited or removed."""
+        return self._locks.setdefault(job_id, asyncio.Lock())
+
+    def remember_status(self, job_id: str, message_id: int, text: str) -> None:
+        self._status[job_id] = message_id
+        self._last_text[job_id] = text
+
+    def status_id(self, job: Job) -> int | None:
+        # The store can lag behind this process (a whole-row save of an older copy).
+        if job.id in self._status:
+            return self._status[job.id]
+        return int(job.status_message_id) if job.status_message_id else None
+
+    async def create_status(self, job: Job) -> int:
+        """Reply with the job's status line; the caller holds `lock(job.id)`."""
+        text = progress_text(job, self.catalog)
+        message = await self.reply(job.origin, text)
+        self.remember_status(job.id, message.message_id, text)
+        log.info(
+            "job %s: status message %s in telegram chat %s",
+            job.id,
+            message.message_id,
+            job.origin.chat_id,
+        )
+        return message.message_id
+
+    async def progress(self, job: Job) -> str | None:
+        if job.terminal or job.id in self._done:
+            return None  # deliver() takes over the status message
+        async with self.lock(job.id):
+            if job.id in self._done:  # delivered while this update waited
+                return None
+            message_id = self.status_id(job)
+            if message_id is None:  # e.g. after a restart, or a status reply that was lost
+                return str(await self.create_status(job))
+            text = progress_text(job, self.catalog)
+            if self._last_text.get(job.id) != text:
+                try:
+                    await self.bot.edit_message_text(
+                        text, chat_id=int(job.origin.chat_id), message_id=message_id
+                    )
+                except BadRequest as exc:
+                    if not _not_modified(exc):
+                        log.info("job %s: status message not edited (%s)", job.id, exc.message)
+                        return None
+                self._last_text[job.id] = text
+            return str(message_id) if str(message_id) != job.status_message_id else None
+
+    async def _drop_status(self, job: Job) -> None:
+        """Delete the status message; a cleanup step, so a failure is only logged."""
+        message_id = self.status_id(job)
+        if message_id is None:
+            return
+        try:
+            await self.bot.delete_message(chat_id=int(job.origin.chat_id), message_id=message_id)
+        except TelegramError as exc:
+            log.info("job %s: status message %s not deleted (%s)", job.id, message_id, exc)
+
+    # -- delivery --------------------------------------------------------------------------
+
+    async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
+        if job.id in self._done:
+            return  # already delivered by this process (the outcome was not recorded)
+        try:
+            async with self.lock(job.id):
+                sent = self._sent.setdefault(job.id, {})
+                if job.state is JobState.SUCCEEDED:
+                    await self._send_results(job, files, sent)
+                else:
+                    await self._send_failure(job, sent)
+                await self._drop_status(job)
+        except TelegramError as exc:
+            error = delivery_error(exc)
+            if isinstance(error, PermanentDeliveryError):
+                self._forget(job.id)
+            raise error from None
+        log.info(
+            "job %s: sent to telegram chat %s (%s)",
+            job.id,
+            job.origin.chat_id,
+            ", ".join(f"{step}={mid}" for step, mid in sent.items()),
+        )
+        self._forget(job.id)
+        self._done[job.id] = None
+        while len(self._done) > DONE_MEMORY:
+            self._done.popitem(last=False)
+
+    def _forget(self, job_id: str) -> None:
+        for store in (self._locks, self._status, self._last_text, self._sent):
+            store.pop(job_id, None)
+
+    def _caption(self, job: Job) -> str:
+        caption = html.escape(result_caption(job, self.catalog))
+        mention = mention_html(job.origin)
+        return f"{caption}\n{mention}" if mention else caption
+
+    async def _send_failure(self, job: Job, sent: dict[str, int]) -> None:
+        if "failure" in sent:
+            return
+        text = html.escape(failure_text(job, self.catalog))
+        mention = mention_html(job.origin)
+        message = await self.reply(
+            job.origin,
+            f"{text}\n{mention}" if mention else text,
+            html_text=True,
+            markup=result_buttons(job, self.catalog),
+        )
+        sent["failure"] = message.message_id
+
+    async def _send_results(
+        self, job: Job, files: Sequence[ResultFile], sent: dict[str, int]
+    ) -> None:
+        markup = result_buttons(job, self.catalog)
+        for index, f in enumerate(files):
+            first = index == 0
+            await self._send_one(
+                job,
+                f,
+                index,
+                sent,
+                caption=self._caption(job) if first else None,
+                markup=markup if first else None,
+            )
+
+    async def _send_one(
+        self,
+        job: Job,
+        f: ResultFile,
+        index: int,
+        sent: dict[str, int],
+        *,
+        caption: str | None,
+        markup: InlineKeyboardMarkup | None,
+    ) -> None:
+        size = f.size if f.size is not None else (f.path.stat().st_size if f.path else None)
+        media: dict[str, Any] = {
+            "caption": caption,
+            "parse_mode": ParseMode.HTML,
+            "reply_markup": markup,
+            "filename": f.filename,
+        }
+        if f.path is None or size is None or size > self.upload_limit:
+            if f"link:{index}" not in sent:
+                note = html.escape(link_note(job.kind, size, self.upload_limit_mb))
+                text = f"{caption}\n\n{note}\n{html.escape(f.url)}" if caption else note
+                message = await self.reply(job.origin, text, html_text=True, markup=markup)
+                sent[f"link:{index}"] = message.message_id
+            return
+        data = await asyncio.to_thread(f.path.read_bytes)
+        target = self.target(job.origin)
+        if _is_video(f, job):
+            if f"video:{index}" not in sent:
+                message = await self.bot.send_video(
+                    video=data, supports_streaming=True, **media, **target
+                )
+                sent[f"video:{index}"] = message.message_id
+            return
+        if not _is_image(f, job):
+            await self._send_document(job, f, index, sent, data, media, target)
+            return
+        photo_key = f"photo:{index}"
+        if photo_key not in sent and size <= PHOTO_MAX_BYTES:
+            try:
+                message = await self.bot.send_photo(photo=data, **media, **target)
+                sent[photo_key] = message.message_id
+            except BadRequest as exc:  # dimensions or size Telegram will not take as a photo
+                log.info("job %s: not sendable as a photo (%s); sending a file", job.id, exc)
+        if photo_key in sent:
+            if not self._wants_original(job, f):
+                return
+            # The original goes under the photo, which carries the caption and buttons.
+            media = {"caption": ORIGINAL_NOTE, "filename": f.filename}
+            target = self.target(job.origin, reply_to=sent[photo_key])
+        await self._send_document(job, f, index, sent, data, media, target)
+
+    async def _send_document(
+        self,
+        job: Job,
+        f: ResultFile,
+        index: int,
+        sent: dict[str, int],
+        data: bytes,
+        media: dict[str, Any],
+        target: dict[str, Any],
+    ) -> None:
+        key = f"document:{index}"
+        if key not in sent:
+            message = await self.bot.send_document(
+                document=data, disable_content_type_detection=True, **media, **target
+            )
+            sent[key] = message.message_id
+
+    @staticmethod
+    def _wants_original(job: Job, f: ResultFile) -> bool:
+        """4K and PNG originals also go as a file, so Telegram does not recompress them."""
+        return (
+            (job.quality or "") in ("4k", "ultra")
+            or f.mime == "image/png"
+            or (f.filename.lower().endswith(".png"))
+        )

@@ -1,0 +1,133 @@
+"""Every Telegram-specific sentence and button: help, /models, refusals about Telegram's own
+limits, link notes, button labels and callback answers. Words about jobs come from
+bot/messages.py; this module only adds what only Telegram needs."""
+
+from __future__ import annotations
+
+import html
+
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+
+from adapters.commands import OPTIONS_HELP
+from bot.catalog import Catalog
+from bot.media import human_size
+from bot.messages import model_line
+from bot.models import Job, JobState, Kind, Origin
+
+__all__ = [
+    "ACTION_ANSWERS",
+    "ANIMATE",
+    "BUTTON_RE",
+    "CALLBACK_ANSWER_MAX",
+    "DOWNLOAD_FAILED",
+    "ORIGINAL_NOTE",
+    "REROLL",
+    "SOMETHING_WRONG",
+    "UPSCALE",
+    "clip",
+    "help_text",
+    "link_note",
+    "mention_html",
+    "models_text",
+    "not_an_image",
+    "over_download_limit",
+    "result_buttons",
+    "start_text",
+]
+
+# callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
+REROLL, ANIMATE, UPSCALE = "rr", "an", "4k"
+BUTTON_RE = rf"^({REROLL}|{ANIMATE}|{UPSCALE}):[a-z0-9]{{4,32}}$"
+ACTION_ANSWERS = {
+    REROLL: "🔁 Rerolling on {name}…",
+    ANIMATE: "🎬 Animating with {name}…",
+    UPSCALE: "🔍 Making a 4K version with {name}…",
+}
+_FOUR_K = frozenset({"4k", "ultra"})
+
+ORIGINAL_NOTE = "Full-quality original, without Telegram's compression."
+DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
+SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
+
+CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
+
+
+def clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def help_text(catalog: Catalog) -> str:
+    image = catalog.default_for(Kind.IMAGE).name
+    video = catalog.default_for(Kind.VIDEO).name
+    return (
+        "🎨 I make images and videos with AI models.\n\n"
+        f"/imagine <prompt> – an image ({image} unless you pick another model)\n"
+        f"/video <prompt> – a video ({video} unless you pick another model)\n"
+        "/models – every model, with what it costs\n\n"
+        "Examples:\n"
+        "/imagine a red fox in fresh snow --ar 9:16\n"
+        "/video waves rolling onto a beach at sunset --model veo\n"
+        "/imagine a neon city poster --model nanobanana_pro --quality 4k\n\n"
+        "📷 Send a photo (or an album) with the caption /video <prompt> to animate it, or "
+        "/imagine <prompt> to edit it. Replying to a photo with the command works too.\n"
+        f"Options: {OPTIONS_HELP}."
+    )
+
+
+def start_text(catalog: Catalog) -> str:
+    return "👋 Hi! " + help_text(catalog)
+
+
+def models_text(catalog: Catalog) -> str:
+    defaults = {catalog.default_image, catalog.default_video}
+    lines = ["Models (★ = default):"]
+    for spec in catalog.all():
+        lines.append(model_line(spec) + (" ★" if spec.code in defaults else ""))
+    lines.append("\nPick one with --model, e.g. /video a paper boat on a lake --model veo")
+    return "\n".join(lines)
+
+
+def over_download_limit(size: int | None, *, is_photo: bool, limit: int) -> str:
+    what = "photo" if is_photo else "file"
+    how_big = f" is {human_size(size)}," if size else " is"
+    return (
+        f"That {what}{how_big} over Telegram's {limit // 1_000_000} MB download limit for "
+        "bots. Send it as a compressed photo, or a smaller file."
+    )
+
+
+def not_an_image(filename: str) -> str:
+    return (
+        f"That file ({filename}) is not an image. Send a photo, or a JPEG, PNG, WebP or GIF file."
+    )
+
+
+def link_note(kind: Kind, size: int | None, limit_mb: int) -> str:
+    what = "video" if kind is Kind.VIDEO else "image"
+    how_big = f"is {human_size(size)}" if size else "is too large"
+    return (
+        f"📎 This {what} {how_big}, over the {limit_mb} MB Telegram lets bots upload, "
+        "so here is a link instead (it works for a limited time):"
+    )
+
+
+def mention_html(origin: Origin) -> str:
+    """A link that notifies the asker; empty for anonymous senders (a chat, not a user)."""
+    if origin.context.get("anonymous") or not origin.user_id.isdigit():
+        return ""
+    name = html.escape(origin.user_name or "you")
+    return f'<a href="tg://user?id={origin.user_id}">{name}</a>'
+
+
+def result_buttons(job: Job, catalog: Catalog) -> InlineKeyboardMarkup | None:
+    """Reroll under every result or failure; Animate under images; 4K under Nano Banana
+    images that are not 4K yet."""
+    if job.state is JobState.REJECTED:
+        return None
+    row = [InlineKeyboardButton("🔁 Reroll", callback_data=f"{REROLL}:{job.id}")]
+    if job.state is JobState.SUCCEEDED and job.kind is Kind.IMAGE:
+        row.append(InlineKeyboardButton("🎬 Animate", callback_data=f"{ANIMATE}:{job.id}"))
+        spec = catalog.resolve(job.model)
+        if spec is not None and "4k" in spec.qualities and (job.quality or "") not in _FOUR_K:
+            row.append(InlineKeyboardButton("🔍 4K", callback_data=f"{UPSCALE}:{job.id}"))
+    return InlineKeyboardMarkup([row])

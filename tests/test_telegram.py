@@ -1,0 +1,810 @@
+"""The Telegram adapter end to end: the real python-telegram-bot client inside TelegramAdapter,
+against FakeTelegram on loopback, with the sandbox as the gateway and a real core."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from telegram.ext import AIORateLimiter
+
+from adapters.telegram.texts import link_note
+from adapters.telegram_bot import TelegramAdapter
+from bot.app import Core
+from bot.config import Settings
+from bot.logs import setup_logging
+from bot.models import Delivery, Job, JobState, Kind
+from bot.sandbox import SandboxGateway
+from tests.conftest import running
+from tests.fakes.telegram_api import Call, FakeTelegram
+
+JSONDict = dict[str, Any]
+
+TOKEN = "7012345678:AAHfake-Token_for-genrelay-tests-0123"
+GROUP_ID = -1001234567890
+FORUM_ID = -1009876543210
+JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EMPTY_PROMPT = "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”."
+
+
+def jpeg(n: int) -> bytes:
+    """A distinct JPEG-looking payload per n."""
+    return JPEG + bytes([n]) * 64
+
+
+@dataclass
+class Bed:
+    fake: FakeTelegram
+    sandbox: SandboxGateway
+    core: Core
+    adapter: TelegramAdapter
+    group: JSONDict
+    ann: JSONDict
+    bob: JSONDict
+
+    async def job_for(self, message: JSONDict, timeout: float = 5.0) -> Job:
+        """The job the message became (waits for the core to record it)."""
+        key = str(message["message_id"])
+
+        def find(jobs: list[Job]) -> Job | None:
+            return next((j for j in jobs if j.origin.message_id == key), None)
+
+        return await wait_for_value(
+            lambda: self.core.store.recent(50, platform="telegram"), find, timeout
+        )
+
+    async def wait_delivered(self, job_id: str, timeout: float = 8.0) -> Job:
+        async def get() -> list[Job]:
+            job = await self.core.store.get(job_id)
+            return [job] if job else []
+
+        return await wait_for_value(
+            get,
+            lambda jobs: (
+                jobs[0]
+                if jobs
+                and jobs[0].delivery is not Delivery.PENDING
+                and jobs[0].delivery is not Delivery.NONE
+                else None
+            ),
+            timeout,
+        )
+
+
+async def wait_for_value(
+    fetch: Callable[[], Awaitable[list[Job]]],
+    pick: Callable[[list[Job]], Job | None],
+    timeout: float,
+) -> Job:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = pick(await fetch())
+        if found is not None:
+            return found
+        assert loop.time() < deadline, "timed out waiting for a job"
+        await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram(token=TOKEN) as server:
+        yield server
+
+
+OpenBed = Callable[..., AbstractAsyncContextManager[Bed]]
+
+
+@pytest.fixture
+def open_bed(
+    fake: FakeTelegram, sandbox: SandboxGateway, make_settings: Callable[..., Settings]
+) -> OpenBed:
+    @asynccontextmanager
+    async def opener(
+        *, adapter_kwargs: dict[str, Any] | None = None, **overrides: Any
+    ) -> AsyncIterator[Bed]:
+        settings = make_settings(
+            aa_base_url=sandbox.base_url,
+            telegram_bot_token=SecretStr(fake.token),
+            telegram_api_base_url=fake.api_base,
+            telegram_file_base_url=fake.file_base,
+            **overrides,
+        )
+        kwargs: dict[str, Any] = {
+            "album_debounce_s": 0.2,
+            "poll_timeout_s": 1.0,
+            # The real limiter, without the 20-per-minute group budget a test would exceed.
+            "rate_limiter": AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=1),
+        }
+        kwargs.update(adapter_kwargs or {})
+        async with (
+            Core(settings) as core,
+            running(core),
+            TelegramAdapter(core, settings, **kwargs) as adapter,
+        ):
+            assert adapter.connected
+            yield Bed(
+                fake=fake,
+                sandbox=sandbox,
+                core=core,
+                adapter=adapter,
+                group=fake.group(GROUP_ID, "Art club"),
+                ann=fake.user(42, "Ann <3", "ann"),
+                bob=fake.user(43, "Bob", "bob"),
+            )
+        assert not adapter.connected
+
+    return opener
+
+
+@pytest.fixture
+async def bed(open_bed: OpenBed) -> AsyncIterator[Bed]:
+    async with open_bed() as b:
+        yield b
+
+
+def buttons(call: Call) -> list[tuple[str, str]]:
+    markup = call.params.get("reply_markup") or {}
+    return [(b["text"], b["callback_data"]) for row in markup["inline_keyboard"] for b in row]
+
+
+def replied_to(call: Call) -> int:
+    return int(call.params["reply_parameters"]["message_id"])
+
+
+def answers(message: JSONDict) -> Callable[[Call], bool]:
+    """A call replying to `message` (in its chat)."""
+    chat_id = message["chat"]["id"]
+    return lambda c: str(c.chat_id) == str(chat_id) and replied_to(c) == message["message_id"]
+
+
+async def reply_text(fake: FakeTelegram, message: JSONDict, since: int = 0) -> str:
+    call = await fake.wait_for("sendMessage", answers(message), since=since)
+    return str(call.params["text"])
+
+
+def no_secret_in(sandbox: SandboxGateway, secret: str) -> None:
+    for r in sandbox.requests:
+        assert secret not in r.path
+        assert secret not in json.dumps(r.query)
+        assert secret not in json.dumps(r.headers)
+        assert secret.encode() not in r.body
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+async def test_imagine_in_group_replies_once_with_photo_and_tidy_status(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    sandbox.script_next(duration=0.6)  # long enough for a few progress edits
+    ask = fake.send_text(bed.group, bed.ann, "/imagine@genrelay_bot a red fox <in> snow --ar 1:1")
+
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    # One upstream request, one photo replying to the asking message, in the same chat.
+    assert len(sandbox.create_calls()) == 1
+    assert len(fake.sent("sendPhoto")) == 1
+    assert photo.chat_id == GROUP_ID and replied_to(photo) == ask["message_id"]
+    assert photo.params["reply_parameters"]["allow_sending_without_reply"] is True
+    assert "message_thread_id" not in photo.params
+    assert photo.params["parse_mode"] == "HTML"
+    assert photo.params["caption"] == (
+        'Nano Banana · “a red fox &lt;in&gt; snow”\n<a href="tg://user?id=42">Ann &lt;3</a>'
+    )
+    assert photo.upload is not None and photo.upload[1].startswith(PNG_SIGNATURE)
+    assert buttons(photo) == [
+        ("🔁 Reroll", f"rr:{job.id}"),
+        ("🎬 Animate", f"an:{job.id}"),
+        ("🔍 4K", f"4k:{job.id}"),
+    ]
+    # The PNG original also goes as a file, under the photo.
+    document = await fake.wait_for("sendDocument")
+    assert len(fake.sent("sendDocument")) == 1
+    assert replied_to(document) == photo.result["message_id"]
+    assert document.params["caption"] == "Full-quality original, without Telegram's compression."
+    assert document.upload is not None and document.upload[1] == photo.upload[1]
+
+    # The status line: created as a reply, edited (never with the same text), then deleted.
+    status = fake.sent("sendMessage")[0]
+    assert status.params["text"] == "⏳ Queued on Nano Banana…"
+    assert replied_to(status) == ask["message_id"]
+    status_id = status.result["message_id"]
+    assert job.status_message_id == str(status_id)
+    edits = [c for c in fake.calls if c.method == "editMessageText"]
+    assert edits and all(c.ok and c.params["message_id"] == status_id for c in edits)
+    texts = [status.params["text"]] + [c.params["text"] for c in edits]
+    assert all(a != b for a, b in itertools.pairwise(texts))
+    assert any("▰" in t or "queue" in t for t in texts[1:])
+    deleted = await fake.wait_for("deleteMessage")
+    assert deleted.params["message_id"] == status_id
+    assert (GROUP_ID, status_id) not in fake.messages
+    assert len(fake.sent("sendMessage")) == 1  # nothing else was said
+
+    assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
+    assert job.origin.user_id == "42" and job.origin.user_name == "Ann <3"
+    assert job.aspect_ratio == "1:1"
+
+
+async def test_help_start_models_and_command_list(bed: Bed) -> None:
+    fake = bed.fake
+    chat = fake.private_chat(bed.ann)
+    help_msg = fake.send_text(chat, bed.ann, "/help")
+    help_text = await reply_text(fake, help_msg)
+    start_msg = fake.send_text(chat, bed.ann, "/start")
+    start_text = await reply_text(fake, start_msg)
+    models_msg = fake.send_text(bed.group, bed.ann, "/models@genrelay_bot")
+    models_text = await reply_text(fake, models_msg)
+
+    assert help_text.startswith("🎨 I make images and videos with AI models.")
+    assert "/imagine <prompt> – an image (Nano Banana unless you pick another model)" in help_text
+    assert "/video <prompt> – a video (Veo 3.1 Fast unless you pick another model)" in help_text
+    assert "/imagine a red fox in fresh snow --ar 9:16" in help_text
+    assert "caption /video <prompt> to animate it" in help_text
+    assert "Replying to a photo with the command works too." in help_text
+    assert "Options: --model NAME, --ar 16:9, --quality 4k." in help_text
+    assert start_text == "👋 Hi! " + help_text
+
+    lines = models_text.splitlines()
+    assert lines[0] == "Models (★ = default):"
+    assert "🎬 veo_fast — Veo 3.1 Fast: Quick video drafts and previews (~$0.25) ★" in lines
+    assert "🖼 nanobanana — Nano Banana: Fast everyday images and photo edits (~$0.04) ★" in lines
+    assert any(line.startswith("🎬 sora_studio — Sora Studio") for line in lines)
+    assert lines[-1] == "Pick one with --model, e.g. /video a paper boat on a lake --model veo"
+    assert len(bed.sandbox.create_calls()) == 0
+
+    commands = fake.commands[(json.dumps({"type": "default"}), "")]
+    assert [(c["command"], c["description"]) for c in commands] == [
+        ("imagine", "Make an image, e.g. /imagine a fox in snow"),
+        ("video", "Make a video, or animate a photo"),
+        ("models", "Every model, with what it costs"),
+        ("help", "How to use me, with examples"),
+    ]
+
+
+async def test_commands_for_another_bot_are_ignored(bed: Bed) -> None:
+    fake = bed.fake
+    fake.send_text(bed.group, bed.ann, "/imagine@OtherBot a fox")
+    fake.send_photo(bed.group, bed.ann, jpeg(1), caption="/video@OtherBot make it move")
+    fake.send_text(bed.group, bed.ann, "/models@OtherBot")
+    fake.send_text(bed.group, bed.ann, "just chatting")
+    probe = fake.send_text(bed.group, bed.bob, "/help@GenRelay_Bot")  # usernames: any case
+
+    await reply_text(fake, probe)  # updates are handled in order: the others were seen
+
+    assert len(fake.sent("sendMessage")) == 1
+    assert [c.method for c in fake.calls if c.method.startswith("send")] == ["sendMessage"]
+    assert not [c for c in fake.calls if c.method in ("getFile", "downloadFile")]
+    assert bed.sandbox.create_calls() == []
+    assert await bed.core.store.recent(10) == []
+
+
+async def test_forum_topic_replies_stay_in_the_topic(bed: Bed) -> None:
+    fake = bed.fake
+    forum = fake.group(FORUM_ID, "Studio", is_forum=True)
+    ask = fake.send_text(forum, bed.ann, "/imagine a lighthouse at dawn", thread_id=77)
+
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    status = fake.sent("sendMessage")[0]
+    for call in (status, photo):
+        assert call.chat_id == FORUM_ID
+        assert call.params["message_thread_id"] == 77
+        assert replied_to(call) == ask["message_id"]
+    assert photo.result["is_topic_message"] is True
+    document = fake.sent("sendDocument")[0]
+    assert document.params["message_thread_id"] == 77
+
+
+async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -> None:
+    async with open_bed(chat_concurrent_jobs=1) as bed:
+        fake = bed.fake
+        bed.sandbox.script_next(duration=0.5)
+        first = fake.send_text(bed.group, bed.ann, "/imagine a kite")
+        await bed.job_for(first)
+        second = fake.send_text(bed.group, bed.bob, "/imagine a second kite")
+
+        status = await fake.wait_for("sendMessage", answers(second))
+        in_line = await fake.wait_for(
+            "editMessageText", lambda c: c.params["message_id"] == status.result["message_id"]
+        )
+        assert in_line.params["text"] == (
+            "⏳ In line for Nano Banana: 1st in this chat. It starts when a slot frees up."
+        )
+        for message in (first, second):
+            done = await bed.wait_delivered((await bed.job_for(message)).id)
+            assert done.delivery is Delivery.DELIVERED
+        assert len(fake.sent("sendPhoto")) == 2
+
+
+# -- photos ------------------------------------------------------------------------------------
+
+
+async def test_captioned_photo_video_sends_image_as_data_url(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    chat = fake.private_chat(bed.bob)
+    data = jpeg(7)
+    ask = fake.send_photo(chat, bed.bob, data, caption="/video make the waves move --model veo")
+
+    video = await fake.wait_for("sendVideo", timeout=8)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    [create] = sandbox.create_calls()
+    body = json.dumps(create.json)
+    assert f"data:image/jpeg;base64,{base64.b64encode(data).decode()}" in body
+    assert create.json["model"] == "veo"
+    no_secret_in(sandbox, fake.token)
+    download = await fake.wait_for("downloadFile")
+    assert download.params["file_path"].startswith("photos/")
+
+    assert job.kind is Kind.VIDEO and len(job.images) == 1
+    assert job.images[0].ref.startswith("media:")
+    assert video.params["supports_streaming"] is True
+    assert replied_to(video) == ask["message_id"]
+    assert video.params["caption"].startswith("Veo 3.1 · “make the waves move”\n")
+    assert buttons(video) == [("🔁 Reroll", f"rr:{job.id}")]  # no Animate or 4K for a video
+    assert video.upload is not None and video.upload[1][4:8] == b"ftyp"
+    assert fake.sent("sendPhoto") == [] and fake.sent("sendDocument") == []
+
+
+async def test_reply_to_a_photo_uses_it_via_public_url(open_bed: OpenBed) -> None:
+    async with open_bed(public_base_url="https://relay.example.org/") as bed:
+        fake, sandbox = bed.fake, bed.sandbox
+        data = jpeg(9)
+        photo_msg = fake.send_photo(bed.group, bed.bob, data)  # no command: ignored alone
+        ask = fake.send_text(
+            bed.group,
+            bed.ann,
+            "/imagine make it blue",
+            reply_to=photo_msg,
+            thread_id=photo_msg["message_id"],  # a plain group's reply thread, not a topic
+        )
+
+        sent = await fake.wait_for("sendPhoto", timeout=8)
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+        [create] = sandbox.create_calls()
+        [url] = create.json["images"]
+        name = job.images[0].ref.removeprefix("media:")
+        assert url == f"https://relay.example.org/media/{name}"
+        assert (bed.core.media.hosted_dir / name).read_bytes() == data
+        assert replied_to(sent) == ask["message_id"]
+        assert "message_thread_id" not in sent.params
+        assert job.origin.user_id == "42"  # the asker, not the photo's author
+        no_secret_in(sandbox, fake.token)
+
+
+async def test_album_of_three_photos_is_one_job(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    first = fake.send_photo(
+        bed.group,
+        bed.ann,
+        jpeg(1),
+        caption="/imagine blend these into one poster --model nanobanana_pro",
+        media_group_id="alb-1",
+    )
+    fake.send_photo(bed.group, bed.ann, jpeg(2), media_group_id="alb-1")
+    fake.send_photo(bed.group, bed.ann, jpeg(3), media_group_id="alb-1")
+
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    job = await bed.wait_delivered((await bed.job_for(first)).id)
+
+    [create] = sandbox.create_calls()
+    images = create.json["images"]
+    assert [base64.b64decode(u.split(",", 1)[1]) for u in images] == [jpeg(1), jpeg(2), jpeg(3)]
+    assert job.model == "nanobanana_pro" and len(job.images) == 3
+    assert replied_to(photo) == first["message_id"]
+    assert len(fake.sent("sendMessage")) == 1  # one status line for the whole album
+
+
+# -- bad input ---------------------------------------------------------------------------------
+
+
+async def test_bad_input_gets_a_friendly_reply_and_no_upstream_call(bed: Bed) -> None:
+    fake = bed.fake
+    g, ann = bed.group, bed.ann
+    cases: list[tuple[JSONDict, str]] = [
+        (fake.send_text(g, ann, "/imagine"), EMPTY_PROMPT),
+        (fake.send_text(g, ann, "/video@genrelay_bot   "), EMPTY_PROMPT),
+        (
+            fake.send_text(g, ann, "/imagine a fox --model dalle9"),
+            "I don't know the model “dalle9”.",
+        ),
+        (
+            fake.send_text(g, ann, "/imagine a fox --seed 3"),
+            "I don't know the option --seed. Options are: --model NAME, --ar 16:9, --quality 4k.",
+        ),
+        (
+            fake.send_document(
+                g,
+                ann,
+                b"%PDF-1.4 not an image",
+                mime_type="application/pdf",
+                file_name="notes.pdf",
+                caption="/video animate this",
+            ),
+            "That file (notes.pdf) is not an image. "
+            "Send a photo, or a JPEG, PNG, WebP or GIF file.",
+        ),
+        (
+            fake.send_photo(g, ann, jpeg(1), caption="/video go", file_size=25 * 1024 * 1024),
+            "That photo is 25 MB, over Telegram's 20 MB download limit for bots. "
+            "Send it as a compressed photo, or a smaller file.",
+        ),
+        (
+            fake.send_document(
+                g,
+                ann,
+                jpeg(4),
+                mime_type="image/jpeg",
+                caption="/imagine sharpen it",
+                file_size=30 * 1024 * 1024,
+            ),
+            "That file is 30 MB, over Telegram's 20 MB download limit for bots. "
+            "Send it as a compressed photo, or a smaller file.",
+        ),
+        (
+            fake.send_photo(
+                g, ann, jpeg(2), caption="/video two cats --model sora_fast", media_group_id="a2"
+            ),
+            "Sora Fast takes at most 1 reference image; you sent 2. "
+            "Send fewer, or pick another model.",
+        ),
+    ]
+    fake.send_photo(g, ann, jpeg(3), media_group_id="a2")
+
+    for message, expected in cases:
+        text = await reply_text(fake, message)
+        assert text.startswith(expected), (text, expected)
+
+    assert bed.sandbox.create_calls() == []
+    assert not [c for c in fake.calls if c.method in ("getFile", "downloadFile")]
+    assert fake.sent("sendPhoto") == [] and fake.sent("editMessageText") == []
+    assert len(fake.sent("sendMessage")) == len(cases)  # no status line for any of them
+    rejected = await bed.core.store.recent(20)
+    codes = sorted(j.error_code or "" for j in rejected)
+    assert all(j.state is JobState.REJECTED for j in rejected)
+    assert codes == ["empty_prompt", "empty_prompt", "too_many_images", "unknown_model"]
+
+
+async def test_download_refusals(bed: Bed) -> None:
+    fake = bed.fake
+    fake.max_download_size = 100  # Telegram says "file is too big" whatever file_size said
+    big = fake.send_photo(bed.group, bed.ann, jpeg(1), caption="/imagine make it blue")
+    assert await reply_text(fake, big) == (
+        "That photo is over Telegram's 20 MB download limit for bots. "
+        "Send it as a compressed photo, or a smaller file."
+    )
+    fake.max_download_size = None
+    fake.fail_next("getFile", status=400, description="Bad Request: wrong file_id")
+    lost = fake.send_photo(bed.group, bed.ann, jpeg(2), caption="/imagine make it red")
+    assert await reply_text(fake, lost) == (
+        "I couldn't fetch that photo from Telegram. Please send it again."
+    )
+    fake_png = fake.send_document(
+        bed.group,
+        bed.ann,
+        b"not really a png",
+        mime_type="image/png",
+        file_name="art.png",
+        caption="/imagine sharpen it",
+    )
+    assert await reply_text(fake, fake_png) == (
+        "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF."
+    )
+    assert bed.sandbox.create_calls() == []
+
+
+async def test_an_unexpected_error_is_answered(
+    bed: Bed, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: Any, **kwargs: Any) -> Job:
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(bed.core.service, "submit", broken)
+    ask = bed.fake.send_text(bed.group, bed.ann, "/imagine a fox")
+    text = await reply_text(bed.fake, ask, since=0)
+    if text.startswith("⏳"):  # the status line came first; the apology follows it
+        text = str((await bed.fake.wait_for("sendMessage", n=2)).params["text"])
+    assert text == "⚠️ Something went wrong on my side and nothing was made. Please try again."
+    assert any("/imagine failed" in r.getMessage() for r in caplog.records)
+    assert bed.sandbox.create_calls() == []
+
+
+# -- buttons -----------------------------------------------------------------------------------
+
+
+async def test_reroll_animate_and_4k_buttons(bed: Bed) -> None:
+    fake, core = bed.fake, bed.core
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a paper boat")
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    parent = await bed.wait_delivered((await bed.job_for(ask)).id)
+    result_msg = fake.messages[(GROUP_ID, photo.result["message_id"])]
+
+    async def press(data: str, answer: str) -> Job:
+        since = len(fake.calls)
+        query_id = fake.press_button(bed.group, bed.bob, result_msg, data)
+        answered = await fake.wait_for("answerCallbackQuery", since=since)
+        assert answered.params["callback_query_id"] == query_id
+        assert answered.params["text"] == answer
+        jobs = await core.store.recent(10)
+        child = next(j for j in jobs if j.parent_job_id == parent.id and j.id not in seen)
+        seen.add(child.id)
+        status = await fake.wait_for("sendMessage", since=since)
+        assert replied_to(status) == result_msg["message_id"]
+        done = await bed.wait_delivered(child.id)
+        assert done.status_message_id == str(status.result["message_id"])
+        return done
+
+    seen: set[str] = set()
+    reroll = await press(f"rr:{parent.id}", "🔁 Rerolling on Nano Banana…")
+    animate = await press(f"an:{parent.id}", "🎬 Animating with Veo 3.1 Fast…")
+    upscale = await press(f"4k:{parent.id}", "🔍 Making a 4K version with Nano Banana…")
+
+    for child in (reroll, animate, upscale):
+        assert child.origin.user_id == "43" and child.origin.user_name == "Bob"
+        assert child.origin.message_id == str(result_msg["message_id"])
+        assert child.state is JobState.SUCCEEDED and child.delivery is Delivery.DELIVERED
+    assert (reroll.action, reroll.prompt, reroll.model) == ("reroll", "a paper boat", "nanobanana")
+    assert (animate.action, animate.kind, animate.model) == ("animate", Kind.VIDEO, "veo_fast")
+    assert (upscale.action, upscale.quality) == ("upscale", "4k")
+    assert len(bed.sandbox.create_calls()) == 4
+
+    photos = fake.sent("sendPhoto")
+    assert len(photos) == 3  # the first result, the reroll and the 4K version
+    assert all(replied_to(p) == result_msg["message_id"] for p in photos[1:])
+    assert all('<a href="tg://user?id=43">Bob</a>' in p.params["caption"] for p in photos[1:])
+    four_k = next(p for p in photos if f"rr:{upscale.id}" in dict(buttons(p)).values())
+    assert [t for t, _ in buttons(four_k)] == ["🔁 Reroll", "🎬 Animate"]  # 4K already
+    [video] = fake.sent("sendVideo")
+    assert replied_to(video) == result_msg["message_id"]
+    # The animated video started from the first result, hosted by us.
+    create = bed.sandbox.create_calls()[2]
+    assert "data:image/png;base64," in json.dumps(create.json)
+    assert len(fake.sent("answerCallbackQuery")) == 3
+
+
+async def test_a_refused_button_press_is_answered_with_the_reason(bed: Bed) -> None:
+    fake = bed.fake
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a lamp")
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    await bed.wait_delivered((await bed.job_for(ask)).id)
+    since = len(fake.calls)
+    fake.push_update(
+        {
+            "callback_query": {
+                "id": "cbq-gone",
+                "from": bed.bob,
+                "chat_instance": "x",
+                "message": fake.messages[(GROUP_ID, photo.result["message_id"])],
+                "data": "rr:zzzzzzzzzz",
+            }
+        }
+    )
+    answer = await fake.wait_for("answerCallbackQuery", since=since)
+    assert answer.params["text"] == "I can't find that job any more."
+    assert answer.params["show_alert"] is True
+    assert len(bed.sandbox.create_calls()) == 1
+
+
+# -- failures and delivery ---------------------------------------------------------------------
+
+
+async def test_failed_and_refunded_jobs_say_whether_charged(bed: Bed) -> None:
+    fake = bed.fake
+    failed_ask = fake.send_text(bed.group, bed.ann, "/imagine a forbidden thing [fail]")
+    refund_ask = fake.send_text(bed.group, bed.bob, "/video a broken take [refund]")
+
+    failed = await bed.wait_delivered((await bed.job_for(failed_ask)).id)
+    refunded = await bed.wait_delivered((await bed.job_for(refund_ask)).id)
+
+    assert failed.state is JobState.FAILED and refunded.state is JobState.REFUNDED
+    fail_text = await reply_text(fake, failed_ask)
+    if fail_text.startswith("⏳"):
+        fail_text = str(
+            (
+                await fake.wait_for(
+                    "sendMessage",
+                    lambda c: (
+                        replied_to(c) == failed_ask["message_id"] and "❌" in c.params["text"]
+                    ),
+                )
+            ).params["text"]
+        )
+    refund_call = await fake.wait_for(
+        "sendMessage",
+        lambda c: replied_to(c) == refund_ask["message_id"] and "❌" in c.params["text"],
+    )
+    assert fail_text.startswith("❌ Nano Banana could not make this image")
+    assert "You were not charged." in fail_text
+    assert fail_text.endswith('\n<a href="tg://user?id=42">Ann &lt;3</a>')
+    refund_text = refund_call.params["text"]
+    assert refund_text.startswith("❌ Veo 3.1 Fast could not make this video")
+    assert "was refunded" in refund_text
+    assert refund_text.endswith('<a href="tg://user?id=43">Bob</a>')
+    assert buttons(refund_call) == [("🔁 Reroll", f"rr:{refunded.id}")]
+    # Both status lines were removed; nothing was uploaded.
+    deleted = {c.params["message_id"] for c in fake.sent("deleteMessage")}
+    assert {int(failed.status_message_id or 0), int(refunded.status_message_id or 0)} <= deleted
+    assert fake.sent("sendPhoto") == [] and fake.sent("sendVideo") == []
+
+
+async def test_retry_after_inside_the_rate_limiter_delivers_once(open_bed: OpenBed) -> None:
+    # The adapter's own AIORateLimiter (no rate_limiter given) waits out the 429 and retries.
+    async with open_bed(adapter_kwargs={"rate_limiter": None}) as bed:
+        fake = bed.fake
+        fake.fail_next("sendPhoto", status=429, retry_after=1)
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a storm over the sea")
+
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+        assert [c.status for c in fake.calls if c.method == "sendPhoto"] == [429, 200]
+        assert len(fake.sent("sendPhoto")) == 1 and len(fake.sent("sendDocument")) == 1
+        assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
+
+
+async def test_retry_after_escaping_is_retried_without_resending(
+    open_bed: OpenBed, caplog: pytest.LogCaptureFixture
+) -> None:
+    # No retries in PTB: the 429 on the second upload fails the delivery; the notifier tries
+    # again after retry_after, and the photo that already went out is not sent again.
+    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
+    caplog.set_level(logging.INFO)
+    async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as bed:
+        fake = bed.fake
+        fake.fail_next("sendDocument", status=429, retry_after=1)
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a quiet harbour")
+
+        job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+        assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 2
+        assert len(fake.sent("sendPhoto")) == 1
+        assert [c.status for c in fake.calls if c.method == "sendDocument"] == [429, 200]
+        assert len(fake.sent("deleteMessage")) == 1
+        assert any(
+            "delivery failed (Telegram flood control (1 s)); retry in 1.0 s" in r.getMessage()
+            for r in caplog.records
+        )
+
+
+async def test_blocked_bot_makes_the_job_undeliverable(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=403)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a closed door")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    assert job.delivery is Delivery.UNDELIVERABLE and job.delivery_attempts == 1
+    assert fake.sent("sendPhoto") == []
+
+
+async def test_over_the_upload_limit_sends_a_link(open_bed: OpenBed) -> None:
+    async with open_bed(telegram_upload_limit_mb=0) as bed:
+        fake = bed.fake
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a tiny planet")
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+        link = await fake.wait_for("sendMessage", lambda c: "📎" in c.params["text"])
+        assert link.params["text"] == (
+            "Nano Banana · “a tiny planet”\n"
+            '<a href="tg://user?id=42">Ann &lt;3</a>\n\n'
+            f"📎 This image is {_size_text(job, bed)}, over the 0 MB Telegram lets bots "
+            "upload, so here is a link instead (it works for a limited time):\n"
+            f"{job.result_urls[0]}"
+        )
+        assert replied_to(link) == ask["message_id"]
+        assert [t for t, _ in buttons(link)] == ["🔁 Reroll", "🎬 Animate", "🔍 4K"]
+        assert fake.sent("sendPhoto") == [] and fake.sent("sendDocument") == []
+
+
+def test_link_note_without_a_known_size() -> None:
+    # A result too large for us to fetch at all comes with no size.
+    assert link_note(Kind.VIDEO, None, 50) == (
+        "📎 This video is too large, over the 50 MB Telegram lets bots upload, "
+        "so here is a link instead (it works for a limited time):"
+    )
+
+
+def _size_text(job: Job, bed: Bed) -> str:
+    from bot.media import human_size
+
+    path = bed.core.media.local_result(job.id)
+    assert path is not None
+    return human_size(path.stat().st_size)
+
+
+async def test_delivery_survives_a_restart(open_bed: OpenBed) -> None:
+    async with open_bed() as first:
+        fake, sandbox = first.fake, first.sandbox
+        sandbox.script_next(duration=1.5)
+        ask = fake.send_text(first.group, first.ann, "/video a train leaving at night")
+        status = await fake.wait_for("sendMessage")
+        job = await first.job_for(ask)
+        await wait_for_value(
+            lambda: first.core.store.recent(5),
+            lambda jobs: next((j for j in jobs if j.upstream_task_id), None),
+            5,
+        )
+    assert fake.sent("sendVideo") == []  # the bot went down before the video was ready
+
+    async with open_bed() as second:
+        done = await second.wait_delivered(job.id, timeout=10)
+        video = await fake.wait_for("sendVideo")
+        assert done.delivery is Delivery.DELIVERED
+        assert video.chat_id == GROUP_ID and replied_to(video) == ask["message_id"]
+        assert len(fake.sent("sendVideo")) == 1
+        deleted = await fake.wait_for("deleteMessage")
+        assert deleted.params["message_id"] == status.result["message_id"]
+        assert len(sandbox.create_calls()) == 1  # the job was followed, never sent again
+
+
+# -- secrets -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def app_logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
+    """The service's own logging setup at DEBUG, with caplog seeing every record."""
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    noisy = ("httpx", "httpcore", "aiohttp.access", "discord.gateway", "discord.http")
+    levels = {name: logging.getLogger(name).level for name in noisy}
+    setup_logging("DEBUG", [TOKEN])
+    root.addHandler(caplog.handler)
+    caplog.handler.setLevel(logging.DEBUG)
+    try:
+        yield caplog
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+async def test_token_never_reaches_the_gateway_or_the_logs(
+    open_bed: OpenBed,
+    app_logs: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    async with open_bed() as bed:
+        fake = bed.fake
+        ask = fake.send_photo(bed.group, bed.ann, jpeg(5), caption="/imagine paint it gold")
+        reply_msg = fake.send_text(
+            bed.group,
+            bed.bob,
+            "/video make it spin",
+            reply_to=fake.send_document(
+                bed.group, bed.bob, PNG_SIGNATURE + b"\x00" * 64, mime_type="image/png"
+            ),
+        )
+        for message in (ask, reply_msg):
+            await bed.wait_delivered((await bed.job_for(message)).id)
+        assert len(bed.sandbox.create_calls()) == 2
+        no_secret_in(bed.sandbox, TOKEN)
+        for job in await bed.core.store.recent(10):
+            assert TOKEN not in json.dumps([i.to_dict() for i in job.images])
+    records = app_logs.records
+    assert any("telegram: connected as @genrelay_bot" in r.getMessage() for r in records)
+    assert any("-> job" in r.getMessage() for r in records)
+    # PTB logs its base URLs (with the token) at DEBUG: the core's filter redacts them.
+    assert any("Bot API File URL" in r.getMessage() for r in records)
+    # What was written is clean. (A record formatted again later is not always: PTB logs
+    # getFile's result dict lazily and then rewrites its file_path into the full file URL.)
+    assert "Bot API File URL" in app_logs.text and TOKEN not in app_logs.text
+    for record in records:
+        assert TOKEN not in (record.exc_text or "")
+        if record.name.startswith("adapters."):
+            assert TOKEN not in record.getMessage()
+            assert "/bot" not in record.getMessage()  # no Bot API or file URL of ours
+    assert TOKEN not in capsys.readouterr().err
+    assert TOKEN not in (tmp_path / "genrelay.db").read_bytes().decode("latin-1")
