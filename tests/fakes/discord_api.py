@@ -76,7 +76,10 @@ Behaviour worth knowing
     * Messages the fake creates are not echoed as MESSAGE_CREATE unless
       ``echo_message_events=True``. MESSAGE_CREATE events pushed with ``dispatch`` are
       stored, so replies can reference them.
-    * Only guild interactions are built (no DMs).
+    * Only guild interactions are built (no DMs). Their ``attachment_size_limit`` is
+      ``fake.attachment_size_limit`` (10 MiB unless a test lowers it).
+    * ``fail_next(..., match=predicate)`` fails only requests the predicate accepts, e.g.
+      uploads (``lambda r: bool(r.files)``) and not the text edits on the same route.
 
 All times (token expiry, nonce window, timestamps, snowflakes) use the ``clock`` given to
 the constructor, so tests can move time forward.
@@ -244,6 +247,7 @@ class _FailRule:
     global_: bool
     remaining: int
     body: JSON | None
+    match: Callable[[Recorded], bool] | None = None
 
 
 @dataclass
@@ -440,6 +444,8 @@ class FakeDiscord:
         self.host = host
         self.callback_window = callback_window
         self.echo_message_events = echo_message_events
+        # What interactions report as ``attachment_size_limit`` (Discord: 10 MiB unboosted).
+        self.attachment_size_limit = ATTACHMENT_SIZE_LIMIT
         self.port = 0
 
         self.requests: list[Recorded] = []
@@ -589,15 +595,25 @@ class FakeDiscord:
         global_: bool = False,
         count: int = 1,
         body: JSON | None = None,
+        match: Callable[[Recorded], bool] | None = None,
     ) -> None:
         """Answer the next ``count`` matching requests with an error (default: a 429).
 
         ``method`` may be ``"*"``; ``path_prefix`` is relative to the API base
-        (``/webhooks/111/``), with or without ``/api/v10``.
+        (``/webhooks/111/``), with or without ``/api/v10``. ``match``, when given, must
+        also accept the request (its body and files are read by then), e.g.
+        ``match=lambda r: bool(r.files)`` to fail only uploads.
         """
         self._failures.append(
             _FailRule(
-                method.upper(), _norm_prefix(path_prefix), status, retry_after, global_, count, body
+                method.upper(),
+                _norm_prefix(path_prefix),
+                status,
+                retry_after,
+                global_,
+                count,
+                body,
+                match,
             )
         )
 
@@ -663,7 +679,7 @@ class FakeDiscord:
     async def wait_for(
         self,
         predicate: Callable[[], T | None],
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> T:
         """Wait until ``predicate()`` is truthy and return its value."""
         loop = asyncio.get_running_loop()
@@ -686,7 +702,7 @@ class FakeDiscord:
         *,
         status: int | None = None,
         count: int = 1,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
     ) -> Recorded:
         """Wait until ``count`` matching requests were answered; return the last one."""
 
@@ -702,7 +718,7 @@ class FakeDiscord:
 
     async def wait_connected(
         self,
-        timeout: float = 5.0,  # noqa: ASYNC109
+        timeout: float = 5.0,
         *,
         client: discord.Client | None = None,
     ) -> None:
@@ -1190,7 +1206,7 @@ class FakeDiscord:
             "entitlement_sku_ids": [],
             "authorizing_integration_owners": {"0": str(guild_id)},
             "context": 0,
-            "attachment_size_limit": ATTACHMENT_SIZE_LIMIT,
+            "attachment_size_limit": self.attachment_size_limit,
         }
         if message is not None:
             payload["message"] = copy.deepcopy(message)
@@ -1482,6 +1498,8 @@ class FakeDiscord:
     def _take_failure(self, rec: Recorded) -> web.Response | None:
         for rule in self._failures:
             if rule.method not in ("*", rec.method) or not rec.path.startswith(rule.prefix):
+                continue
+            if rule.match is not None and not rule.match(rec):
                 continue
             rule.remaining -= 1
             if rule.remaining <= 0:

@@ -1,0 +1,308 @@
+"""Progress and results in Discord, from the stored job alone (REST with the bot token and
+the interaction token kept in `job.origin.context`), so it works after a restart.
+
+The status message is the interaction's response (a slash command's deferred reply, or a
+button press's). While the interaction token lives it is edited: progress (best effort,
+dropped when slow, busy or unchanged), then the result. After the token's 15 minutes, or
+when Discord says it is gone (401 code 50027, 404), the result is posted to the channel as
+a reply that mentions the asker, with a nonce derived from the job id and
+`enforce_nonce`, so a retried post is not posted twice. Every delivery path is idempotent:
+edits are replayed as they are, posts are de-duplicated by their nonce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+
+with warnings.catch_warnings():
+    # discord.py imports the stdlib audioop module (voice), deprecated in 3.11.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import discord
+
+from adapters.discord.constants import (
+    DEFAULT_UPLOAD_LIMIT,
+    INTERACTION_TOKEN_TTL_S,
+    MAX_FILES,
+    PLATFORM,
+    REMEMBER_DELIVERED,
+    TOKEN_GONE_CODES,
+    TOKEN_MARGIN_S,
+    TOO_LARGE_CODE,
+)
+from adapters.discord.ui import JobButton
+from adapters.discord.words import link_note, ready_text
+from bot.catalog import Catalog
+from bot.errors import DeliveryError, PermanentDeliveryError
+from bot.messages import failure_text, progress_text, short_prompt
+from bot.models import Job, JobState, Kind
+from bot.ports import Clock, ResultFile
+
+__all__ = ["DiscordSink", "delivery_error"]
+
+log = logging.getLogger(__name__)
+
+
+# What a Discord call can fail with (RateLimited is not an HTTPException).
+DISCORD_FAILURES = (
+    discord.HTTPException,
+    discord.RateLimited,
+    aiohttp.ClientError,
+    OSError,
+    TimeoutError,
+)
+
+
+def delivery_error(exc: BaseException) -> DeliveryError:
+    """The one place a Discord failure becomes our error: retry later, or give up."""
+    if isinstance(exc, discord.RateLimited):  # a 429 longer than max_ratelimit_timeout
+        return DeliveryError("Discord rate limit", retry_after=exc.retry_after)
+    if isinstance(exc, discord.HTTPException):
+        detail = f"Discord HTTP {exc.status} code {exc.code}"
+        if exc.status in (401, 429) or exc.status >= 500:
+            return DeliveryError(detail)
+        return PermanentDeliveryError(detail)  # 403, 404, other 4xx: it would fail again
+    if isinstance(exc, TimeoutError):
+        return DeliveryError("Discord did not answer in time")
+    return DeliveryError(f"network error ({type(exc).__name__})")
+
+
+def _token_gone(exc: discord.HTTPException) -> bool:
+    """Discord no longer takes this interaction token (expired, or the message is gone)."""
+    return exc.status in (401, 404) or exc.code in TOKEN_GONE_CODES
+
+
+def _too_large(exc: discord.HTTPException) -> bool:
+    return exc.status == 413 or exc.code == TOO_LARGE_CODE
+
+
+# Discord's alias for an interaction's original response, the status message of every job
+# from Discord. discord.py types message ids as int but only formats them into the URL.
+ORIGINAL_RESPONSE = cast(int, "@original")
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """The interaction whose original response is the status message."""
+
+    application_id: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    """A terminal job as Discord shows it, wherever it is posted."""
+
+    job_id: str
+    content: str | None
+    embed: discord.Embed | None
+    uploads: tuple[tuple[Path, str], ...]
+    buttons: tuple[str, ...]
+
+    def files(self, stack: ExitStack) -> list[discord.File]:
+        """Fresh file objects for one request (a retry needs new ones), closed by `stack`."""
+        out = []
+        for path, name in self.uploads:
+            file = discord.File(path, filename=name)
+            stack.callback(file.close)
+            out.append(file)
+        return out
+
+    def view(self) -> discord.ui.View | None:
+        if not self.buttons:
+            return None
+        view = discord.ui.View(timeout=None)
+        for action in self.buttons:
+            view.add_item(JobButton(action, self.job_id))
+        return view
+
+
+class DiscordSink:
+    """`DeliverySink` for jobs from Discord. Needs a logged-in client (REST only)."""
+
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        client: discord.Client,
+        catalog: Catalog,
+        clock: Clock,
+        *,
+        progress_timeout_s: float,
+        delivery_timeout_s: float,
+    ) -> None:
+        self.client = client
+        self.catalog = catalog
+        self.clock = clock
+        self.progress_timeout_s = progress_timeout_s
+        self.delivery_timeout_s = delivery_timeout_s
+        self._locks: dict[str, asyncio.Lock] = {}  # one Discord call per job at a time
+        self._shown: dict[str, str] = {}  # job id -> the progress text on screen
+        self._finishing: set[str] = set()
+        # Recently delivered jobs: a progress update that was already on its way when the
+        # result went out must not overwrite the result.
+        self._delivered: OrderedDict[str, None] = OrderedDict()
+
+    def _target(self, job: Job) -> _Target | None:
+        """The job's interaction, if its token is still good by our clock."""
+        ctx = job.origin.context
+        token, app_id = ctx.get("token"), ctx.get("application_id")
+        if not (token and app_id):
+            return None
+        age = self.clock.now() - float(ctx.get("received_at") or 0.0)
+        if age > INTERACTION_TOKEN_TTL_S - TOKEN_MARGIN_S:
+            return None
+        return _Target(int(app_id), str(token))
+
+    async def _edit(self, target: _Target, **changes: Any) -> None:
+        """Edit the interaction's original response (REST, the interaction token)."""
+        webhook = discord.Webhook.partial(target.application_id, target.token, client=self.client)
+        await webhook.edit_message(ORIGINAL_RESPONSE, **changes)
+
+    # -- progress ----------------------------------------------------------------------------
+
+    async def progress(self, job: Job) -> str | None:
+        """Edit the status message. Dropped, never queued, when the job is being delivered,
+        another edit is in flight, the text is unchanged, or Discord is slow."""
+        target = self._target(job)
+        text = progress_text(job, self.catalog)
+        if (
+            target is None
+            or job.id in self._finishing
+            or job.id in self._delivered
+            or self._shown.get(job.id) == text
+        ):
+            return None
+        lock = self._locks.setdefault(job.id, asyncio.Lock())
+        if lock.locked():
+            return None
+        async with lock:
+            try:
+                async with asyncio.timeout(self.progress_timeout_s):
+                    await self._edit(target, content=text)
+                self._shown[job.id] = text
+            except DISCORD_FAILURES as exc:
+                log.info("job %s: progress edit dropped (%s)", job.id, delivery_error(exc))
+        return None
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
+        self._finishing.add(job.id)  # no new progress edits from here on
+        lock = self._locks.setdefault(job.id, asyncio.Lock())
+        try:
+            # Waits for an edit in flight (bounded by progress_timeout_s), so the result
+            # is always the last thing written to the status message.
+            async with asyncio.timeout(self.delivery_timeout_s), lock:
+                try:
+                    await self._deliver(job, self._result(job, files))
+                except discord.HTTPException as exc:
+                    if not _too_large(exc):
+                        raise
+                    log.info("job %s: upload refused as too large; sending links", job.id)
+                    await self._deliver(job, self._result(job, files, links_only=True))
+        except DISCORD_FAILURES as exc:
+            raise delivery_error(exc) from None
+        finally:
+            self._finishing.discard(job.id)
+        self._locks.pop(job.id, None)
+        self._shown.pop(job.id, None)
+        self._delivered[job.id] = None
+        while len(self._delivered) > REMEMBER_DELIVERED:
+            self._delivered.popitem(last=False)
+
+    async def _deliver(self, job: Job, result: _Result) -> None:
+        target = self._target(job)
+        if target is not None:
+            try:
+                with ExitStack() as stack:
+                    await self._edit(
+                        target,
+                        content=result.content,
+                        embed=result.embed,
+                        attachments=result.files(stack),
+                        view=result.view(),
+                    )
+                log.info("job %s: result in the interaction response", job.id)
+                return
+            except discord.HTTPException as exc:
+                if not _token_gone(exc):
+                    raise
+                log.info("job %s: interaction token gone (code %s)", job.id, exc.code)
+        await self._post(job, result)
+
+    async def _post(self, job: Job, result: _Result) -> None:
+        """A reply in the channel (or thread) that mentions the asker, once by its nonce."""
+        origin = job.origin
+        guild_id = int(origin.guild_id) if origin.guild_id else None
+        channel = self.client.get_partial_messageable(int(origin.chat_id), guild_id=guild_id)
+        what = "video" if job.kind is Kind.VIDEO else "image"
+        if job.state is JobState.SUCCEEDED:
+            mention = ready_text(origin.user_id, what)
+            content = f"{mention}\n{result.content}" if result.content else mention
+        else:
+            content = f"<@{origin.user_id}> {result.content}"
+        options: dict[str, Any] = {
+            "nonce": f"genrelay-{job.id}",
+            "allowed_mentions": discord.AllowedMentions(
+                users=[discord.Object(int(origin.user_id))], replied_user=False
+            ),
+        }
+        reply_to = job.status_message_id or origin.message_id
+        if reply_to:
+            options["reference"] = discord.MessageReference(
+                message_id=int(reply_to),
+                channel_id=int(origin.chat_id),
+                guild_id=guild_id,
+                fail_if_not_exists=False,  # the status message may have been deleted
+            )
+        if result.embed is not None:
+            options["embed"] = result.embed
+        view = result.view()
+        if view is not None:
+            options["view"] = view
+        with ExitStack() as stack:
+            files = result.files(stack)
+            if files:
+                options["files"] = files
+            message = await channel.send(content, **options)
+        log.info("job %s: result posted in channel %s (%s)", job.id, origin.chat_id, message.id)
+
+    def _result(
+        self, job: Job, files: Sequence[ResultFile], *, links_only: bool = False
+    ) -> _Result:
+        spec = self.catalog.resolve(job.model)
+        if job.state is not JobState.SUCCEEDED:
+            return _Result(job.id, failure_text(job, self.catalog), None, (), ("rr",))
+        buttons = ["rr"]
+        if job.kind is Kind.IMAGE:
+            buttons.append("an")
+            if spec is not None and "4k" in spec.qualities and job.quality != "4k":
+                buttons.append("4k")
+        what = "video" if job.kind is Kind.VIDEO else "image"
+        limit = int(job.origin.context.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
+        embed = discord.Embed(
+            title=spec.name if spec else job.model, description=f"“{short_prompt(job.prompt)}”"
+        )
+        embed.set_footer(text=f"Asked by {job.origin.user_name or 'someone'}")
+        uploads: list[tuple[Path, str]] = []
+        notes: list[str] = []
+        for f in files:
+            size = f.size if f.size is not None else (f.path.stat().st_size if f.path else None)
+            fits = size is not None and size <= limit and len(uploads) < MAX_FILES
+            if links_only or f.path is None or not fits:
+                notes.append(link_note(what, size, limit, f.url))
+                continue
+            uploads.append((f.path, f.filename))
+            if f.mime.startswith("image/") and embed.image.url is None:
+                embed.set_image(url=f"attachment://{f.filename}")
+        return _Result(job.id, "\n".join(notes) or None, embed, tuple(uploads), tuple(buttons))

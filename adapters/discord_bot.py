@@ -1,0 +1,463 @@
+"""Discord: `/imagine`, `/video`, `/models` and `/help`, live progress, results with buttons
+that survive restarts. `DiscordAdapter` runs the client and answers interactions;
+`adapters/discord/sink.py` shows progress and delivers; `sync_commands` registers the
+commands (`genrelay discord sync [--guild ID]`), which serving never does.
+
+How a command is answered
+    At once, within Discord's 3 seconds: an input error (checked from the options and the
+    attachments' metadata, and by the core's `service.check`) with an ephemeral message,
+    and nothing is recorded as work or sent upstream; anything else with a public deferred
+    ("thinking") response whose message becomes the job's status message. A button press
+    is answered the same way and starts a job owned by whoever pressed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import mimetypes
+import sys
+import warnings
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+with warnings.catch_warnings():
+    # discord.py imports the stdlib audioop module (voice), deprecated in 3.11.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    import discord
+    from discord import app_commands
+
+from adapters.discord.constants import (
+    DEFAULT_UPLOAD_LIMIT,
+    IMAGE_TYPES,
+    MAX_CHOICE_NAME,
+    MAX_CHOICES,
+    MAX_CONTENT,
+    PLATFORM,
+)
+from adapters.discord.sink import DISCORD_FAILURES, DiscordSink
+from adapters.discord.ui import (
+    Choice,
+    GenrelayClient,
+    JobButton,
+    SlashRequest,
+    build_tree,
+    is_thread,
+    pointed_at,
+)
+from adapters.discord.words import (
+    INTERNAL_ERROR_TEXT,
+    missing_permissions_text,
+    not_an_image_text,
+)
+from bot.app import Core
+from bot.catalog import ModelSpec
+from bot.config import Settings
+from bot.errors import ConfigError, RequestRejected
+from bot.messages import model_line
+from bot.models import GenerationRequest, Kind, Origin, ReferenceImage
+
+__all__ = ["DiscordAdapter", "sync_commands"]
+
+log = logging.getLogger(__name__)
+
+
+# Channels whose permissions discord.py can compute from its cache.
+GUILD_CHANNELS = (discord.TextChannel, discord.VoiceChannel, discord.StageChannel, discord.Thread)
+
+
+def _blank(value: str | None) -> str | None:
+    return (value.strip() or None) if value else None
+
+
+class DiscordAdapter:
+    """The Discord client with its commands and buttons; registers a `DiscordSink`.
+
+    Knobs: `ready_timeout_s` (wait for the gateway's READY), `progress_timeout_s` (a
+    progress edit is dropped after this), `delivery_timeout_s` (one delivery attempt),
+    `max_ratelimit_timeout_s` (the longest 429 wait discord.py sleeps through; it raises
+    beyond, and discord.py takes no less than 30), `guild_ready_timeout` (discord.py's wait
+    for GUILD_CREATEs before READY).
+    """
+
+    def __init__(
+        self,
+        core: Core,
+        settings: Settings,
+        *,
+        ready_timeout_s: float = 30.0,
+        progress_timeout_s: float = 2.0,
+        delivery_timeout_s: float = 60.0,
+        max_ratelimit_timeout_s: float = 30.0,
+        guild_ready_timeout: float = 2.0,
+    ) -> None:
+        self.core = core
+        self.settings = settings
+        self.ready_timeout_s = ready_timeout_s
+        self.progress_timeout_s = progress_timeout_s
+        self.delivery_timeout_s = delivery_timeout_s
+        self.max_ratelimit_timeout_s = max_ratelimit_timeout_s
+        self.guild_ready_timeout = guild_ready_timeout
+        self._stack = AsyncExitStack()
+        self._runner: asyncio.Task[None] | None = None
+        self._client: GenrelayClient | None = None
+        self._sink: DiscordSink | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def client(self) -> GenrelayClient:
+        if self._client is None:
+            raise RuntimeError("the Discord adapter is not running")
+        return self._client
+
+    @property
+    def sink(self) -> DiscordSink:
+        if self._sink is None:
+            raise RuntimeError("the Discord adapter is not running")
+        return self._sink
+
+    @property
+    def connected(self) -> bool:
+        client = self._client
+        return client is not None and client.is_ready() and not client.is_closed()
+
+    async def __aenter__(self) -> DiscordAdapter:
+        token = self.settings.discord_bot_token
+        if token is None or not token.get_secret_value():
+            raise ConfigError("DISCORD_BOT_TOKEN is not set")
+        try:
+            await self._start(token.get_secret_value())
+        except BaseException:
+            await self._stop()
+            raise
+        self.core.notifier.register(self.sink)
+        log.info("discord: connected as %s", self.client.user)
+        return self
+
+    async def _start(self, token: str) -> None:
+        self._stack.enter_context(pointed_at(self.settings))
+        client = GenrelayClient(
+            self,
+            intents=discord.Intents.default(),
+            guild_ready_timeout=self.guild_ready_timeout,
+            max_ratelimit_timeout=self.max_ratelimit_timeout_s,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self._client = client
+        self._sink = DiscordSink(
+            client,
+            self.core.catalog,
+            self.core.clock,
+            progress_timeout_s=self.progress_timeout_s,
+            delivery_timeout_s=self.delivery_timeout_s,
+        )
+        build_tree(client)
+        client.add_dynamic_items(JobButton)
+        await self._stack.enter_async_context(client)
+        self._runner = asyncio.create_task(client.start(token), name="discord-client")
+        self._runner.add_done_callback(self._runner_done)
+        ready = asyncio.create_task(client.wait_until_ready(), name="discord-ready")
+        try:
+            done, _ = await asyncio.wait(
+                {ready, self._runner},
+                timeout=self.ready_timeout_s,
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ready.cancel()
+        if ready in done:
+            return
+        if self._runner in done:
+            exc = self._runner.exception()
+            if isinstance(exc, discord.LoginFailure):
+                raise ConfigError("Discord refused DISCORD_BOT_TOKEN") from None
+            raise ConfigError(f"the Discord client stopped while connecting ({exc!r})")
+        raise ConfigError(f"Discord was not ready within {self.ready_timeout_s:g} s")
+
+    def _runner_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("discord: the client stopped: %r", task.exception())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.core.notifier.unregister(PLATFORM)
+        await self._stop()
+
+    async def _stop(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+        if self._runner is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._runner
+            self._runner = None
+        await self._stack.aclose()
+        self._client = self._sink = None
+
+    # -- words built from the catalog --------------------------------------------------------
+
+    def models_text(self) -> str:
+        parts = []
+        for kind, title in (
+            (Kind.IMAGE, "Image models · /imagine"),
+            (Kind.VIDEO, "Video models · /video"),
+        ):
+            lines = [model_line(spec) for spec in self.core.catalog.all(kind)]
+            parts.append(f"**{title}**\n" + "\n".join(lines))
+        return "\n\n".join(parts)[:MAX_CONTENT]
+
+    def model_choices(self, kind: Kind, current: str) -> list[Choice]:
+        needle = current.strip().lower()
+        out = []
+        for spec in self.core.catalog.all(kind):
+            label = f"{spec.name} — {spec.description}"
+            if needle and needle not in spec.code.lower() and needle not in label.lower():
+                continue
+            out.append(app_commands.Choice(name=label[:MAX_CHOICE_NAME], value=spec.code))
+        return out[:MAX_CHOICES]
+
+    def option_choices(
+        self, interaction: discord.Interaction[Any], kind: Kind, field: str, current: str
+    ) -> list[Choice]:
+        """Aspect ratios or qualities of the model chosen so far (or of the default model)."""
+        chosen = getattr(interaction.namespace, "model", None)
+        spec = self.core.catalog.resolve(chosen) if isinstance(chosen, str) and chosen else None
+        specs: list[ModelSpec]
+        if spec is not None and spec.kind is kind:
+            specs = [spec]
+        elif chosen:
+            specs = self.core.catalog.all(kind)
+        else:
+            specs = [self.core.catalog.default_for(kind)]
+        values: list[str] = []
+        for s in specs:
+            values += [v for v in getattr(s, field) if v not in values]
+        needle = current.strip().lower()
+        return [app_commands.Choice(name=v, value=v) for v in values if needle in v][:MAX_CHOICES]
+
+    # -- commands ----------------------------------------------------------------------------
+
+    async def on_generate(
+        self, interaction: discord.Interaction[Any], command: SlashRequest
+    ) -> None:
+        try:
+            await self._generate(interaction, command)
+        except Exception:
+            log.exception("discord: interaction %s failed", interaction.id)
+            await self._apologise(interaction)
+
+    async def _generate(self, interaction: discord.Interaction[Any], command: SlashRequest) -> None:
+        received_at = self.core.clock.now()
+        try:
+            self._require_post_permission(interaction)
+            images = self._references(command.attachments)
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            return
+        request = GenerationRequest(
+            kind=command.kind,
+            prompt=command.prompt,
+            origin=self._origin(interaction, None, received_at),
+            model=_blank(command.model),
+            images=images,
+            aspect_ratio=_blank(command.aspect_ratio),
+            quality=_blank(command.quality),
+        )
+        try:
+            self.core.service.check(request)
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            with contextlib.suppress(RequestRejected):
+                await self.core.service.submit(request)  # records the refusal as a rejected job
+            return
+        message_id = await self._defer(interaction)
+        request = dataclasses.replace(
+            request, origin=self._origin(interaction, message_id, received_at)
+        )
+        try:
+            job = await self.core.service.submit(request, status_message_id=str(message_id))
+        except RequestRejected as exc:
+            await self._withdraw(interaction, exc.message)
+            return
+        log.info(
+            "job %s: discord interaction %s in channel %s",
+            job.id,
+            interaction.id,
+            job.origin.chat_id,
+        )
+        await self.sink.progress(job)
+
+    async def on_button(
+        self, interaction: discord.Interaction[Any], action: str, job_id: str
+    ) -> None:
+        try:
+            await self._button(interaction, action, job_id)
+        except Exception:
+            log.exception("discord: button %s on job %s failed", action, job_id)
+            await self._apologise(interaction)
+
+    async def _button(
+        self, interaction: discord.Interaction[Any], action: str, job_id: str
+    ) -> None:
+        try:
+            self._require_post_permission(interaction)
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            return
+        received_at = self.core.clock.now()
+        message_id = await self._defer(interaction)
+        origin = self._origin(interaction, message_id, received_at)
+        service = self.core.service
+        try:
+            if action == "an":
+                job = await service.animate(job_id, origin)
+            elif action == "4k":
+                job = await service.upscale(job_id, origin)
+            else:
+                job = await service.reroll(job_id, origin)
+        except RequestRejected as exc:
+            await self._withdraw(interaction, exc.message)
+            return
+        await service.attach_status_message(job.id, str(message_id))
+        job.status_message_id = str(message_id)
+        log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
+        await self.sink.progress(job)
+
+    def _require_post_permission(self, interaction: discord.Interaction[Any]) -> None:
+        """Refuse at submit time what would fail at delivery (after 15 minutes we post)."""
+        if interaction.guild_id is None:
+            return
+        perms = interaction.app_permissions
+        if perms.value == 0:  # not in the payload: ask the cache
+            guild, channel = interaction.guild, interaction.channel
+            if guild is None or guild.me is None or not isinstance(channel, GUILD_CHANNELS):
+                return  # cannot tell; delivery reports a missing permission if it comes to it
+            perms = channel.permissions_for(guild.me)
+        thread = is_thread(interaction.channel)
+        needed = (
+            ("View Channel", perms.view_channel),
+            (
+                "Send Messages in Threads" if thread else "Send Messages",
+                perms.send_messages_in_threads if thread else perms.send_messages,
+            ),
+            ("Attach Files", perms.attach_files),
+            ("Embed Links", perms.embed_links),
+            ("Read Message History", perms.read_message_history),
+        )
+        missing = [name for name, ok in needed if not ok]
+        if missing:
+            raise RequestRejected(missing_permissions_text(missing), code="discord_permissions")
+
+    def _references(
+        self, attachments: Sequence[discord.Attachment | None]
+    ) -> tuple[ReferenceImage, ...]:
+        """Attachments as reference images, checked from their metadata (no download)."""
+        out = []
+        for att in attachments:
+            if att is None:
+                continue
+            mime = (att.content_type or mimetypes.guess_type(att.filename)[0] or "").split(";")[0]
+            if mime.strip().lower() not in IMAGE_TYPES:
+                raise RequestRejected(not_an_image_text(att.filename), code="not_an_image")
+            if att.size > self.settings.max_reference_bytes:
+                raise self.core.media.too_large(att.size)
+            out.append(ReferenceImage(ref=att.url, mime=mime, size=att.size, filename=att.filename))
+        return tuple(out)
+
+    def _origin(
+        self, interaction: discord.Interaction[Any], message_id: int | None, received_at: float
+    ) -> Origin:
+        channel_id = str(interaction.channel_id)
+        return Origin(
+            platform=PLATFORM,
+            chat_id=channel_id,
+            user_id=str(interaction.user.id),
+            user_name=interaction.user.display_name,
+            thread_id=channel_id if is_thread(interaction.channel) else None,
+            message_id=str(message_id) if message_id is not None else None,
+            guild_id=str(interaction.guild_id) if interaction.guild_id else None,
+            context={
+                "application_id": str(interaction.application_id),
+                "token": interaction.token,
+                # When the 15 minutes of the interaction token started, by our clock.
+                "received_at": received_at,
+                "upload_limit": int(interaction.filesize_limit or DEFAULT_UPLOAD_LIMIT),
+            },
+        )
+
+    async def _defer(self, interaction: discord.Interaction[Any]) -> int:
+        """A public "thinking" response; its message becomes the status message."""
+        sent = await interaction.response.defer(thinking=True)
+        if sent is not None and sent.message_id is not None:
+            return sent.message_id
+        return (await interaction.original_response()).id
+
+    async def _refuse(self, interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
+        log.info("discord: interaction %s refused (%s)", interaction.id, exc.code)
+        await interaction.response.send_message(exc.message, ephemeral=True)
+
+    async def _withdraw(self, interaction: discord.Interaction[Any], text: str) -> None:
+        """After a public defer: remove the thinking message, answer privately."""
+        with contextlib.suppress(discord.HTTPException):
+            await interaction.delete_original_response()
+        await interaction.followup.send(text, ephemeral=True)
+
+    async def _apologise(self, interaction: discord.Interaction[Any]) -> None:
+        with contextlib.suppress(*DISCORD_FAILURES):
+            if interaction.response.is_done():
+                await self._withdraw(interaction, INTERNAL_ERROR_TEXT)
+            else:
+                await interaction.response.send_message(INTERNAL_ERROR_TEXT, ephemeral=True)
+
+
+# -- `genrelay discord sync` -----------------------------------------------------------------
+
+
+async def sync_commands(settings: Settings, *, guild_id: int | None) -> int:
+    """Register the slash commands with Discord: in one server (instant) or globally."""
+    token = settings.discord_bot_token
+    if token is None or not token.get_secret_value():
+        print(
+            "genrelay: DISCORD_BOT_TOKEN is not set, so there is nothing to sync.", file=sys.stderr
+        )
+        return 2
+    with pointed_at(settings):
+        client = GenrelayClient(None, intents=discord.Intents.default())
+        tree = build_tree(client)
+        guild = discord.Object(guild_id) if guild_id is not None else None
+        if guild is not None:
+            tree.copy_global_to(guild=guild)
+        try:
+            async with client:
+                await client.login(token.get_secret_value())
+                synced = await tree.sync(guild=guild)
+        except discord.LoginFailure:
+            print("genrelay: Discord refused DISCORD_BOT_TOKEN.", file=sys.stderr)
+            return 2
+        except discord.Forbidden as exc:
+            where = f"server {guild_id}" if guild_id is not None else "this application"
+            print(
+                f"genrelay: Discord would not register the commands in {where} ({exc.text}). "
+                "Invite the bot there with the applications.commands scope.",
+                file=sys.stderr,
+            )
+            return 1
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            print(f"genrelay: syncing the commands failed: {exc}", file=sys.stderr)
+            return 1
+    names = ", ".join(f"/{c.name}" for c in synced)
+    if guild_id is not None:
+        print(f"Synced {len(synced)} commands to server {guild_id}: {names}")
+    else:
+        print(f"Synced {len(synced)} global commands: {names} (Discord may take up to an hour)")
+    return 0
