@@ -11,18 +11,25 @@ import httpx
 
 from bot.config import Settings
 from bot.gateway.aa import AAGateway
+from bot.gateway.aggregator import PROVIDER as AGGREGATOR
+from bot.gateway.aggregator import AggregatorGateway
 from bot.gateway.base import Gateway
 from bot.media import MediaStore
+from bot.metrics import Metrics
+from bot.models import Job
 from bot.notifier import Notifier
-from bot.polling import FixedPolicy, PollPolicy
+from bot.polling import PollPolicy, make_policy
 from bot.ports import Clock, SystemClock
 from bot.service import Service
 from bot.tracker import Tracker, owner_alive
+from bot.webhooks import WebhookReceiver, webhook_base
 from storage.sqlite import SqliteJobStore
 
 __all__ = ["Core"]
 
 log = logging.getLogger(__name__)
+
+SWEEP_INTERVAL_S = 5.0
 
 
 class Core:
@@ -39,14 +46,38 @@ class Core:
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.policy = policy or FixedPolicy(settings.poll_first_delay_s, settings.poll_interval_s)
+        self.policy = policy or make_policy(
+            settings.poll_policy,
+            first_s=settings.poll_first_delay_s,
+            interval_s=settings.poll_interval_s,
+            max_gap_s=settings.poll_max_gap_s,
+        )
         self._gateways = gateways
         self._stack = AsyncExitStack()
+        self._background: set[asyncio.Task[None]] = set()
         self.catalog = settings.build_catalog()
         self.media = MediaStore(
             settings.data_dir,
             public_base_url=settings.public_base_url,
             max_reference_bytes=settings.max_reference_bytes,
+        )
+        self.metrics = Metrics(job_counts=self._job_counts)  # this Core's own registry
+
+    async def _job_counts(self) -> list[tuple[str, str, int]]:
+        return await self.store.count_by_model_state()
+
+    def _aggregator(self) -> AggregatorGateway:
+        s = self.settings
+        return AggregatorGateway(
+            self.http,
+            base_url=s.aggregator_base_url or "",
+            api_key=s.aggregator_api_key.get_secret_value() if s.aggregator_api_key else None,
+            media=self.media,
+            submit_path=s.aggregator_submit_path,
+            task_path=s.aggregator_task_path,
+            webhook_base=webhook_base(s.public_base_url, AGGREGATOR),
+            timeout_s=s.gateway_timeout_s,
+            observe=self.metrics.observer(AGGREGATOR),
         )
 
     async def __aenter__(self) -> Core:
@@ -59,7 +90,9 @@ class Core:
 
     async def _open(self) -> None:
         s = self.settings
-        self.store = await self._stack.enter_async_context(SqliteJobStore(s.database_path))
+        self.store = await self._stack.enter_async_context(
+            SqliteJobStore(s.database_path, default_chat_concurrency=s.chat_concurrent_jobs)
+        )
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
@@ -75,8 +108,12 @@ class Core:
                 api_key=key,
                 timeout_s=s.gateway_timeout_s,
                 sync_timeout_s=s.sync_timeout_s,
+                observe=self.metrics.observer("aa"),
             )
         }
+        if self._gateways is None and s.aggregator_enabled:
+            self.gateways[AGGREGATOR] = self._aggregator()
+        self.metrics.providers = set(self.gateways)
         self.notifier = Notifier(
             self.store,
             self.media,
@@ -85,6 +122,7 @@ class Core:
             max_attempts=s.delivery_max_attempts,
             progress_interval_s=s.progress_interval_s,
             result_max_bytes=s.result_max_bytes,
+            metrics=self.metrics,
         )
         self.tracker = Tracker(
             self.store,
@@ -96,20 +134,54 @@ class Core:
             concurrency=s.tracker_concurrency,
             sync_concurrency=s.sync_concurrency,
             on_progress=self.notifier.progress,
-            on_terminal=lambda job: self.notifier.wake(),
+            on_terminal=self._job_ended,
+            on_dispatch=self._line_moved,
+        )
+        self.webhooks = WebhookReceiver(
+            self.store,
+            self.catalog,
+            self.tracker.hurry,
+            providers=set(self.gateways),
+            metrics=self.metrics,
         )
         self.service = Service(
             self.store,
             self.catalog,
             self.media,
             self.clock,
+            s,
             wake_tracker=self.tracker.wake,
-            max_image_bytes=s.max_reference_bytes,
+            on_limit=self.metrics.limit_hit,
         )
         interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
         for job in interrupted:
             log.warning("job %s: was being submitted when a process stopped: interrupted", job.id)
         self.media.cleanup()
+
+    def _line_moved(self, dispatched: list[Job]) -> None:
+        scopes = {(j.origin.platform, j.origin.scope_id) for j in dispatched}
+        task = asyncio.create_task(self._show_places(scopes))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _show_places(self, scopes: set[tuple[str, str]]) -> None:
+        """Waiting jobs' status messages show their new place in line."""
+        for platform, scope_id in scopes:
+            for job in await self.service.waiting_in_line(platform, scope_id):
+                self.notifier.progress(job)
+
+    async def _sweep(self) -> None:
+        """Expire requests nobody confirmed in time, and old hosted images."""
+        while True:
+            if await self.service.expire_holds():
+                self.notifier.wake()
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+
+    def _job_ended(self, job: Job) -> None:
+        spec = self.catalog.resolve(job.model)
+        self.metrics.job_finished(job, spec.provider if spec else "unknown")
+        self.notifier.wake()
+        self.tracker.wake()  # a slot in its chat is free: a waiting job may go
 
     async def __aexit__(
         self,
@@ -124,3 +196,4 @@ class Core:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.tracker.run(), name="tracker")
             tg.create_task(self.notifier.run(), name="notifier")
+            tg.create_task(self._sweep(), name="sweep")

@@ -15,12 +15,13 @@ __all__ = ["Catalog", "Family", "ModelSpec", "default_specs", "normalize_ratio"]
 
 
 class Family(enum.StrEnum):
-    """Endpoint families of the AA gateway."""
+    """Endpoint families of the AA gateway, and the aggregator's one."""
 
     SORA = "sora"  # POST /api/v1/aa/openapi/sora/tasks, GET /api/v1/aa/sora/tasks/{id}
     VEO_CHAT = "veo_chat"  # POST /v1/chat/completions -> video.task, GET /v1/tasks/{id}
     GPT_IMAGE_CHAT = "gpt_image_chat"  # POST /v1/chat/completions, synchronous
     NANOBANANA = "nanobanana"  # POST /v1/images/generations async, GET /v1/tasks/{id}
+    AGGREGATOR = "aggregator"  # Gateway B: async image task, GET /v1/images/tasks/{id}
 
 
 @dataclass(frozen=True, slots=True)

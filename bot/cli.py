@@ -132,7 +132,13 @@ async def generate(
 
 
 async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    if settings.aa_api_key is None:
+    spec = settings.build_catalog().resolve(args.model)
+    if spec is not None and spec.provider == "aggregator":
+        if settings.aggregator_api_key is None:
+            return _config_error(
+                args, "AGGREGATOR_API_KEY is not set. Put it in the environment or .env."
+            )
+    elif settings.aa_api_key is None:
         return _config_error(
             args,
             "AA_API_KEY is not set. Put it in the environment or .env "
@@ -201,14 +207,25 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
     async with contextlib.AsyncExitStack() as stack:
         core = await stack.enter_async_context(Core(settings))
         core.notifier.register(ConsoleSink(core.catalog))  # jobs a killed `generate` left
+        adapters: list[Any] = []  # filled below; /readyz reads it
         web = WebServer(
             host=settings.http_host,
             port=settings.http_port,
             media=core.media,
             health=core.store.ping,
+            adapters=adapters,
+            expected=[
+                name
+                for name, token in (
+                    ("telegram", settings.telegram_bot_token),
+                    ("discord", settings.discord_bot_token),
+                )
+                if token is not None
+            ],
+            metrics=core.metrics,
+            webhooks=core.webhooks,
         )
         await stack.enter_async_context(web)
-        adapters: list[Any] = []
         if settings.telegram_bot_token is not None:
             from adapters.telegram_bot import TelegramAdapter
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.catalog import Catalog, default_specs
+from bot.catalog import Catalog, ModelSpec, default_specs
 from bot.constants import MAX_REFERENCE_BYTES, RESULT_MAX_BYTES
+from bot.gateway.aggregator import aggregator_specs, parse_pairs
 
 __all__ = ["Settings"]
 
@@ -23,6 +25,16 @@ class Settings(BaseSettings):
     aa_api_key: SecretStr | None = None
     gateway_timeout_s: float = 30.0
     sync_timeout_s: float = 300.0  # GPT Image 2 blocks until the image exists
+    # Gateway B, the OpenAI-compatible aggregator: its models join the catalog when
+    # AGGREGATOR_MODELS is set. A name the AA gateway already uses becomes agg:<name>.
+    aggregator_base_url: str | None = None
+    aggregator_api_key: SecretStr | None = None  # sent as `Authorization: <key>`, no Bearer
+    aggregator_models: str = ""  # "nano-banana-2,flux,qwen-image"
+    aggregator_prices: str = ""  # "flux=0.03,qwen-image=0.02" (USD; default 0.04)
+    aggregator_names: str = ""  # "flux=Flux Pro" (display names; defaults from the name)
+    aggregator_kinds: str = ""  # "some-model=video" (default image)
+    aggregator_submit_path: str = "/v1/images/generations"  # its example URL: /v1/images/edits
+    aggregator_task_path: str = "/v1/images/tasks/{task_id}"
 
     # Storage
     database_url: str = "sqlite:///genrelay.db"
@@ -51,9 +63,22 @@ class Settings(BaseSettings):
     image_deadline_s: float = 600.0
     video_deadline_s: float = 1800.0
 
+    # Community limits (defaults; chat admins change their chat's with /settings)
+    user_concurrent_jobs: int = Field(default=2, ge=1)
+    user_daily_images: int = Field(default=50, ge=0)
+    user_daily_videos: int = Field(default=10, ge=0)
+    chat_concurrent_jobs: int = Field(default=3, ge=1)
+    chat_daily_budget_usd: float = Field(default=10.0, ge=0)  # 0 = no chat budget
+    global_daily_budget_usd: float = Field(default=100.0, ge=0)  # 0 = no service budget
+    video_needs_confirmation: bool = False
+    confirm_timeout_s: float = 300.0
+    operator_ids: str = ""  # "telegram:123,discord:456": may change any chat's settings
+
     # Tracking and delivery
+    poll_policy: Literal["adaptive", "fixed"] = "adaptive"
     poll_first_delay_s: float = 3.0
     poll_interval_s: float = 5.0
+    poll_max_gap_s: float = Field(default=60.0, gt=0)
     tracker_concurrency: int = Field(default=64, ge=1)
     sync_concurrency: int = Field(default=16, ge=1)
     delivery_max_attempts: int = Field(default=8, ge=1)
@@ -86,11 +111,39 @@ class Settings(BaseSettings):
             out[code.strip()] = float(price)
         return out
 
+    @property
+    def aggregator_enabled(self) -> bool:
+        return bool(self.aggregator_models.strip())
+
+    @model_validator(mode="after")
+    def _check_aggregator(self) -> Settings:
+        if self.aggregator_enabled:
+            if not self.aggregator_base_url:
+                raise ValueError("AGGREGATOR_MODELS is set but AGGREGATOR_BASE_URL is not")
+            if "{task_id}" not in self.aggregator_task_path:
+                raise ValueError("AGGREGATOR_TASK_PATH must contain {task_id}")
+            self._aggregator_specs([])  # refuses bad AGGREGATOR_KINDS / _PRICES / _NAMES now
+        return self
+
+    def _aggregator_specs(self, taken: list[ModelSpec]) -> list[ModelSpec]:
+        if not self.aggregator_enabled:
+            return []
+        return aggregator_specs(
+            self.aggregator_models.split(","),
+            taken=taken,
+            kinds=parse_pairs(self.aggregator_kinds),
+            names=parse_pairs(self.aggregator_names),
+            prices=parse_pairs(self.aggregator_prices),
+            image_deadline_s=self.image_deadline_s,
+            video_deadline_s=self.video_deadline_s,
+        )
+
     def build_catalog(self) -> Catalog:
+        specs = default_specs(
+            image_deadline_s=self.image_deadline_s, video_deadline_s=self.video_deadline_s
+        )
         return Catalog(
-            default_specs(
-                image_deadline_s=self.image_deadline_s, video_deadline_s=self.video_deadline_s
-            ),
+            specs + self._aggregator_specs(specs),
             prices=self.prices(),
             default_image=self.default_image_model,
             default_video=self.default_video_model,
@@ -100,6 +153,11 @@ class Settings(BaseSettings):
         """Every secret value, for the log filter."""
         return [
             s.get_secret_value()
-            for s in (self.aa_api_key, self.telegram_bot_token, self.discord_bot_token)
+            for s in (
+                self.aa_api_key,
+                self.aggregator_api_key,
+                self.telegram_bot_token,
+                self.discord_bot_token,
+            )
             if s is not None and s.get_secret_value()
         ]

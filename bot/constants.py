@@ -19,6 +19,8 @@ __all__ = [
     "SUBMIT_RETRY_LIMIT",
     "TASK_NOT_FOUND_LIMIT",
     "TRACKER_IDLE_WAKE_S",
+    "WEBHOOK_MIN_POLL_GAP_S",
+    "WEBHOOK_TOKEN_BYTES",
 ]
 
 MAX_PROMPT_CHARS = 4000
@@ -40,3 +42,6 @@ PROGRESS_MIN_INTERVAL_S = 3.0
 DELIVERY_MAX_ATTEMPTS = 8
 DELIVERY_BACKOFF_BASE_S = 2.0
 DELIVERY_BACKOFF_CAP_S = 300.0
+
+WEBHOOK_TOKEN_BYTES = 24  # token_urlsafe bytes of a job's webhook URL
+WEBHOOK_MIN_POLL_GAP_S = 1.0  # a webhook never makes us poll one task sooner than this again

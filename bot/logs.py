@@ -28,10 +28,9 @@ class RedactingFilter(logging.Filter):
         self.secrets = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = redact(message, self.secrets)
-        if clean != message:
-            record.msg, record.args = clean, None
+        # Freeze the record: a library may mutate its lazy arguments after logging (PTB
+        # rewrites a file_path into a URL with the token), and handlers format again later.
+        record.msg, record.args = redact(record.getMessage(), self.secrets), None
         if record.exc_info:
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = redact(text, self.secrets)
@@ -51,5 +50,12 @@ def setup_logging(level: str, secrets: Iterable[str], *, stream: object = None) 
     root.addHandler(handler)
     root.setLevel(level.upper())
     # httpx logs every request URL at INFO, and a Telegram Bot API URL contains the token.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "discord.gateway", "discord.http"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "aiohttp.access",
+        "discord.gateway",
+        "discord.http",
+        "discord.webhook",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

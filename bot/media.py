@@ -170,6 +170,17 @@ class MediaStore:
                 continue
         return removed
 
+    def keep_result(self, job_id: str, index: int, data: bytes) -> str:
+        """Keep a result that came as bytes, not a link (a gateway's base64 image), where
+        `fetch_result` finds it; returns its file: URL, to stand in the job's result_urls."""
+        mime = sniff_image(data)
+        self.results_dir.mkdir(parents=True, exist_ok=True)
+        for old in self.results_dir.glob(f"{job_id}-{index}.*"):
+            old.unlink(missing_ok=True)
+        path = self.results_dir / f"{job_id}-{index}{_EXT.get(mime or '', '.bin')}"
+        path.write_bytes(data)
+        return path.resolve().as_uri()
+
     def local_result(self, job_id: str, index: int = 0) -> Path | None:
         found = sorted(self.results_dir.glob(f"{job_id}-{index}.*"))
         return found[0] if found else None
@@ -183,6 +194,9 @@ class MediaStore:
         if path is not None:
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             return ResultFile(url, path, path.stat().st_size, mime, path.name)
+        if not url.startswith(("https://", "http://")):
+            # keep_result's file: URLs resolve above; we read no other local file, ever.
+            raise MediaError("the result is neither a web link nor a file we still keep")
         got = await download(client, url, max_bytes=max_bytes)
         mime = got.mime or mimetypes.guess_type(url)[0] or "application/octet-stream"
         if not ext:

@@ -128,6 +128,8 @@ def failure_text(job: Job, catalog: Catalog) -> str:
     name = _name(job, catalog)
     what = "video" if job.kind is Kind.VIDEO else "image"
     detail = f": {job.error_message.rstrip('.')}." if job.error_message else "."
+    # When the gateway's own words already say whether it cost anything, don't repeat it.
+    not_charged = "" if "charged" in (job.error_message or "").lower() else " You were not charged."
     code = job.error_code or ""
     if job.state is JobState.REFUNDED:
         return (
@@ -159,7 +161,7 @@ def failure_text(job: Job, catalog: Catalog) -> str:
         )
     if code == "unavailable":
         return (
-            f"❌ {name} had a problem starting this {what}{detail} You were not charged. "
+            f"❌ {name} had a problem starting this {what}{detail}{not_charged} "
             "Please try again in a minute."
         )
     if code == "bad_response":
@@ -169,10 +171,10 @@ def failure_text(job: Job, catalog: Catalog) -> str:
         )
     if code == "rejected":
         return (
-            f"❌ {name} refused this {what}{detail} You were not charged. "
+            f"❌ {name} refused this {what}{detail}{not_charged} "
             "Try rewording the prompt or another model."
         )
     return (
-        f"❌ {name} could not make this {what}{detail} You were not charged. "
+        f"❌ {name} could not make this {what}{detail}{not_charged} "
         "Try rewording the prompt or another model."
     )

@@ -17,6 +17,7 @@ from bot.constants import (
 )
 from bot.errors import DeliveryError, MediaError, PermanentDeliveryError
 from bot.media import MediaStore
+from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
 from bot.ports import Clock, DeliverySink, JobStore, ResultFile
 
@@ -41,11 +42,13 @@ class Notifier:
         progress_interval_s: float = 3.0,
         result_max_bytes: int = 200 * 1024 * 1024,
         concurrency: int = 16,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.media = media
         self.http = http
         self.clock = clock
+        self.metrics = metrics or Metrics()
         self.max_attempts = max_attempts
         self.progress_interval_s = progress_interval_s
         self.result_max_bytes = result_max_bytes
@@ -55,9 +58,12 @@ class Notifier:
         self._progress_at: dict[str, float] = {}
         self._progress_busy: set[str] = set()
         self._wake = asyncio.Event()
+        self._arrived: set[str] = set()
 
     def register(self, sink: DeliverySink) -> None:
+        """Deliver through `sink` from now on, starting with what waited for its platform."""
         self.sinks[sink.platform] = sink
+        self._arrived.add(sink.platform)  # the next run_once makes its deliveries due
         self.wake()
 
     def unregister(self, platform: str) -> None:
@@ -95,6 +101,8 @@ class Notifier:
     # -- delivery ----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
+        while self._arrived:
+            await self.store.deliveries_due(self._arrived.pop(), self.clock.now())
         free = self.concurrency - len(self._inflight)
         jobs = await self.store.claim_due_deliveries(self.clock.now(), free, POLL_LEASE_S)
         for job in jobs:
@@ -167,6 +175,7 @@ class Notifier:
         job.delivery_attempts += 1
         job.updated_at = now
         await self.store.save(job)
+        self.metrics.delivered(job)
         log.info("job %s: delivered to %s chat %s", job.id, job.origin.platform, job.origin.chat_id)
 
     async def _delivery_failed(self, job: Job, exc: DeliveryError) -> None:
@@ -193,3 +202,4 @@ class Notifier:
             log.info("job %s: delivery failed (%s); retry in %.1f s", job.id, exc, delay)
         job.updated_at = now
         await self.store.save(job)
+        self.metrics.delivery_failed(job, retrying=job.delivery is Delivery.PENDING)

@@ -1,16 +1,73 @@
 """When to poll next: scheduling policies for jobs that are still running, and backoff for
-failures (which is not the policy's business)."""
+failures (which is not the policy's business).
+
+Two policies, both behind `PollPolicy`:
+
+- `FixedPolicy` ("fixed"): a first poll after `first_s`, then every `interval_s`.
+- `ProgressAwarePolicy` ("adaptive", the default): predicts when the task will finish from
+  the model's typical duration (learned from finished jobs) and the progress the gateway
+  reports, polls rarely while that end is far and closely around it. Where progress says
+  nothing useful (absent, going backwards, stuck for long) it polls like "fixed".
+"""
 
 from __future__ import annotations
 
+import logging
 import random
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from bot.catalog import ModelSpec
 from bot.constants import ERROR_BACKOFF_BASE_S, ERROR_BACKOFF_CAP_S
-from bot.models import Job
+from bot.models import Job, JobState
 
-__all__ = ["FixedPolicy", "PollPolicy", "error_backoff"]
+__all__ = [
+    "POLICY_NAMES",
+    "DurationHistory",
+    "FixedPolicy",
+    "PollPolicy",
+    "ProgressAwarePolicy",
+    "error_backoff",
+    "make_policy",
+]
+
+log = logging.getLogger(__name__)
+
+POLICY_NAMES = ("adaptive", "fixed")
+
+# -- the adaptive policy's numbers, named once (tuned with `python -m bench.simulate`) ----------
+EARLY_POLL_MAX_S = 7.0  # the first poll, to catch a task that fails at once...
+EARLY_POLL_FRACTION = 0.35  # ...or sooner for a model whose typical run is short
+SPREAD = 0.5  # a run may end this share of the typical duration early (until learned)
+SPREAD_MIN, SPREAD_MAX = 0.2, 0.7  # bounds of the learned spread
+LONGEST = 1.2  # no run is expected to last longer than typical * (1 + this * spread)
+PROGRESS_TRUST = 30  # from this percentage on, one reading outweighs the typical duration
+UNCERTAINTY_END = 0.1  # relative error of the remaining-time estimate near 100 %
+CLOSE_FRACTION = 0.09  # the gap around the predicted end, as a share of the typical run...
+CLOSE_MIN_S, CLOSE_MAX_S = 1.0, 2.5  # ...within these bounds
+QUEUED_GAP = 0.5  # still queued: poll again after this share of the shortest plausible run
+AIM_AFTER_S = 0.1  # when the end is well known, poll this long after it
+MIN_GAP_S = 0.5  # never closer than this
+OVERDUE_BACKOFF = 0.5  # past the predicted end, the gap grows with the time overdue...
+OVERDUE_MAX_CLOSES = 1.2  # ...up to this many close gaps...
+OVERDUE_PATIENCE = 0.3  # ...until it is overdue by this share of the typical run: then "fixed"
+LATE_URL_GAP_S = 1.0  # progress 100 with no result URL yet: it comes within seconds...
+LATE_URL_PATIENCE_S = 10.0  # ...and when it does not, poll like "fixed"
+LEARN_MIN_SAMPLES = 3  # finished jobs of a model before their median replaces the default
+LEARN_SAMPLES = 50  # recent finished jobs per model that count
+LEARN_WINDOW_S = 3 * 86400.0  # how far back the store is asked
+LEARN_REFRESH_S = 300.0  # how often the store is asked again
+MAX_TRACKED_JOBS = 100_000  # per-job memory is dropped oldest first beyond this
+
+
+class DurationHistory(Protocol):
+    """Where finished runs are remembered (the job store)."""
+
+    async def recent_durations(self, since: float, per_model: int) -> dict[str, list[float]]:
+        """Seconds from submit to the end of recent succeeded jobs, newest first, by model."""
+        ...
 
 
 class PollPolicy(Protocol):
@@ -22,6 +79,14 @@ class PollPolicy(Protocol):
 
     def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
         """Seconds until the next poll of a job that is still queued or running."""
+        ...
+
+    def job_ended(self, job: Job) -> None:
+        """The job reached a terminal state: learn from it, forget what was kept for it."""
+        ...
+
+    async def refresh(self, history: DurationHistory, now: float) -> None:
+        """Learn from the store; called often, asks the store only every so often."""
         ...
 
 
@@ -39,6 +104,278 @@ class FixedPolicy:
 
     def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
         return self.interval_s
+
+    def job_ended(self, job: Job) -> None:
+        return None
+
+    async def refresh(self, history: DurationHistory, now: float) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class _Track:
+    """What the adaptive policy remembers of one job between polls (a few numbers)."""
+
+    anchor_t: float  # the first reading with 0 < progress < 100 since the last reset
+    anchor_p: int
+    change_t: float  # the first reading of the current percentage
+    change_p: int
+    seen_t: float  # the latest reading of the current percentage
+    prev_t: float | None = None  # the first and the last reading of the percentage before
+    prev_last_t: float = 0.0
+    prev_p: int = 0
+    at100_t: float | None = None  # since when it reads 100 without a result
+    step: int = 10  # the coarseness of the percentage: 10, 5 or 1
+
+
+class ProgressAwarePolicy:
+    """Polls around the predicted end of each task, rarely while it is far.
+
+    What it knows: the model's typical run (the median of its recent succeeded jobs,
+    `ModelSpec.typical_s` until three have finished) and how much sooner the fastest runs
+    end (`spread`: 1 - the 5th percentile / the median, 0.5 until ten have finished); the
+    percentage each poll reports and how fast it has been moving (a few numbers per job, in
+    memory, dropped when the job ends; after a restart the first reading starts afresh).
+
+    - No percentage yet (queued, or running at 0 %): nothing until the earliest plausible
+      end, typical * (1 - spread), except one early poll (`first_delay`) for tasks that
+      fail at once. Still queued after it: every half of that again. Still running without
+      a percentage: the fixed interval.
+    - One reading: the end the percentage implies as a share of the time since submit,
+      blended with the typical run while it is under 30 %.
+    - Two or more: the speed of the latest stretch (bent upwards when it accelerates) gives
+      the expected end; the earliest plausible end allows for a coarse percentage (steps of
+      5 or 10) and for the share above. Until a job outlasts typical * (1 + 1.2 * spread)
+      that bounds both; after, the progress alone counts.
+    - The next poll is at the earliest plausible end, moved closer by an uncertainty that
+      shrinks from `spread` at 0 % to 10 % at 100 %, at least one close gap away (9 % of
+      the typical run, 1-2.5 s). When the window up to the expected end fits in one close
+      gap, it polls just after the expected end instead.
+    - Past the expected end (a stall near the end): every close gap, backing off a little;
+      overdue by 30 % of the typical run, the prediction is worthless: the fixed interval.
+    - 100 % without a result (the late-URL quirk): every second for 10 s, then the fixed
+      interval. Going backwards: the fixed interval, and the readings start again.
+    - No gap is ever longer than `max_gap_s` or shorter than half a second.
+    """
+
+    name = "adaptive"
+
+    def __init__(
+        self,
+        *,
+        max_gap_s: float = 60.0,
+        fixed_interval_s: float = 5.0,
+        early_s: float = EARLY_POLL_MAX_S,
+    ) -> None:
+        self.max_gap_s = max_gap_s
+        self.fixed_interval_s = min(fixed_interval_s, max_gap_s)
+        self.early_s = early_s
+        self._tracks: dict[str, _Track] = {}
+        self._samples: dict[str, list[float]] = {}  # model -> recent durations, newest last
+        self._learned: dict[str, tuple[float, float]] = {}  # model -> (median, spread)
+        self._refreshed_at: float | None = None
+
+    # -- what it knows about a model ---------------------------------------------------------
+
+    def typical(self, job: Job, spec: ModelSpec) -> tuple[float, float]:
+        """(typical duration, spread) for the job's model: learned, else the catalog's."""
+        learned = self._learned.get(job.model) or self._learned.get(spec.code)
+        if learned is not None:
+            return learned
+        return max(spec.typical_s, 1.0), SPREAD
+
+    def _learn(self, model: str) -> None:
+        samples = self._samples.get(model, [])
+        if len(samples) < LEARN_MIN_SAMPLES:
+            self._learned.pop(model, None)
+            return
+        ordered = sorted(samples)
+        median = statistics.median(ordered)
+        if median <= 0:
+            return
+        spread = SPREAD
+        if len(ordered) >= 10:
+            low = ordered[max(int(len(ordered) * 0.05) - 1, 0)]
+            spread = min(max(1.0 - low / median, SPREAD_MIN), SPREAD_MAX)
+        self._learned[model] = (median, spread)
+
+    def job_ended(self, job: Job) -> None:
+        self._tracks.pop(job.id, None)
+        if job.state is not JobState.SUCCEEDED or job.submitted_at is None:
+            return
+        if job.finished_at is None or job.finished_at <= job.submitted_at:
+            return
+        samples = self._samples.setdefault(job.model, [])
+        samples.append(job.finished_at - job.submitted_at)
+        del samples[:-LEARN_SAMPLES]
+        self._learn(job.model)
+
+    async def refresh(self, history: DurationHistory, now: float) -> None:
+        if self._refreshed_at is not None and now - self._refreshed_at < LEARN_REFRESH_S:
+            return
+        self._refreshed_at = now
+        try:
+            found = await history.recent_durations(now - LEARN_WINDOW_S, LEARN_SAMPLES)
+        except Exception as exc:  # learning is an optimisation, never a reason to stop
+            log.warning("could not read recent durations (%s); keeping what I know", exc)
+            return
+        for model, durations in found.items():
+            self._samples[model] = [d for d in reversed(durations) if d > 0][-LEARN_SAMPLES:]
+            self._learn(model)
+        log.debug("learned typical durations: %s", self._learned)
+
+    def learn_durations(self, durations: Mapping[str, Sequence[float]]) -> None:
+        """Seed the history by hand (oldest first), e.g. in tests and benchmarks."""
+        for model, values in durations.items():
+            self._samples[model] = [float(v) for v in values if v > 0][-LEARN_SAMPLES:]
+            self._learn(model)
+
+    # -- scheduling --------------------------------------------------------------------------
+
+    def _close(self, typical: float) -> float:
+        return min(max(CLOSE_FRACTION * typical, CLOSE_MIN_S), CLOSE_MAX_S)
+
+    def _bounded(self, gap: float) -> float:
+        return min(max(gap, MIN_GAP_S), self.max_gap_s)
+
+    def first_delay(self, job: Job, spec: ModelSpec) -> float:
+        typical, _ = self.typical(job, spec)
+        self._tracks.pop(job.id, None)
+        return self._bounded(min(self.early_s, EARLY_POLL_FRACTION * typical))
+
+    def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
+        return self._bounded(self._next_gap(job, spec, now))
+
+    def _next_gap(self, job: Job, spec: ModelSpec, now: float) -> float:
+        typical, spread = self.typical(job, spec)
+        close = self._close(typical)
+        submitted = job.submitted_at if job.submitted_at is not None else now
+        p = job.progress
+        track = self._tracks.get(job.id)
+
+        if job.state is not JobState.RUNNING or p <= 0:
+            # No percentage yet: nothing to see before the earliest plausible end.
+            earliest = submitted + (1.0 - spread) * typical
+            if earliest - now > close:
+                return earliest - now
+            if job.state is JobState.RUNNING:
+                return self.fixed_interval_s  # running, and still no percentage: none comes
+            # Still queued (a backlog upstream): it cannot end before it has run a while.
+            return max(QUEUED_GAP * (1.0 - spread) * typical, close)
+
+        if p >= 100:
+            # The late-URL quirk: done, but the result link is not there yet.
+            if track is None:
+                track = self._remember(job.id, _Track(now, 100, now, 100, now))
+            if track.at100_t is None:
+                track.at100_t = now
+            if now - track.at100_t < LATE_URL_PATIENCE_S:
+                return LATE_URL_GAP_S
+            return self.fixed_interval_s
+
+        if track is None or track.at100_t is not None:
+            track = self._remember(job.id, _Track(now, p, now, p, now))
+        elif p < track.change_p:
+            # Going backwards: the numbers mean nothing we can use; start again from here.
+            self._remember(job.id, _Track(now, p, now, p, now))
+            return self.fixed_interval_s
+        elif p > track.change_p:
+            track.prev_t, track.prev_last_t, track.prev_p = (
+                track.change_t,
+                track.seen_t,
+                track.change_p,
+            )
+            track.change_t, track.change_p = now, p
+        track.seen_t = now
+        if p % 10:
+            track.step = 1 if p % 5 else min(track.step, 5)
+
+        # The percentage as a share of the time since submit, held to plausible durations
+        # and blended with the typical run while it is small.
+        # The typical run bounds what little progress says, until the job outlasts it.
+        longest = submitted + typical * (1.0 + LONGEST * spread)
+        if now >= longest:
+            longest = float("inf")
+        elapsed = max(now - submitted, 0.0)
+        weight = min(p / PROGRESS_TRUST, 1.0)
+        by_share = submitted + weight * elapsed * 100.0 / p + (1.0 - weight) * typical
+        by_share = min(by_share, longest)
+        speeds = self._speeds(track)
+        if speeds is None:
+            # One reading: the share is all there is, and the spread its uncertainty.
+            expected = by_share
+            target = now + (expected - now) * (1.0 - spread)
+        else:
+            # The speed of the latest stretch, from the latest change. The earliest end
+            # allows for the percentage's coarseness and for what the share says, and it
+            # is less uncertain as the progress grows.
+            slow, fast = speeds
+            left = 100 - track.change_p
+            expected = min(track.change_t + left / slow, longest)
+            earliest = track.change_t + max(left - track.step, 0) / fast
+            earliest = min(earliest, by_share, longest)
+            uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
+            target = now + (earliest - now) * (1.0 - uncertainty)
+        if expected - target <= close < expected - now:
+            return expected - now + AIM_AFTER_S  # the whole window fits in one close gap
+        if target - now > close:
+            return target - now  # the earliest plausible end
+        if now < expected:
+            return close
+        return self._overdue_gap(now - expected, close, typical)
+
+    @staticmethod
+    def _speeds(track: _Track) -> tuple[float, float] | None:
+        """Percent per second of the latest stretch: from the first and from the last
+        reading of the percentage before (the change came somewhere between), both faster
+        when the curve bends upwards."""
+        if track.prev_t is None or track.change_t <= track.prev_last_t:
+            return None
+        moved = track.change_p - track.prev_p
+        slow = moved / (track.change_t - track.prev_t)
+        fast = moved / (track.change_t - track.prev_last_t)
+        if track.prev_t > track.anchor_t and track.prev_p > track.anchor_p:
+            old = (track.prev_p - track.anchor_p) / (track.prev_t - track.anchor_t)
+            if slow > old:  # accelerating: assume it goes on, up to doubling
+                bend = (slow - old) / ((track.change_t - track.anchor_t) / 2)
+                boost = min(1.0 + bend * (track.change_t - track.prev_t) / 2 / slow, 2.0)
+                slow, fast = slow * boost, fast * boost
+        return slow, fast
+
+    def _overdue_gap(self, overdue: float, close: float, typical: float) -> float:
+        """Past the predicted end (a stall near the end): closely at first, backing off a
+        little; overdue for long, the prediction is worth nothing: the fixed interval."""
+        if overdue > max(OVERDUE_PATIENCE * typical, LATE_URL_PATIENCE_S):
+            return self.fixed_interval_s
+        longest = min(close * OVERDUE_MAX_CLOSES, self.fixed_interval_s)
+        return min(max(OVERDUE_BACKOFF * overdue, close), longest)
+
+    def _remember(self, job_id: str, track: _Track) -> _Track:
+        self._tracks.pop(job_id, None)
+        self._tracks[job_id] = track
+        while len(self._tracks) > MAX_TRACKED_JOBS:
+            self._tracks.pop(next(iter(self._tracks)))
+        return track
+
+    @property
+    def tracked(self) -> int:
+        """Jobs with per-job state in memory."""
+        return len(self._tracks)
+
+
+def make_policy(
+    name: str,
+    *,
+    first_s: float = 3.0,
+    interval_s: float = 5.0,
+    max_gap_s: float = 60.0,
+) -> PollPolicy:
+    """The policy called `name` ("adaptive" or "fixed") with these settings."""
+    if name == "fixed":
+        return FixedPolicy(first_s, interval_s)
+    if name == "adaptive":
+        return ProgressAwarePolicy(max_gap_s=max_gap_s, fixed_interval_s=interval_s)
+    raise ValueError(f"unknown poll policy {name!r}; use one of {', '.join(POLICY_NAMES)}")
 
 
 def error_backoff(streak: int, *, rng: random.Random | None = None) -> float:

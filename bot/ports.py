@@ -43,6 +43,10 @@ class JobStore(Protocol):
 
     async def set_status_message(self, job_id: str, message_id: str) -> None: ...
 
+    async def deliveries_due(self, platform: str, now: float) -> None:
+        """Make the platform's pending deliveries due now (its adapter just connected)."""
+        ...
+
     async def claim_due_polls(self, now: float, limit: int, lease_s: float) -> list[Job]:
         """Jobs to submit or poll whose time has come; pushes their next poll `lease_s` ahead."""
         ...
@@ -61,6 +65,10 @@ class JobStore(Protocol):
         ...
 
     async def next_due(self) -> float | None: ...
+
+    async def recent_durations(self, since: float, per_model: int) -> dict[str, list[float]]:
+        """Seconds from submit to end of recent succeeded jobs, newest first, by model."""
+        ...
 
     async def recent(
         self,

@@ -382,7 +382,9 @@ class Service:
             raise RequestRejected("I can't find that job any more.", code="unknown_job")
         return job
 
-    async def reroll(self, job_id: str, origin: Origin) -> Job:
+    async def reroll(
+        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+    ) -> Job:
         """The same request again, owned by whoever asked."""
         parent = await self._parent(job_id)
         return await self.submit(
@@ -396,10 +398,18 @@ class Service:
                 quality=parent.quality,
                 action="reroll",
                 parent_job_id=parent.id,
-            )
+            ),
+            status_message_id=status_message_id,
         )
 
-    async def animate(self, job_id: str, origin: Origin, *, model: str | None = None) -> Job:
+    async def animate(
+        self,
+        job_id: str,
+        origin: Origin,
+        *,
+        model: str | None = None,
+        status_message_id: str | None = None,
+    ) -> Job:
         """An image result as the first frame of a video with the default video model."""
         parent = await self._succeeded_image(job_id, "animate")
         spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
@@ -415,10 +425,13 @@ class Service:
                 images=(image,),
                 action="animate",
                 parent_job_id=parent.id,
-            )
+            ),
+            status_message_id=status_message_id,
         )
 
-    async def upscale(self, job_id: str, origin: Origin) -> Job:
+    async def upscale(
+        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+    ) -> Job:
         """A Nano Banana image again at 4K, from the result itself."""
         parent = await self._succeeded_image(job_id, "upscale")
         spec = self.catalog.resolve(parent.model)
@@ -436,7 +449,8 @@ class Service:
                 quality="4k",
                 action="upscale",
                 parent_job_id=parent.id,
-            )
+            ),
+            status_message_id=status_message_id,
         )
 
     def _result_as_reference(self, parent: Job) -> ReferenceImage:

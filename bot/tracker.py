@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import socket
 from collections.abc import Callable, Mapping
 
@@ -14,6 +15,8 @@ from bot.constants import (
     SUBMIT_RETRY_LIMIT,
     TASK_NOT_FOUND_LIMIT,
     TRACKER_IDLE_WAKE_S,
+    WEBHOOK_MIN_POLL_GAP_S,
+    WEBHOOK_TOKEN_BYTES,
 )
 from bot.errors import (
     AuthError,
@@ -75,6 +78,7 @@ class Tracker:
         sync_concurrency: int = 16,
         on_progress: JobListener | None = None,
         on_terminal: JobListener | None = None,
+        on_dispatch: Callable[[list[Job]], None] | None = None,
     ) -> None:
         self.store = store
         self.gateways = gateways
@@ -89,6 +93,10 @@ class Tracker:
         self._wake = asyncio.Event()
         self.on_progress = on_progress or (lambda job: None)
         self.on_terminal = on_terminal or (lambda job: None)
+        self.on_dispatch = on_dispatch or (lambda jobs: None)
+        self._busy: set[str] = set()  # jobs being handled right now
+        self._again: set[str] = set()  # ... that a webhook asked about meanwhile
+        self._last_poll: dict[str, float] = {}
 
     # -- driving -----------------------------------------------------------------------------
 
@@ -98,9 +106,17 @@ class Tracker:
 
     async def run_once(self) -> int:
         """Claim the jobs that are due, up to free capacity, and start handling each."""
+        await self.policy.refresh(self.store, self.clock.now())  # asks the store only now and then
         free = self.concurrency - len(self._inflight)
         jobs = await self.store.claim_due_polls(self.clock.now(), free, POLL_LEASE_S)
+        leaving_line = [j for j in jobs if j.state is JobState.RECEIVED]
+        if leaving_line:
+            self.on_dispatch(leaving_line)  # the rest of their chats' lines moved up
         for job in jobs:
+            if job.id in self._busy:  # a webhook made it due while it is being polled
+                self._again.add(job.id)  # its handler saves the next poll time; then hurry
+                continue
+            self._busy.add(job.id)
             task = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -121,6 +137,10 @@ class Tracker:
                     continue
                 due = await self.store.next_due()
                 delay = TRACKER_IDLE_WAKE_S if due is None else due - self.clock.now()
+                if delay <= 0 and not started:
+                    # Due but not claimable (waiting for a free slot in its chat): a job
+                    # ending wakes us; until then look again at the idle pace.
+                    delay = TRACKER_IDLE_WAKE_S
                 delay = min(max(delay, 0.01), TRACKER_IDLE_WAKE_S)
                 try:
                     async with asyncio.timeout(delay):
@@ -156,6 +176,21 @@ class Tracker:
             job.error_streak += 1
             job.next_poll_at = self.clock.now() + error_backoff(job.error_streak)
             await self.store.save(job, expect=[job.state])
+        finally:
+            self._busy.discard(job.id)
+            if job.id in self._again:  # a webhook came while we were busy with it
+                self._again.discard(job.id)
+                await self.hurry(job.id)
+
+    async def hurry(self, job_id: str) -> None:
+        """Poll this job's task now (a webhook said it changed), but never twice at once and
+        never sooner than WEBHOOK_MIN_POLL_GAP_S after its last poll, however many come."""
+        if job_id in self._busy:
+            self._again.add(job_id)
+            return
+        last = self._last_poll.get(job_id, float("-inf"))
+        if await self.store.poll_soon(job_id, max(self.clock.now(), last + WEBHOOK_MIN_POLL_GAP_S)):
+            self.wake()
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -166,6 +201,9 @@ class Tracker:
         job.submitted_at = now
         job.updated_at = now
         job.next_poll_at = None
+        if getattr(self.gateways.get(spec.provider), "takes_webhooks", False):
+            # Stored before the call, so a webhook that beats the answer finds its job.
+            job.webhook_token = job.webhook_token or secrets.token_urlsafe(WEBHOOK_TOKEN_BYTES)
         if not await self.store.save(job, expect=[JobState.RECEIVED]):
             return  # somebody else (a cancel, another replica) got there first
         gateway = self.gateways[spec.provider]
@@ -231,6 +269,7 @@ class Tracker:
 
     async def _poll(self, job: Job, spec: ModelSpec) -> None:
         state = job.state
+        self._last_poll[job.id] = self.clock.now()
         try:
             update = await self.gateways[spec.provider].poll(job, spec)
         except GatewayError as exc:
@@ -325,6 +364,7 @@ class Tracker:
         job.next_poll_at = None
         job.delivery = Delivery.PENDING
         job.next_delivery_at = now
+        self._last_poll.pop(job.id, None)
         if await self.store.save(job, expect=[prior]):
             log.info(
                 "job %s: %s (model=%s task=%s%s)",
@@ -334,4 +374,5 @@ class Tracker:
                 job.upstream_task_id,
                 f" code={code}" if code and state is not JobState.SUCCEEDED else "",
             )
+            self.policy.job_ended(job)  # learns the duration, forgets the job
             self.on_terminal(job)

@@ -1,37 +1,72 @@
-"""The service's own HTTP server: health, hosted reference images, and room for more routes
-(webhooks, metrics) through `app.router`."""
+"""The service's own HTTP server: health and readiness, metrics, webhooks, and hosted
+reference images."""
 
 from __future__ import annotations
 
 import logging
 import mimetypes
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
+from typing import Protocol
 
 from aiohttp import web
 
 from bot.media import MediaStore
+from bot.metrics import CONTENT_TYPE, Metrics
+from bot.webhooks import WebhookReceiver
 
-__all__ = ["WebServer"]
+__all__ = ["Connectable", "WebServer"]
 
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
 
 
+class Connectable(Protocol):
+    """What /readyz asks of a chat adapter."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+
 class WebServer:
-    """aiohttp server on HTTP_HOST:HTTP_PORT. Use as an async context manager."""
+    """aiohttp server on HTTP_HOST:HTTP_PORT. Use as an async context manager.
+
+    /healthz: the process and the database answer. /readyz: that, and every adapter in
+    `adapters` (a list the caller may fill after start) is connected, with every platform
+    in `expected` present. /metrics: Prometheus text. /webhooks/...: see bot/webhooks.py.
+    """
 
     def __init__(
-        self, *, host: str, port: int, media: MediaStore, health: HealthCheck | None = None
+        self,
+        *,
+        host: str,
+        port: int,
+        media: MediaStore,
+        health: HealthCheck | None = None,
+        adapters: Sequence[Connectable] = (),
+        expected: Sequence[str] = (),
+        metrics: Metrics | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.media = media
         self.health = health
+        self.adapters = adapters
+        self.expected = tuple(expected)
+        self.metrics = metrics
         self.app = web.Application()
         self.app.router.add_get("/healthz", self._healthz)
+        self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/media/{name}", self._media)
+        if metrics is not None:
+            self.app.router.add_get("/metrics", self._metrics)
+        if webhooks is not None:
+            webhooks.install(self.app.router)
         self._runner: web.AppRunner | None = None
 
     @property
@@ -61,14 +96,33 @@ class WebServer:
             await self._runner.cleanup()
             self._runner = None
 
+    async def _healthy(self) -> bool:
+        if self.health is None:
+            return True
+        try:
+            return await self.health()
+        except Exception:
+            return False
+
     async def _healthz(self, request: web.Request) -> web.Response:
-        ok = True
-        if self.health is not None:
-            try:
-                ok = await self.health()
-            except Exception:
-                ok = False
+        ok = await self._healthy()
         return web.json_response({"ok": ok}, status=200 if ok else 503)
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        adapters = {p: False for p in self.expected}  # configured, not started yet
+        for adapter in self.adapters:
+            adapters[adapter.platform] = bool(adapter.connected)
+        database = await self._healthy()
+        ready = database and all(adapters.values())
+        return web.json_response(
+            {"ready": ready, "database": database, "adapters": adapters},
+            status=200 if ready else 503,
+        )
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        assert self.metrics is not None
+        body = await self.metrics.render()
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _media(self, request: web.Request) -> web.StreamResponse:
         path = self.media.hosted_path(request.match_info["name"])

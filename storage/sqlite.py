@@ -71,6 +71,11 @@ _COLUMNS = (
     "webhook_token",
 )
 _POLLABLE = (JobState.RECEIVED.value, JobState.QUEUED.value, JobState.RUNNING.value)
+# The partial index of due polls, named: with bound parameters (or beside the state index)
+# the planner walks every unfinished job and sorts them on each claim; this seeks instead.
+_DUE_POLL = (
+    "INDEXED BY jobs_due_poll WHERE state IN ('received', 'queued', 'running')"  # = migration 1
+)
 
 
 def _to_row(job: Job) -> dict[str, Any]:
@@ -256,7 +261,15 @@ class SqliteJobStore(CommunityQueries):
     async def save(self, job: Job, *, expect: Sequence[JobState] | None = None) -> bool:
         row = _to_row(job)
         cols = [c for c in _COLUMNS if c != "id"]
-        sql = f"UPDATE jobs SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        # A status message id, once stored, is kept: a copy of the job read before the
+        # adapter attached it must not erase it.
+        sets = [
+            "status_message_id = COALESCE(status_message_id, ?)"
+            if c == "status_message_id"
+            else f"{c} = ?"
+            for c in cols
+        ]
+        sql = f"UPDATE jobs SET {', '.join(sets)} WHERE id = ?"
         params: list[Any] = [row[c] for c in cols] + [job.id]
         if expect is not None:
             sql += f" AND state IN ({', '.join('?' * len(expect))})"
@@ -264,6 +277,14 @@ class SqliteJobStore(CommunityQueries):
         async with self.transaction() as db:
             cur = await db.execute(sql, params)
             return cur.rowcount == 1
+
+    async def deliveries_due(self, platform: str, now: float) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET next_delivery_at = ? WHERE delivery = ? AND platform = ?"
+                " AND next_delivery_at > ?",
+                (now, Delivery.PENDING.value, platform, now),
+            )
 
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         async with self.transaction() as db:
@@ -278,7 +299,7 @@ class SqliteJobStore(CommunityQueries):
         async with self.transaction() as db:
             cur = await db.execute(
                 "UPDATE jobs SET next_poll_at = ? WHERE id IN ("
-                " SELECT id FROM jobs WHERE state IN (?, ?) AND next_poll_at <= ?"
+                f" SELECT id FROM jobs {_DUE_POLL} AND state IN (?, ?) AND next_poll_at <= ?"
                 " ORDER BY next_poll_at LIMIT ?) RETURNING *",
                 (now + lease_s, JobState.QUEUED.value, JobState.RUNNING.value, now, limit),
             )
@@ -339,12 +360,30 @@ class SqliteJobStore(CommunityQueries):
     async def next_due(self) -> float | None:
         async with self.db.execute(
             "SELECT MIN(t) FROM ("
-            " SELECT MIN(next_poll_at) AS t FROM jobs WHERE state IN (?, ?, ?)"
+            f" SELECT MIN(next_poll_at) AS t FROM jobs {_DUE_POLL}"
             " UNION ALL SELECT MIN(next_delivery_at) FROM jobs WHERE delivery = ?)",
-            (*_POLLABLE, Delivery.PENDING.value),
+            (Delivery.PENDING.value,),
         ) as cur:
             row = await cur.fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    async def recent_durations(self, since: float, per_model: int) -> dict[str, list[float]]:
+        """Seconds from submit to end of the latest `per_model` succeeded jobs of each model
+        created since `since`, newest first. Walks the created_at index (`+state` keeps the
+        planner off the state index, which would visit every success ever)."""
+        async with self.db.execute(
+            "SELECT model, d FROM ("
+            " SELECT model, finished_at - submitted_at AS d, ROW_NUMBER() OVER"
+            " (PARTITION BY model ORDER BY created_at DESC) AS n FROM jobs"
+            " WHERE created_at >= ? AND +state = 'succeeded' AND submitted_at IS NOT NULL"
+            " AND finished_at IS NOT NULL) WHERE n <= ? ORDER BY model, n",
+            (since, per_model),
+        ) as cur:
+            rows = await cur.fetchall()
+        out: dict[str, list[float]] = {}
+        for model, duration in rows:
+            out.setdefault(str(model), []).append(float(duration))
+        return out
 
     async def recent(
         self,

@@ -50,6 +50,9 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "database_url": f"sqlite:///{tmp_path / 'genrelay.db'}",
             "data_dir": tmp_path / "data",
             "aa_api_key": SecretStr(API_KEY),
+            # The sandbox's runs are far shorter than the catalog's typical ones: tests that
+            # are not about the polling policy poll on a short fixed schedule.
+            "poll_policy": "fixed",
             "poll_first_delay_s": 0.05,
             "poll_interval_s": 0.05,
             "progress_interval_s": 0.0,

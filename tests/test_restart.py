@@ -210,3 +210,21 @@ async def test_kill_9_during_submit_is_interrupted_not_resent(
     code, out, _ = await _cli(env, "jobs", "--json")
     assert json.loads(out)[0]["status"] == "interrupted"
     assert len(sandbox.create_calls()) == 1
+
+
+async def test_a_platform_that_connects_late_gets_its_waiting_results_at_once(
+    core: Core, sandbox: SandboxGateway
+) -> None:
+    job = await core.service.submit(request(model="nanobanana", platform="late"))
+    async with asyncio.timeout(5):  # finished, and told to wait for a sink that is not there
+        while True:
+            waiting = await core.store.get(job.id)
+            assert waiting is not None
+            if (waiting.next_delivery_at or 0) > core.clock.now() + 10:
+                break
+            await asyncio.sleep(0.02)
+    assert waiting.delivery is Delivery.PENDING
+    sink = RecordingSink("late")
+    core.notifier.register(sink)
+    done = await wait_delivered(core, job.id, timeout=3)  # not after NO_SINK_RETRY_S
+    assert done.delivery is Delivery.DELIVERED and len(sink.delivered) == 1

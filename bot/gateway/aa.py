@@ -12,7 +12,7 @@ import httpx
 from bot.catalog import Family, ModelSpec
 from bot.errors import BadResponse
 from bot.gateway.base import task_update
-from bot.gateway.http import send
+from bot.gateway.http import Observer, send
 from bot.models import Job, JobState, TaskUpdate
 
 __all__ = ["AAGateway", "extract_image_urls"]
@@ -74,12 +74,14 @@ class AAGateway:
         api_key: str | None,
         timeout_s: float = 30.0,
         sync_timeout_s: float = 300.0,
+        observe: Observer | None = None,
     ) -> None:
         self._client = client
         self._base = base_url.rstrip("/")
         self._key = api_key or ""
         self._timeout = timeout_s
         self._sync_timeout = sync_timeout_s
+        self._observe = observe
 
     async def _call(
         self,
@@ -100,6 +102,7 @@ class AAGateway:
             json_body=body,
             timeout_s=timeout_s or self._timeout,
             secrets=(self._key,),
+            observe=self._observe,
         )
 
     # -- submit ------------------------------------------------------------------------------

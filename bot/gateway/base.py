@@ -17,6 +17,7 @@ STATUS_MAP: dict[str, JobState] = {
     "queued": JobState.QUEUED,
     "pending": JobState.QUEUED,
     "submitted": JobState.QUEUED,
+    "not_start": JobState.QUEUED,
     "processing": JobState.RUNNING,
     "running": JobState.RUNNING,
     "in_progress": JobState.RUNNING,

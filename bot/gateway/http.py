@@ -7,6 +7,7 @@ import html
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from bot.errors import (
     AuthError,
     BadResponse,
     ConnectFailed,
+    GatewayError,
     QuotaError,
     RateLimited,
     TaskNotFound,
@@ -23,7 +25,10 @@ from bot.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["check_response", "parse_retry_after", "send"]
+__all__ = ["Observer", "check_response", "parse_retry_after", "send"]
+
+# Told of every call: its endpoint name, and the error it ended in (None: it succeeded).
+Observer = Callable[[str, GatewayError | None], None]
 
 _QUOTA_WORDS = re.compile(r"quota|insufficient|balance|credit|余额|额度", re.IGNORECASE)
 _TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
@@ -119,8 +124,32 @@ async def send(
     json_body: Any = None,
     timeout_s: float,
     secrets: tuple[str, ...] = (),
+    observe: Observer | None = None,
 ) -> Any:
-    """One HTTP call, every failure mapped to a GatewayError."""
+    """One HTTP call, every failure mapped to a GatewayError; `observe` counts it."""
+    try:
+        body = await _exchange(
+            client, method, url, endpoint, headers, json_body, timeout_s, secrets
+        )
+    except GatewayError as exc:
+        if observe is not None:
+            observe(endpoint, exc)
+        raise
+    if observe is not None:
+        observe(endpoint, None)
+    return body
+
+
+async def _exchange(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    endpoint: str,
+    headers: dict[str, str],
+    json_body: Any,
+    timeout_s: float,
+    secrets: tuple[str, ...],
+) -> Any:
     try:
         resp = await client.request(method, url, headers=headers, json=json_body, timeout=timeout_s)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
