@@ -159,15 +159,15 @@ class Core:
         self.media.cleanup()
 
     def _line_moved(self, dispatched: list[Job]) -> None:
-        scopes = {(j.origin.platform, j.origin.scope_id) for j in dispatched}
-        task = asyncio.create_task(self._show_places(scopes))
+        task = asyncio.create_task(self._show_places(dispatched))
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _show_places(self, scopes: set[tuple[str, str]]) -> None:
-        """Waiting jobs' status messages show their new place in line."""
-        for platform, scope_id in scopes:
-            for job in await self.service.waiting_in_line(platform, scope_id):
+    async def _show_places(self, dispatched: list[Job]) -> None:
+        """Jobs still waiting in those chats show their new place in line."""
+        leaving = frozenset(j.id for j in dispatched)
+        for platform, scope_id in {(j.origin.platform, j.origin.scope_id) for j in dispatched}:
+            for job in await self.service.waiting_in_line(platform, scope_id, leaving=leaving):
                 self.notifier.progress(job)
 
     async def _sweep(self) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import json
 import logging
+import os
 import signal
 import sys
 import tempfile
@@ -421,7 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings.database_path  # noqa: B018 - validates DATABASE_URL
     except (ValidationError, ValueError) as exc:
         return _config_error(args, f"the configuration is invalid: {exc}")
-    setup_logging(settings.log_level, settings.secrets())
+    level = settings.log_level
+    if args.command in ("demo", "generate", "models", "jobs") and "LOG_LEVEL" not in os.environ:
+        level = "WARNING"  # the terminal shows the job's own progress lines instead
+    setup_logging(level, settings.secrets())
     try:
         if args.command == "models":
             return _cmd_models(settings, args)

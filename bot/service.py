@@ -188,14 +188,21 @@ class Service:
             return None
         return (await self.store.queue_positions(o.platform, o.scope_id)).get(job.id)
 
-    async def waiting_in_line(self, platform: str, scope_id: str) -> list[Job]:
-        """The chat's waiting jobs with their places, for status updates."""
+    async def waiting_in_line(
+        self, platform: str, scope_id: str, *, leaving: frozenset[str] = frozenset()
+    ) -> list[Job]:
+        """The chat's jobs still waiting for a slot, with their places, for status updates.
+        `leaving` are jobs being sent right now (they no longer wait). Empty when the chat
+        has a free slot: then nobody is waiting for long."""
         positions = await self.store.queue_positions(platform, scope_id)
-        jobs = []
-        for job_id, place in positions.items():
+        active, limit = await self.store.scope_load(platform, scope_id)
+        if active + len(leaving & positions.keys()) < limit:
+            return []
+        jobs: list[Job] = []
+        for job_id in (j for j in positions if j not in leaving):
             job = await self.store.get(job_id)
             if job is not None:
-                job.queue_position = place
+                job.queue_position = len(jobs) + 1
                 jobs.append(job)
         return jobs
 

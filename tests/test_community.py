@@ -178,6 +178,9 @@ async def test_place_in_line_is_shown(build: Callable[..., Settings], clock: Fak
         )
         line = await core.service.waiting_in_line("test", CHAT)
         assert [(j.id, j.queue_position) for j in line] == [(second.id, 1), (third.id, 2)]
+        # While `second` is being sent, only `third` still waits, now first in line.
+        line = await core.service.waiting_in_line("test", CHAT, leaving=frozenset({second.id}))
+        assert [(j.id, j.queue_position) for j in line] == [(third.id, 1)]
 
 
 async def test_video_needs_the_askers_confirm(
