@@ -89,6 +89,7 @@ def _env(settings: Settings, tmp_path: Path) -> dict[str, str]:
         AA_API_KEY=API_KEY,
         DATABASE_URL=settings.database_url,
         DATA_DIR=str(tmp_path / "data"),
+        POLL_POLICY="fixed",  # the sandbox runs far faster than the catalog's typical times
         POLL_FIRST_DELAY_S="0.1",
         POLL_INTERVAL_S="0.1",
         HTTP_PORT="0",
