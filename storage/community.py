@@ -260,7 +260,7 @@ class CommunityQueries:
     async def save_chat_settings(
         self, platform: str, scope_id: str, values: dict[str, Any], *, by: str, now: float
     ) -> None:
-        concurrency = values.get("chat_concurrency")
+        concurrency = values.get("chat_jobs_at_once")
         async with self.transaction() as db:
             await db.execute(
                 "INSERT INTO chat_settings (platform, scope_id, settings, concurrency,"

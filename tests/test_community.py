@@ -359,3 +359,17 @@ async def test_history_and_usage(
         assert await core.service.chat_usage_text(who("ann"), is_admin=True) == (
             "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 jobs, $0.04"
         )
+
+
+async def test_a_chats_own_concurrency_reaches_the_scheduler(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(chat_concurrent_jobs=5, user_concurrent_jobs=5), clock=clock) as core:
+        await core.service.change_setting(who("ann"), "chat_jobs_at_once", "1", is_admin=True)
+        gw.script_next(duration=60)
+        await core.service.submit(ask("ann", "one"))
+        await step(core, clock)
+        waiting = await core.service.submit(ask("bob", "two"))
+        assert waiting.queue_position == 1
+        await step(core, clock, 1)
+        assert len(gw.create_calls()) == 1
