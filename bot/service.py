@@ -53,6 +53,7 @@ class Service:
         *,
         wake_tracker: Callable[[], None] = lambda: None,
         on_limit: Callable[[str], None] = lambda limit: None,
+        wake_notifier: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -61,6 +62,7 @@ class Service:
         self.settings = settings
         self.wake_tracker = wake_tracker
         self.on_limit = on_limit  # metrics: a request refused by a community limit
+        self.wake_notifier = wake_notifier  # a job ended here (cancel): tell its chat now
         self.max_image_bytes = settings.max_reference_bytes
         self.default_rules = ChatRules.defaults(settings)
 
@@ -235,6 +237,7 @@ class Service:
         ):
             log.info("job %s: cancelled by its asker", job.id)
             self.wake_tracker()
+            self.wake_notifier()
             return CANCELLED
         job = await self._parent(job_id)
         if job.terminal:

@@ -269,6 +269,10 @@ async def test_help_start_models_and_command_list(bed: Bed) -> None:
         ("imagine", "Make an image, e.g. /imagine a fox in snow"),
         ("video", "Make a video, or animate a photo"),
         ("models", "Every model, with what it costs"),
+        ("history", "Your recent jobs here, to get a result again"),
+        ("usage", "What you made and spent today"),
+        ("cancel", "Stop your job that hasn't been sent yet"),
+        ("settings", "This chat's limits and models"),
         ("help", "How to use me, with examples"),
     ]
 
@@ -310,19 +314,27 @@ async def test_forum_topic_replies_stay_in_the_topic(bed: Bed) -> None:
 
 async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -> None:
     async with open_bed(chat_concurrent_jobs=1) as bed:
-        fake = bed.fake
-        bed.sandbox.script_next(duration=0.5)
+        fake, sandbox = bed.fake, bed.sandbox
+        sandbox.script_next(duration=0.5)
         first = fake.send_text(bed.group, bed.ann, "/imagine a kite")
-        await bed.job_for(first)
+        await wait_for_value(
+            lambda: bed.core.store.recent(5),
+            lambda jobs: next((j for j in jobs if j.upstream_task_id), None),
+            5,
+        )  # the chat's one slot is taken
         second = fake.send_text(bed.group, bed.bob, "/imagine a second kite")
 
         status = await fake.wait_for("sendMessage", answers(second))
-        in_line = await fake.wait_for(
-            "editMessageText", lambda c: c.params["message_id"] == status.result["message_id"]
-        )
-        assert in_line.params["text"] == (
+        job = await bed.job_for(second)
+        assert status.params["text"] == (
             "⏳ In line for Nano Banana: 1st in this chat. It starts when a slot frees up."
         )
+        assert buttons(status) == [("✖️ Cancel", f"cx:{job.id}")]
+        # Once it is sent, its status line moves on and the Cancel button goes.
+        moved = await fake.wait_for(
+            "editMessageText", lambda c: c.params["message_id"] == status.result["message_id"]
+        )
+        assert "reply_markup" not in moved.params
         for message in (first, second):
             done = await bed.wait_delivered((await bed.job_for(message)).id)
             assert done.delivery is Delivery.DELIVERED

@@ -2,6 +2,7 @@
 
 adapter.py  the Application: lifecycle, handlers, requests from messages and buttons
 sink.py     DeliverySink: status messages, results, failures, Telegram errors -> ours
+community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel buttons
 albums.py   media groups gathered into one request
 parse.py    messages -> frozen values (command, origin, image sources)
 texts.py    every Telegram-specific sentence and button

@@ -28,6 +28,9 @@ from telegram.ext import (
 
 from adapters.commands import parse_command_text
 from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.community import BUTTONS as COMMUNITY_BUTTONS
+from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
+from adapters.telegram.community import CommunityHandlers
 from adapters.telegram.parse import (
     PLATFORM,
     ImageSource,
@@ -42,6 +45,7 @@ from adapters.telegram.texts import (
     ANIMATE,
     BUTTON_RE,
     CALLBACK_ANSWER_MAX,
+    CONFIRM_FIRST,
     DOWNLOAD_FAILED,
     REROLL,
     SOMETHING_WRONG,
@@ -56,7 +60,6 @@ from adapters.telegram.texts import (
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, RequestRejected
-from bot.messages import progress_text
 from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
 
 __all__ = ["TelegramAdapter"]
@@ -74,6 +77,10 @@ BOT_COMMANDS = (
     BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
     BotCommand("video", "Make a video, or animate a photo"),
     BotCommand("models", "Every model, with what it costs"),
+    BotCommand("history", "Your recent jobs here, to get a result again"),
+    BotCommand("usage", "What you made and spent today"),
+    BotCommand("cancel", "Stop your job that hasn't been sent yet"),
+    BotCommand("settings", "This chat's limits and models"),
     BotCommand("help", "How to use me, with examples"),
 )
 
@@ -100,6 +107,7 @@ class TelegramAdapter:
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._app: App | None = None
         self._sink: TelegramSink | None = None
+        self._community: CommunityHandlers | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -119,6 +127,12 @@ class TelegramAdapter:
         if self._sink is None:
             raise RuntimeError("the Telegram adapter is not started")
         return self._sink
+
+    @property
+    def community(self) -> CommunityHandlers:
+        if self._community is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._community
 
     async def __aenter__(self) -> TelegramAdapter:
         token = self.settings.telegram_bot_token
@@ -151,8 +165,12 @@ class TelegramAdapter:
                 allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
             )
             self._sink = TelegramSink(
-                app.bot, self.core.catalog, upload_limit_mb=self.settings.telegram_upload_limit_mb
+                app.bot,
+                self.core.catalog,
+                upload_limit_mb=self.settings.telegram_upload_limit_mb,
+                confirm_timeout_s=self.settings.confirm_timeout_s,
             )
+            self._community = CommunityHandlers(self.core, app.bot, self._sink)
             await self._set_commands()
         except BaseException:
             await self._stop()
@@ -233,6 +251,8 @@ class TelegramAdapter:
                 await self.sink.reply(origin, start_text(self.core.catalog))
             elif command.name == "models":
                 await self.sink.reply(origin, models_text(self.core.catalog))
+            elif command.name in COMMUNITY_COMMANDS:
+                await self.community.command(message.chat, command, origin)
         except TelegramError as exc:
             log.warning(
                 "telegram: chat %s message %s: /%s not answered (%s)",
@@ -268,15 +288,15 @@ class TelegramAdapter:
             )
             await self.sink.reply(origin, exc.message)
             return
-        if job is not None:
-            log.info(
-                "telegram: chat %s message %s: /%s -> job %s (%d images)",
-                origin.chat_id,
-                origin.message_id,
-                command.name,
-                job.id,
-                len(job.images),
-            )
+        log.info(
+            "telegram: chat %s message %s: /%s -> job %s (%d images)%s",
+            origin.chat_id,
+            origin.message_id,
+            command.name,
+            job.id,
+            len(job.images),
+            " waiting for Confirm" if job.hold else "",
+        )
 
     async def _submit(
         self,
@@ -285,8 +305,8 @@ class TelegramAdapter:
         kind: Kind,
         origin: Origin,
         holders: Sequence[Message],
-    ) -> Job | None:
-        """Parse, check, fetch the photos, reply with the status line, submit. Nothing is
+    ) -> Job:
+        """Parse, check, fetch the photos, submit, reply with the status line. Nothing is
         downloaded before the request passed every check that needs no download."""
         parsed = parse_command_text(command.args, self.core.catalog)
         sources = [source for holder in holders for source in image_sources(holder)]
@@ -320,36 +340,19 @@ class TelegramAdapter:
             raise
         images = await asyncio.gather(*(self._fetch(s) for s in sources))
         request = dataclasses.replace(draft, images=tuple(images))
-        text = progress_text(self._draft_job(request), self.core.catalog)
-        # The status line exists before the job, so its id is in the job's row from the start.
-        status = await self.sink.reply(origin, text)
-        try:
-            job = await service.submit(request, status_message_id=str(status.message_id))
-        except RequestRejected as exc:
-            await self.app.bot.edit_message_text(
-                exc.message, chat_id=status.chat_id, message_id=status.message_id
-            )
-            return None
-        self.sink.remember_status(job.id, status.message_id, text)
-        if progress_text(job, self.core.catalog) != text:
-            # The chat's own default model, or a place in line: say so at once.
-            with suppress(TelegramError):
-                await self.sink.progress(job)
+        # The chat's rules (limits, confirmation, its place in line) are known only once the
+        # core took the job, so the status line follows it; a refusal is a plain reply.
+        job = await service.submit(request)
+        await self._show_new_status(job)
         return job
 
-    def _draft_job(self, request: GenerationRequest) -> Job:
-        """A job as it will be once submitted, to word its first status line."""
-        catalog = self.core.catalog
-        spec = (catalog.resolve(request.model) if request.model else None) or catalog.default_for(
-            request.kind
-        )
-        return Job(
-            id="-",
-            kind=request.kind,
-            model=spec.code,
-            prompt=request.prompt,
-            origin=request.origin,
-        )
+    async def _show_new_status(self, job: Job) -> None:
+        """Reply with a new job's status line (a Confirm prompt for a held video). A progress
+        update that comes meanwhile waits for the lock, then edits this line."""
+        async with self.sink.lock(job.id):
+            status_id = await self.sink.show_status(job)
+        if status_id is not None:
+            await self.core.service.attach_status_message(job.id, str(status_id))
 
     async def _fetch(self, source: ImageSource) -> ReferenceImage:
         """Download a Telegram file through PTB and host it ourselves: the file URL carries
@@ -376,12 +379,6 @@ class TelegramAdapter:
         if query is None or query.data is None or query.message is None:
             return
         action, _, job_id = query.data.partition(":")
-        service = self.core.service
-        actions: dict[str, ButtonAction] = {
-            REROLL: service.reroll,
-            ANIMATE: service.animate,
-            UPSCALE: service.upscale,
-        }
         result = query.message
         if isinstance(result, Message):
             origin = origin_of(result, query.from_user)
@@ -393,6 +390,15 @@ class TelegramAdapter:
                 user_name=query.from_user.full_name,
                 message_id=str(result.message_id),
             )
+        if action in COMMUNITY_BUTTONS:
+            await self.community.button(query, action, job_id, origin)
+            return
+        service = self.core.service
+        actions: dict[str, ButtonAction] = {
+            REROLL: service.reroll,
+            ANIMATE: service.animate,
+            UPSCALE: service.upscale,
+        }
         try:
             job = await actions[action](job_id, origin)
         except RequestRejected as exc:
@@ -415,12 +421,15 @@ class TelegramAdapter:
         )
         spec = self.core.catalog.resolve(job.model)
         answer = ACTION_ANSWERS[action].format(name=spec.name if spec else job.model)
+        if job.hold == "confirm":
+            answer += CONFIRM_FIRST
         # Held until the status line exists, so a progress update cannot post a second one.
         async with self.sink.lock(job.id):
             with suppress(TelegramError):  # a query can expire; the job goes on regardless
                 await query.answer(clip(answer, CALLBACK_ANSWER_MAX))
-            status_id = await self.sink.create_status(job)
-        await service.attach_status_message(job.id, str(status_id))
+            status_id = await self.sink.show_status(job)
+        if status_id is not None:
+            await service.attach_status_message(job.id, str(status_id))
 
     async def _on_error(self, update: object, context: Any) -> None:
         error = getattr(context, "error", None)

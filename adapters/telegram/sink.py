@@ -5,6 +5,7 @@ status message), so a delivery after a restart lands in the right chat, topic an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dtm
 import html
 import logging
@@ -24,10 +25,17 @@ from telegram.error import (
 )
 
 from adapters.telegram.parse import PLATFORM
-from adapters.telegram.texts import ORIGINAL_NOTE, link_note, mention_html, result_buttons
+from adapters.telegram.texts import (
+    ORIGINAL_NOTE,
+    cancel_button,
+    confirm_buttons,
+    link_note,
+    mention_html,
+    result_buttons,
+)
 from bot.catalog import Catalog
 from bot.errors import DeliveryError, PermanentDeliveryError
-from bot.messages import failure_text, progress_text, result_caption
+from bot.messages import confirm_text, failure_text, progress_text, result_caption
 from bot.models import Job, JobState, Kind, Origin
 from bot.ports import ResultFile
 
@@ -75,21 +83,29 @@ def _is_video(f: ResultFile, job: Job) -> bool:
 class TelegramSink:
     """`DeliverySink` for origin platform "telegram".
 
-    Per job it remembers (in this process) the status message, the last text shown in it,
+    Per job it remembers (in this process) the status message, what it last showed,
     and which parts of a delivery already went out, so that a delivery retried after a
     partial success (flood control on the second upload) never sends a part twice.
     """
 
     platform = PLATFORM
 
-    def __init__(self, bot: Bot, catalog: Catalog, *, upload_limit_mb: int) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        catalog: Catalog,
+        *,
+        upload_limit_mb: int,
+        confirm_timeout_s: float = 300.0,
+    ) -> None:
         self.bot = bot
         self.catalog = catalog
         self.upload_limit_mb = upload_limit_mb
         self.upload_limit = upload_limit_mb * 1_000_000
+        self.confirm_timeout_s = confirm_timeout_s
         self._locks: dict[str, asyncio.Lock] = {}
         self._status: dict[str, int] = {}
-        self._last_text: dict[str, str] = {}
+        self._shown: dict[str, str] = {}  # what the status message shows: text and buttons
         self._sent: dict[str, dict[str, int]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
 
@@ -131,9 +147,20 @@ class TelegramSink:
         """Held while a job's status message is created, edited or removed."""
         return self._locks.setdefault(job_id, asyncio.Lock())
 
-    def remember_status(self, job_id: str, message_id: int, text: str) -> None:
-        self._status[job_id] = message_id
-        self._last_text[job_id] = text
+    def view(self, job: Job) -> tuple[str, InlineKeyboardMarkup | None]:
+        """What a job's status message says, and its buttons: Confirm / Cancel while a video
+        waits for its asker, Cancel while a job waits its turn in the chat."""
+        if job.state is JobState.RECEIVED and job.hold == "confirm":
+            return confirm_text(job, self.catalog, self.confirm_timeout_s), confirm_buttons(job)
+        text = progress_text(job, self.catalog)
+        if job.state is JobState.RECEIVED and job.queue_position:
+            return text, cancel_button(job)
+        return text, None
+
+    @staticmethod
+    def _key(text: str, markup: InlineKeyboardMarkup | None) -> str:
+        buttons = [b.callback_data for row in markup.inline_keyboard for b in row] if markup else []
+        return f"{text}\x00{buttons}"
 
     def status_id(self, job: Job) -> int | None:
         # The store can lag behind this process (a whole-row save of an older copy).
@@ -141,39 +168,53 @@ class TelegramSink:
             return self._status[job.id]
         return int(job.status_message_id) if job.status_message_id else None
 
-    async def create_status(self, job: Job) -> int:
-        """Reply with the job's status line; the caller holds `lock(job.id)`."""
-        text = progress_text(job, self.catalog)
-        message = await self.reply(job.origin, text)
-        self.remember_status(job.id, message.message_id, text)
-        log.info(
-            "job %s: status message %s in telegram chat %s",
-            job.id,
-            message.message_id,
-            job.origin.chat_id,
-        )
-        return message.message_id
+    async def show_status(self, job: Job, *, adopt: int | None = None) -> int | None:
+        """Bring the job's status message up to date, replying with one if it has none yet;
+        `adopt` makes an existing message (the Confirm prompt) the status message. Returns its
+        id, or None once the job was delivered. The caller holds `lock(job.id)`."""
+        if job.id in self._done:
+            return None
+        if adopt is not None and self._status.get(job.id) != adopt:
+            self._status[job.id] = adopt
+            self._shown.pop(job.id, None)
+        text, markup = self.view(job)
+        key = self._key(text, markup)
+        message_id = self.status_id(job)
+        if message_id is None:
+            message = await self.reply(job.origin, text, markup=markup)
+            self._status[job.id] = message.message_id
+            self._shown[job.id] = key
+            log.info(
+                "job %s: status message %s in telegram chat %s",
+                job.id,
+                message.message_id,
+                job.origin.chat_id,
+            )
+            return message.message_id
+        if self._shown.get(job.id) != key:
+            try:
+                await self.bot.edit_message_text(
+                    text,
+                    chat_id=int(job.origin.chat_id),
+                    message_id=message_id,
+                    reply_markup=markup,
+                )
+            except BadRequest as exc:
+                if not _not_modified(exc):
+                    log.info("job %s: status message not edited (%s)", job.id, exc.message)
+                    return message_id
+            self._shown[job.id] = key
+        return message_id
 
     async def progress(self, job: Job) -> str | None:
         if job.terminal or job.id in self._done:
             return None  # deliver() takes over the status message
         async with self.lock(job.id):
-            if job.id in self._done:  # delivered while this update waited
+            # Replies with a new status line when there is none (after a restart, or when the
+            # first reply was lost); the notifier then stores its id.
+            message_id = await self.show_status(job)
+            if message_id is None:
                 return None
-            message_id = self.status_id(job)
-            if message_id is None:  # e.g. after a restart, or a status reply that was lost
-                return str(await self.create_status(job))
-            text = progress_text(job, self.catalog)
-            if self._last_text.get(job.id) != text:
-                try:
-                    await self.bot.edit_message_text(
-                        text, chat_id=int(job.origin.chat_id), message_id=message_id
-                    )
-                except BadRequest as exc:
-                    if not _not_modified(exc):
-                        log.info("job %s: status message not edited (%s)", job.id, exc.message)
-                        return None
-                self._last_text[job.id] = text
             return str(message_id) if str(message_id) != job.status_message_id else None
 
     async def _drop_status(self, job: Job) -> None:
@@ -216,13 +257,20 @@ class TelegramSink:
             self._done.popitem(last=False)
 
     def _forget(self, job_id: str) -> None:
-        for store in (self._locks, self._status, self._last_text, self._sent):
+        for store in (self._locks, self._status, self._shown, self._sent):
             store.pop(job_id, None)
 
-    def _caption(self, job: Job) -> str:
+    async def send_again(self, job: Job, files: Sequence[ResultFile], origin: Origin) -> None:
+        """A stored result once more (/history), as a reply to `origin`'s message: the same
+        caption and buttons as its first delivery, without pinging its asker again."""
+        again = dataclasses.replace(job, origin=origin)
+        await self._send_results(again, files, {}, mention=False)
+        log.info("job %s: sent again to telegram chat %s", job.id, origin.chat_id)
+
+    def _caption(self, job: Job, *, mention: bool = True) -> str:
         caption = html.escape(result_caption(job, self.catalog))
-        mention = mention_html(job.origin)
-        return f"{caption}\n{mention}" if mention else caption
+        who = mention_html(job.origin) if mention else ""
+        return f"{caption}\n{who}" if who else caption
 
     async def _send_failure(self, job: Job, sent: dict[str, int]) -> None:
         if "failure" in sent:
@@ -238,7 +286,7 @@ class TelegramSink:
         sent["failure"] = message.message_id
 
     async def _send_results(
-        self, job: Job, files: Sequence[ResultFile], sent: dict[str, int]
+        self, job: Job, files: Sequence[ResultFile], sent: dict[str, int], *, mention: bool = True
     ) -> None:
         markup = result_buttons(job, self.catalog)
         for index, f in enumerate(files):
@@ -248,7 +296,7 @@ class TelegramSink:
                 f,
                 index,
                 sent,
-                caption=self._caption(job) if first else None,
+                caption=self._caption(job, mention=mention) if first else None,
                 markup=markup if first else None,
             )
 

@@ -10,6 +10,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
+from bot.community import SETTING_NAMES
 from bot.media import human_size
 from bot.messages import model_line
 from bot.models import Job, JobState, Kind, Origin
@@ -19,30 +20,47 @@ __all__ = [
     "ANIMATE",
     "BUTTON_RE",
     "CALLBACK_ANSWER_MAX",
+    "CANCEL",
+    "CONFIRM",
+    "CONFIRMED",
+    "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
     "ORIGINAL_NOTE",
     "REROLL",
+    "RESEND",
+    "RESENDING",
+    "RESULT_UNAVAILABLE",
     "SOMETHING_WRONG",
     "UPSCALE",
+    "cancel_button",
     "clip",
+    "confirm_buttons",
     "help_text",
+    "history_buttons",
     "link_note",
     "mention_html",
     "models_text",
     "not_an_image",
     "over_download_limit",
     "result_buttons",
+    "setting_hint",
     "start_text",
 ]
 
 # callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
 REROLL, ANIMATE, UPSCALE = "rr", "an", "4k"
-BUTTON_RE = rf"^({REROLL}|{ANIMATE}|{UPSCALE}):[a-z0-9]{{4,32}}$"
+CONFIRM, CANCEL, RESEND = "cf", "cx", "rs"
+_ACTIONS = (REROLL, ANIMATE, UPSCALE, CONFIRM, CANCEL, RESEND)
+BUTTON_RE = rf"^({'|'.join(_ACTIONS)}):[a-z0-9]{{4,32}}$"
 ACTION_ANSWERS = {
     REROLL: "🔁 Rerolling on {name}…",
     ANIMATE: "🎬 Animating with {name}…",
     UPSCALE: "🔍 Making a 4K version with {name}…",
 }
+CONFIRM_FIRST = " Press Confirm under my reply to start it."  # after an answer, for a held job
+CONFIRMED = "✅ Confirmed."
+RESENDING = "📤 Sending it again…"
+RESULT_UNAVAILABLE = "I couldn't fetch that result again; it has probably expired."
 _FOUR_K = frozenset({"4k", "ultra"})
 
 ORIGINAL_NOTE = "Full-quality original, without Telegram's compression."
@@ -63,7 +81,11 @@ def help_text(catalog: Catalog) -> str:
         "🎨 I make images and videos with AI models.\n\n"
         f"/imagine <prompt> – an image ({image} unless you pick another model)\n"
         f"/video <prompt> – a video ({video} unless you pick another model)\n"
-        "/models – every model, with what it costs\n\n"
+        "/models – every model, with what it costs\n"
+        "/history – your recent jobs here, to get a result again\n"
+        "/usage – what you made and spent today (/usage chat: everyone's, for admins)\n"
+        "/cancel – stop your job that hasn't been sent yet\n"
+        "/settings – this chat's limits and models (admins change them)\n\n"
         "Examples:\n"
         "/imagine a red fox in fresh snow --ar 9:16\n"
         "/video waves rolling onto a beach at sunset --model veo\n"
@@ -131,3 +153,41 @@ def result_buttons(job: Job, catalog: Catalog) -> InlineKeyboardMarkup | None:
         if spec is not None and "4k" in spec.qualities and (job.quality or "") not in _FOUR_K:
             row.append(InlineKeyboardButton("🔍 4K", callback_data=f"{UPSCALE}:{job.id}"))
     return InlineKeyboardMarkup([row])
+
+
+def confirm_buttons(job: Job) -> InlineKeyboardMarkup:
+    """Under a video that waits for its asker's Confirm."""
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton("✅ Confirm", callback_data=f"{CONFIRM}:{job.id}"),
+                InlineKeyboardButton("✖️ Cancel", callback_data=f"{CANCEL}:{job.id}"),
+            ]
+        ]
+    )
+
+
+def cancel_button(job: Job) -> InlineKeyboardMarkup:
+    """Under the status line of a job still waiting on our side."""
+    return InlineKeyboardMarkup(
+        [[InlineKeyboardButton("✖️ Cancel", callback_data=f"{CANCEL}:{job.id}")]]
+    )
+
+
+def history_buttons(numbered: list[tuple[int, Job]]) -> InlineKeyboardMarkup | None:
+    """A Send again button for each listed result still stored, numbered as in the list."""
+    buttons = [
+        InlineKeyboardButton(f"📤 Send #{n} again", callback_data=f"{RESEND}:{job.id}")
+        for n, job in numbered
+    ]
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
+
+
+def setting_hint(name: str, shown: str) -> str:
+    """/settings <name> without a value: what it is now, what it means, how to change it."""
+    return (
+        f"⚙️ {name}: {shown} — {SETTING_NAMES[name]}.\n"
+        f"Admins change it with /settings {name} <value>."
+    )

@@ -625,9 +625,14 @@ class FakeTelegram:
         *,
         reply_to: JSONDict | None = None,
         thread_id: int | None = None,
+        sender_chat: JSONDict | None = None,
     ) -> JSONDict:
-        """Push a text message from ``user``; returns the message."""
+        """Push a text message from ``user``; returns the message. ``sender_chat`` posts on
+        behalf of a chat (an anonymous admin: the group itself, with GroupAnonymousBot as
+        ``from``)."""
         message = self._user_message(chat, user, reply_to=reply_to, thread_id=thread_id)
+        if sender_chat is not None:
+            message["sender_chat"] = copy.deepcopy(sender_chat)
         message["text"] = text
         if entities := command_entities(text):
             message["entities"] = entities
