@@ -1,5 +1,6 @@
-"""Discord: `/imagine`, `/video`, `/models` and `/help`, live progress, results with buttons
-that survive restarts. `DiscordAdapter` runs the client and answers interactions;
+"""Discord: `/imagine`, `/video`, `/models`, `/help`, and for shared servers `/settings show|set`,
+`/history`, `/usage` and `/cancel`; live progress, results with buttons that survive
+restarts. `DiscordAdapter` runs the client and answers interactions;
 `adapters/discord/sink.py` shows progress and delivers; `sync_commands` registers the
 commands (`genrelay discord sync [--guild ID]`), which serving never does.
 
@@ -8,7 +9,22 @@ How a command is answered
     attachments' metadata, and by the core's `service.check`) with an ephemeral message,
     and nothing is recorded as work or sent upstream; anything else with a public deferred
     ("thinking") response whose message becomes the job's status message. A button press
-    is answered the same way and starts a job owned by whoever pressed.
+    is answered the same way and starts a job owned by whoever pressed. The server's rules
+    (limits, budgets, blocked words; scope: the guild) are applied by `service.submit` after
+    the defer: a refusal removes the thinking message and is said ephemerally.
+
+What the status message shows
+    A job waiting its turn: its place in line and a Cancel button (places are refreshed for
+    everyone waiting when someone joins or leaves the line; the core refreshes them when a
+    job is sent). A video held for confirmation: its cost and time with Confirm / Cancel,
+    which only the asker can use (others are told so, privately). Then progress and the
+    result, or why nothing was sent (cancelled, not confirmed in time).
+
+Private answers
+    `/settings`, `/history`, `/usage`, `/cancel` and every refusal are ephemeral. Send again
+    (under /history) answers with the result privately, to whoever asked for the history.
+    Admin means Manage Server in that server (operator ids from the configuration too; the
+    core checks those); in DMs only operators are admins.
 """
 
 from __future__ import annotations
@@ -20,8 +36,8 @@ import logging
 import mimetypes
 import sys
 import warnings
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack, ExitStack
 from types import TracebackType
 from typing import Any
 
@@ -35,13 +51,20 @@ with warnings.catch_warnings():
 
 from adapters.discord.constants import (
     DEFAULT_UPLOAD_LIMIT,
+    HISTORY_LENGTH,
     IMAGE_TYPES,
     MAX_CHOICE_NAME,
     MAX_CHOICES,
     MAX_CONTENT,
     PLATFORM,
 )
-from adapters.discord.sink import DISCORD_FAILURES, DiscordSink
+from adapters.discord.sink import (
+    DISCORD_FAILURES,
+    DiscordSink,
+    Rendered,
+    is_too_large,
+    waiting_view,
+)
 from adapters.discord.ui import (
     Choice,
     GenrelayClient,
@@ -53,15 +76,20 @@ from adapters.discord.ui import (
 )
 from adapters.discord.words import (
     INTERNAL_ERROR_TEXT,
+    OOPS_TEXT,
+    RESULT_UNAVAILABLE_TEXT,
     missing_permissions_text,
     not_an_image_text,
+    send_again_label,
+    settings_text,
 )
 from bot.app import Core
 from bot.catalog import ModelSpec
 from bot.config import Settings
-from bot.errors import ConfigError, RequestRejected
-from bot.messages import model_line
-from bot.models import GenerationRequest, Kind, Origin, ReferenceImage
+from bot.errors import ConfigError, MediaError, RequestRejected
+from bot.messages import confirm_text, history_text, model_line, progress_text
+from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.service import CANCELLED
 
 __all__ = ["DiscordAdapter", "sync_commands"]
 
@@ -157,6 +185,7 @@ class DiscordAdapter:
             self.core.clock,
             progress_timeout_s=self.progress_timeout_s,
             delivery_timeout_s=self.delivery_timeout_s,
+            fresh=self.core.service.get,
         )
         build_tree(client)
         client.add_dynamic_items(JobButton)
@@ -295,7 +324,7 @@ class DiscordAdapter:
             interaction.id,
             job.origin.chat_id,
         )
-        await self.sink.progress(job)
+        await self._started(interaction, job)
 
     async def on_button(
         self, interaction: discord.Interaction[Any], action: str, job_id: str
@@ -304,11 +333,22 @@ class DiscordAdapter:
             await self._button(interaction, action, job_id)
         except Exception:
             log.exception("discord: button %s on job %s failed", action, job_id)
-            await self._apologise(interaction)
+            # Reroll, Animate and 4K start a job; Confirm, Cancel and Send again do not.
+            starts = action in ("rr", "an", "4k")
+            await self._apologise(interaction, INTERNAL_ERROR_TEXT if starts else OOPS_TEXT)
 
     async def _button(
         self, interaction: discord.Interaction[Any], action: str, job_id: str
     ) -> None:
+        if action == "cf":
+            await self._confirm(interaction, job_id)
+            return
+        if action == "cx":
+            await self._cancel_job(interaction, job_id)
+            return
+        if action == "sa":
+            await self._send_again(interaction, job_id)
+            return
         try:
             self._require_post_permission(interaction)
         except RequestRejected as exc:
@@ -331,7 +371,200 @@ class DiscordAdapter:
         await service.attach_status_message(job.id, str(message_id))
         job.status_message_id = str(message_id)
         log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
+        await self._started(interaction, job)
+
+    # -- waiting: the line, confirmation, cancel ---------------------------------------------
+
+    async def _started(self, interaction: discord.Interaction[Any], job: Job) -> None:
+        """A new job's first status: its cost with Confirm / Cancel when it is held, else its
+        place in line or progress."""
+        if job.hold is not None:
+            text = confirm_text(job, self.core.catalog, self.core.settings.confirm_timeout_s)
+            try:
+                await interaction.edit_original_response(content=text, view=_hold_view(job.id))
+            except DISCORD_FAILURES as exc:
+                # Nobody could confirm it: rather than leave it waiting for a button nobody
+                # sees, end it now; its delivery tells the asker nothing was sent.
+                log.warning("job %s: confirmation not shown (%r); cancelling it", job.id, exc)
+                await self.core.service.cancel(job.id, job.origin.user_id)
+                self.core.notifier.wake()
+                return
+            log.info("job %s: waiting for its asker's confirmation", job.id)
+            return
         await self.sink.progress(job)
+        if job.queue_position:
+            await self._show_line(job.origin)
+
+    async def _show_line(self, origin: Origin) -> None:
+        """Everyone waiting in this server sees their place: a newcomer may go ahead of
+        someone whose turn already came (turns alternate), and a cancel moves everyone."""
+        line = await self.core.service.waiting_in_line(origin.platform, origin.scope_id)
+        await asyncio.gather(*(self.sink.progress(job) for job in line))
+
+    async def _confirm(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        try:
+            job = await self.core.service.confirm(job_id, str(interaction.user.id))
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            return
+        if self.sink.can_edit(job):
+            await interaction.response.defer()  # the sink edits the status message
+            await self.sink.progress(job)
+        else:  # the request's interaction is too old to edit through: edit via this press
+            await interaction.response.edit_message(
+                content=self._progress(job), view=waiting_view(job)
+            )
+        if job.queue_position:
+            await self._show_line(job.origin)
+
+    async def _cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        try:
+            said = await self.core.service.cancel(job_id, str(interaction.user.id))
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            return
+        if said != CANCELLED:  # already sent or finished: only the presser needs to know
+            await interaction.response.send_message(said, ephemeral=True)
+            return
+        await interaction.response.defer()  # the delivery says it was cancelled
+        job = await self.core.service.get(job_id)
+        if job is not None:
+            await self._cancelled(job.origin)
+
+    async def _cancelled(self, origin: Origin) -> None:
+        self.core.notifier.wake()  # the cancelled job's status message says so now
+        await self._show_line(origin)
+
+    def _progress(self, job: Job) -> str:
+        return progress_text(job, self.core.catalog)
+
+    # -- history: send a result again --------------------------------------------------------
+
+    async def _send_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
+        try:
+            job = await self.core.service.stored_result(job_id)
+        except RequestRejected as exc:
+            await self._refuse(interaction, exc)
+            return
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        try:
+            files = await self.core.notifier.fetch_results(job)
+        except MediaError as exc:
+            log.info("job %s: result not fetched again (%s)", job.id, exc)
+            await interaction.edit_original_response(content=RESULT_UNAVAILABLE_TEXT)
+            return
+        try:
+            await self._show_result(interaction, self.sink.render(job, files))
+        except discord.HTTPException as exc:
+            if not is_too_large(exc):
+                raise
+            await self._show_result(interaction, self.sink.render(job, files, links_only=True))
+        log.info("job %s: result sent again to user %s", job.id, interaction.user.id)
+
+    async def _show_result(self, interaction: discord.Interaction[Any], result: Rendered) -> None:
+        options: dict[str, Any] = {"content": result.content, "embed": result.embed}
+        view = result.view()
+        if view is not None:
+            options["view"] = view
+        with ExitStack() as stack:
+            await interaction.edit_original_response(attachments=result.files(stack), **options)
+
+    # -- settings, history, usage, cancel ----------------------------------------------------
+
+    async def on_settings_show(self, interaction: discord.Interaction[Any]) -> None:
+        async def show(origin: Origin) -> str:
+            return settings_text(await self.core.service.settings_text(origin))
+
+        await self._answer(interaction, show)
+
+    async def on_settings_set(
+        self, interaction: discord.Interaction[Any], name: str, value: str
+    ) -> None:
+        admin = _is_admin(interaction)
+
+        async def change(origin: Origin) -> str:
+            return await self.core.service.change_setting(origin, name, value, is_admin=admin)
+
+        await self._answer(interaction, change)
+
+    async def on_usage(self, interaction: discord.Interaction[Any], scope: str) -> None:
+        admin = _is_admin(interaction)
+
+        async def usage(origin: Origin) -> str:
+            if scope == "chat":
+                return await self.core.service.chat_usage_text(origin, is_admin=admin)
+            return await self.core.service.usage_text(origin)
+
+        await self._answer(interaction, usage)
+
+    async def on_cancel(self, interaction: discord.Interaction[Any]) -> None:
+        async def cancel(origin: Origin) -> str:
+            said = await self.core.service.cancel_latest(origin)
+            if said == CANCELLED:
+                await self._cancelled(origin)
+            return said
+
+        await self._answer(interaction, cancel)
+
+    async def on_history(self, interaction: discord.Interaction[Any]) -> None:
+        try:
+            origin = self._origin(interaction, None, self.core.clock.now())
+            jobs = await self.core.service.history(origin, HISTORY_LENGTH)
+            text = history_text(jobs, self.core.catalog, self.core.clock.now())
+            options: dict[str, Any] = {}
+            view = _history_view(jobs)
+            if view is not None:
+                options["view"] = view
+            await interaction.response.send_message(text[:MAX_CONTENT], ephemeral=True, **options)
+        except Exception:
+            log.exception("discord: /history %s failed", interaction.id)
+            await self._apologise(interaction, OOPS_TEXT)
+
+    async def _answer(
+        self,
+        interaction: discord.Interaction[Any],
+        make: Callable[[Origin], Awaitable[str]],
+    ) -> None:
+        """Answer a command privately with what the core says (or its refusal)."""
+        try:
+            origin = self._origin(interaction, None, self.core.clock.now())
+            try:
+                text = await make(origin)
+            except RequestRejected as exc:
+                await self._refuse(interaction, exc)
+                return
+            await interaction.response.send_message(text[:MAX_CONTENT], ephemeral=True)
+        except Exception:
+            log.exception("discord: interaction %s failed", interaction.id)
+            await self._apologise(interaction, OOPS_TEXT)
+
+    def setting_value_choices(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[Choice]:
+        """Values for /settings set: models by kind, on/off, all, none (numbers are typed)."""
+        name = getattr(interaction.namespace, "name", None)
+        catalog = self.core.catalog
+        head, comma, last = current.rpartition(",")
+        prefix = ""
+        if name in ("image_model", "video_model"):
+            kind = Kind.IMAGE if name == "image_model" else Kind.VIDEO
+            values = [spec.code for spec in catalog.all(kind)]
+        elif name == "allowed_models":  # a comma list: complete its last item
+            taken = {part.strip() for part in head.split(",")}
+            values = [spec.code for spec in catalog if spec.code not in taken]
+            if comma:
+                prefix = head.strip() + ", "
+            else:
+                values.insert(0, "all")
+        elif name == "video_confirm":
+            values = ["on", "off"]
+        elif name == "blocked_words" and not comma:
+            values = ["none"]
+        else:
+            values = []
+        needle = (last if name == "allowed_models" else current).strip().lower()
+        out = [prefix + v for v in values if needle in v.lower()]
+        return [app_commands.Choice(name=v[:MAX_CHOICE_NAME], value=v) for v in out][:MAX_CHOICES]
 
     def _require_post_permission(self, interaction: discord.Interaction[Any]) -> None:
         """Refuse at submit time what would fail at delivery (after 15 minutes we post)."""
@@ -412,12 +645,36 @@ class DiscordAdapter:
             await interaction.delete_original_response()
         await interaction.followup.send(text, ephemeral=True)
 
-    async def _apologise(self, interaction: discord.Interaction[Any]) -> None:
+    async def _apologise(
+        self, interaction: discord.Interaction[Any], text: str = INTERNAL_ERROR_TEXT
+    ) -> None:
         with contextlib.suppress(*DISCORD_FAILURES):
             if interaction.response.is_done():
-                await self._withdraw(interaction, INTERNAL_ERROR_TEXT)
+                await self._withdraw(interaction, text)
             else:
-                await interaction.response.send_message(INTERNAL_ERROR_TEXT, ephemeral=True)
+                await interaction.response.send_message(text, ephemeral=True)
+
+
+def _is_admin(interaction: discord.Interaction[Any]) -> bool:
+    """A server admin: Manage Server there. In DMs nobody is (operators still are: the core
+    checks them), or anyone could lift their own limits."""
+    return interaction.guild_id is not None and interaction.permissions.manage_guild
+
+
+def _hold_view(job_id: str) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cf", job_id))
+    view.add_item(JobButton("cx", job_id))
+    return view
+
+
+def _history_view(jobs: Sequence[Job]) -> discord.ui.View | None:
+    """Send again under /history, one per job with a result, numbered like its line."""
+    view = discord.ui.View(timeout=None)
+    for place, job in enumerate(jobs, start=1):
+        if job.state is JobState.SUCCEEDED:
+            view.add_item(JobButton("sa", job.id, label=send_again_label(place)))
+    return view if view.children else None
 
 
 # -- `genrelay discord sync` -----------------------------------------------------------------

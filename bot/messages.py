@@ -12,6 +12,7 @@ __all__ = [
     "history_text",
     "model_line",
     "ordinal",
+    "plural",
     "progress_text",
     "result_caption",
     "short_prompt",
@@ -58,6 +59,11 @@ def progress_text(job: Job, catalog: Catalog) -> str:
     if job.state is JobState.SUCCEEDED:
         return f"✅ {name} finished. Sending the result…"
     return failure_text(job, catalog)
+
+
+def plural(n: int, word: str) -> str:
+    """'1 job', '2 jobs'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def ordinal(n: int) -> str:

@@ -20,6 +20,7 @@ from bot.community import (
 from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.media import MediaStore
+from bot.messages import plural
 from bot.models import (
     GenerationRequest,
     Job,
@@ -99,15 +100,15 @@ class Service:
             )
 
     def _limit_words(self, refusal: Refusal, job: Job, now: float) -> str:
-        what = f"{job.kind.value}s"
+        used = int(refusal.used)
         if refusal.limit == "user_unfinished":
             return (
-                f"You have {int(refusal.used)} jobs going already, the most at once here. "
+                f"You have {plural(used, 'job')} going already, the most at once here. "
                 "Try again when one of them finishes."
             )
         if refusal.limit == "user_daily":
             return (
-                f"You've made {int(refusal.used)} {what} today, the most allowed here. "
+                f"You've made {plural(used, job.kind.value)} today, the most allowed here. "
                 f"You can go again {format_wait(now)}."
             )
         if refusal.limit == "chat_budget":
@@ -185,7 +186,7 @@ class Service:
     async def _position(self, job: Job) -> int | None:
         """Its place in line when its chat is at its concurrency limit, else None."""
         o = job.origin
-        active, limit = await self.store.scope_load(o.platform, o.scope_id)
+        active, limit = await self.store.scope_load(o.platform, o.scope_id, self.clock.now())
         if active < limit:
             return None
         return (await self.store.queue_positions(o.platform, o.scope_id)).get(job.id)
@@ -197,8 +198,8 @@ class Service:
         `leaving` are jobs being sent right now (they no longer wait). Empty when the chat
         has a free slot: then nobody is waiting for long."""
         positions = await self.store.queue_positions(platform, scope_id)
-        active, limit = await self.store.scope_load(platform, scope_id)
-        if active + len(leaving & positions.keys()) < limit:
+        active, limit = await self.store.scope_load(platform, scope_id, self.clock.now())
+        if active < limit:  # `leaving` jobs already count as active
             return []
         jobs: list[Job] = []
         for job_id in (j for j in positions if j not in leaving):
@@ -261,7 +262,7 @@ class Service:
         now = self.clock.now()
         minutes = max(round(self.settings.confirm_timeout_s / 60), 1)
         message = (
-            f"Nobody confirmed this within {minutes} minutes, so it was not sent. "
+            f"Nobody confirmed this within {plural(minutes, 'minute')}, so it was not sent. "
             "Nothing was charged."
         )
         expired = 0
@@ -348,9 +349,13 @@ class Service:
         total = sum(r.spend_usd for r in rows)
         if not rows:
             return "📊 Nobody has made anything here today."
-        lines = [f"📊 Today in this chat: {sum(r.jobs for r in rows)} jobs, ${total:.2f}."]
+        lines = [
+            f"📊 Today in this chat: {plural(sum(r.jobs for r in rows), 'job')}, ${total:.2f}."
+        ]
         for i, r in enumerate(rows[:10], start=1):
-            lines.append(f"{i}. {r.user_name or r.user_id}: {r.jobs} jobs, ${r.spend_usd:.2f}")
+            lines.append(
+                f"{i}. {r.user_name or r.user_id}: {plural(r.jobs, 'job')}, ${r.spend_usd:.2f}"
+            )
         return "\n".join(lines)
 
     async def _record_rejected(

@@ -106,7 +106,7 @@ class CommunityQueries:
         waiting = await self._waiting(db, now=now)
         if not waiting:
             return []
-        active, _, limits = await self._active_counts(db)
+        active, _, limits = await self._active_counts(db, now=now)
         chosen: list[str] = []
         taken: dict[tuple[str, str], int] = defaultdict(int)
         for job_id, platform, scope, _user in waiting:
@@ -184,7 +184,7 @@ class CommunityQueries:
         return out
 
     async def _active_counts(
-        self, db: aiosqlite.Connection
+        self, db: aiosqlite.Connection, *, now: float | None = None
     ) -> tuple[
         dict[tuple[str, str], int], dict[tuple[str, str, str], int], dict[tuple[str, str], int]
     ]:
@@ -198,6 +198,15 @@ class CommunityQueries:
             for platform, scope, user, n in await cur.fetchall():
                 active[(platform, scope)] += n
                 user_active[(platform, scope, user)] = n
+        if now is not None:
+            # Claimed a moment ago and not yet `submitting`: they hold their slots too.
+            async with db.execute(
+                "SELECT platform, scope_id, COUNT(*) FROM jobs WHERE state = 'received'"
+                " AND hold IS NULL AND next_poll_at > ? GROUP BY 1, 2",
+                (now,),
+            ) as cur:
+                for platform, scope, n in await cur.fetchall():
+                    active[(platform, scope)] += n
         async with db.execute(
             "SELECT platform, scope_id, concurrency FROM chat_settings"
             " WHERE concurrency IS NOT NULL"
@@ -205,9 +214,9 @@ class CommunityQueries:
             limits = {(p, s): int(c) for p, s, c in await cur.fetchall()}
         return active, user_active, limits
 
-    async def scope_load(self, platform: str, scope_id: str) -> tuple[int, int]:
+    async def scope_load(self, platform: str, scope_id: str, now: float) -> tuple[int, int]:
         """(jobs with the gateway now, the chat's limit) for one chat."""
-        active, _, limits = await self._active_counts(self.db)
+        active, _, limits = await self._active_counts(self.db, now=now)
         key = (platform, scope_id)
         return active.get(key, 0), limits.get(key, self.default_chat_concurrency)
 

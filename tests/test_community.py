@@ -91,7 +91,7 @@ async def test_daily_limit_says_when_to_come_back(
         with pytest.raises(RequestRejected) as info:
             await core.service.submit(ask("ann", kind=Kind.VIDEO, model="veo_fast"))
         assert info.value.message == (
-            "You've made 1 videos today, the most allowed here. "
+            "You've made 1 video today, the most allowed here. "
             "You can go again at 00:00 UTC (in 12 h 0 min)."
         )
         await core.service.submit(ask("ann"))  # images have their own count
@@ -357,7 +357,7 @@ async def test_history_and_usage(
         ):
             await core.service.chat_usage_text(who("ann"), is_admin=False)
         assert await core.service.chat_usage_text(who("ann"), is_admin=True) == (
-            "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 jobs, $0.04"
+            "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 job, $0.04"
         )
 
 

@@ -767,6 +767,9 @@ async def test_a_refused_button_press_is_answered_privately(
 
 # -- genrelay discord sync -----------------------------------------------------------------
 
+COMMANDS = ["imagine", "video", "models", "help", "settings", "history", "usage", "cancel"]
+SLASHED = ", ".join(f"/{name}" for name in COMMANDS)
+
 
 async def test_sync_commands_to_a_guild(
     fake: FakeDiscord,
@@ -778,7 +781,7 @@ async def test_sync_commands_to_a_guild(
     (put,) = fake.find_requests("PUT", f"/applications/{APP_ID}/guilds/{GUILD}/commands")
     assert put.status == 200
     commands = {c["name"]: c for c in fake.registered_commands(GUILD)}
-    assert list(commands) == ["imagine", "video", "models", "help"]
+    assert list(commands) == COMMANDS
     assert fake.registered_commands() == []  # nothing global
     options = {o["name"]: o for o in commands["imagine"]["options"]}
     assert {n: o["type"] for n, o in options.items()} == {
@@ -793,14 +796,13 @@ async def test_sync_commands_to_a_guild(
     assert options["prompt"]["required"] and options["model"]["autocomplete"]
     assert "quality" not in {o["name"] for o in commands["video"]["options"]}
     out = capsys.readouterr().out
-    assert out == f"Synced 4 commands to server {GUILD}: /imagine, /video, /models, /help\n"
+    assert out == f"Synced 8 commands to server {GUILD}: {SLASHED}\n"
     assert fake.gateway_connections == []  # REST only
 
     assert await sync_commands(dsettings, guild_id=None) == 0
-    assert [c["name"] for c in fake.registered_commands()] == ["imagine", "video", "models", "help"]
+    assert [c["name"] for c in fake.registered_commands()] == COMMANDS
     assert capsys.readouterr().out == (
-        "Synced 4 global commands: /imagine, /video, /models, /help "
-        "(Discord may take up to an hour)\n"
+        f"Synced 8 global commands: {SLASHED} (Discord may take up to an hour)\n"
     )
 
     assert await sync_commands(make_settings(), guild_id=None) == 2

@@ -209,7 +209,7 @@ async def test_over_the_concurrent_and_daily_limits_says_when_to_retry(
 
         second = room.say(room.ann, "/imagine a second fox")
         assert await room.answer(second) == (
-            "You have 1 jobs going already, the most at once here. "
+            "You have 1 job going already, the most at once here. "
             "Try again when one of them finishes."
         )
         room.sandbox.finish(task)
@@ -655,7 +655,7 @@ async def test_usage_and_usage_chat_for_admins(open_room: OpenRoom) -> None:
             "Only this chat's admins can see everyone's usage."
         )
         assert await room.answer(room.say(room.ann, "/usage@genrelay_bot chat")) == (
-            "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 jobs, $0.04"
+            "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 job, $0.04"
         )
 
 

@@ -8,6 +8,7 @@ __all__ = [
     "CUSTOM_ID_TEMPLATE",
     "DEFAULT_UPLOAD_LIMIT",
     "DISCORD_API_BASE",
+    "HISTORY_LENGTH",
     "IMAGE_TYPES",
     "INTERACTION_TOKEN_TTL_S",
     "MAX_CHOICES",
@@ -35,4 +36,9 @@ IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/gif"})
 # Invalid webhook token, unknown webhook, unknown message, unknown interaction.
 TOKEN_GONE_CODES = frozenset({50027, 10015, 10008, 10062})
 TOO_LARGE_CODE = 40005
-CUSTOM_ID_TEMPLATE = rf"genrelay:(?P<action>rr|an|4k):(?P<job>[a-z0-9]{{{JOB_KEY_LENGTH}}})"
+HISTORY_LENGTH = 10  # jobs /history lists, each with at most one button (Discord allows 25)
+# Buttons naming a job: Reroll, Animate, 4K under a result; Confirm and Cancel on a request
+# waiting for its asker; Cancel on a job waiting its turn; Send again under /history.
+CUSTOM_ID_TEMPLATE = (
+    rf"genrelay:(?P<action>rr|an|4k|cf|cx|sa):(?P<job>[a-z0-9]{{{JOB_KEY_LENGTH}}})"
+)

@@ -2,8 +2,11 @@
 the interaction token kept in `job.origin.context`), so it works after a restart.
 
 The status message is the interaction's response (a slash command's deferred reply, or a
-button press's). While the interaction token lives it is edited: progress (best effort,
-dropped when slow, busy or unchanged), then the result. After the token's 15 minutes, or
+button press's). While the interaction token lives it is edited: progress (best effort:
+dropped when slow, unchanged or older than what is shown; an update that comes while an
+edit is in flight waits for it, newest only; a job shown waiting or being sent is looked
+up once more, since the next update may be long in coming), with a Cancel button while
+the job waits on our side, then the result. After the token's 15 minutes, or
 when Discord says it is gone (401 code 50027, 404), the result is posted to the channel as
 a reply that mentions the asker, with a nonce derived from the job id and
 `enforce_nonce`, so a retried post is not posted twice. Every delivery path is idempotent:
@@ -16,7 +19,7 @@ import asyncio
 import logging
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +50,7 @@ from bot.messages import failure_text, progress_text, short_prompt
 from bot.models import Job, JobState, Kind
 from bot.ports import Clock, ResultFile
 
-__all__ = ["DiscordSink", "delivery_error"]
+__all__ = ["DiscordSink", "Rendered", "delivery_error", "is_too_large", "waiting_view"]
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +84,7 @@ def _token_gone(exc: discord.HTTPException) -> bool:
     return exc.status in (401, 404) or exc.code in TOKEN_GONE_CODES
 
 
-def _too_large(exc: discord.HTTPException) -> bool:
+def is_too_large(exc: discord.HTTPException) -> bool:
     return exc.status == 413 or exc.code == TOO_LARGE_CODE
 
 
@@ -98,8 +101,31 @@ class _Target:
     token: str
 
 
+# How far along a progress text is: an update older than what is on screen is not shown.
+_STAGE = {JobState.RECEIVED: 0, JobState.SUBMITTING: 1, JobState.QUEUED: 2, JobState.RUNNING: 3}
+
+
+# After showing one of these, the stored job is looked at once more: the core drops an update
+# that comes while another is being shown, and the next one may be long in coming (after
+# "in line" or "sending", a job may sit in the gateway's queue for minutes at 0%).
+_RECHECK = frozenset({JobState.RECEIVED, JobState.SUBMITTING})
+
+
+def _stage(job: Job) -> tuple[int, int]:
+    return _STAGE.get(job.state, len(_STAGE)), job.progress
+
+
+def waiting_view(job: Job) -> discord.ui.View | None:
+    """A Cancel button while the job waits on our side (nothing was sent yet), else none."""
+    if job.state is not JobState.RECEIVED or job.hold is not None:
+        return None
+    view = discord.ui.View(timeout=None)
+    view.add_item(JobButton("cx", job.id))
+    return view
+
+
 @dataclass(frozen=True, slots=True)
-class _Result:
+class Rendered:
     """A terminal job as Discord shows it, wherever it is posted."""
 
     job_id: str
@@ -139,14 +165,20 @@ class DiscordSink:
         *,
         progress_timeout_s: float,
         delivery_timeout_s: float,
+        fresh: Callable[[str], Awaitable[Job | None]] | None = None,
     ) -> None:
         self.client = client
         self.catalog = catalog
         self.clock = clock
         self.progress_timeout_s = progress_timeout_s
         self.delivery_timeout_s = delivery_timeout_s
+        # Reads a job as stored now: a place in line computed just before the job was sent
+        # must not show it back in line (with a Cancel button).
+        self.fresh = fresh
         self._locks: dict[str, asyncio.Lock] = {}  # one Discord call per job at a time
         self._shown: dict[str, str] = {}  # job id -> the progress text on screen
+        self._stages: dict[str, tuple[int, int]] = {}  # job id -> how far the screen is
+        self._pending: dict[str, Job] = {}  # the newest update that came during an edit
         self._finishing: set[str] = set()
         # Recently delivered jobs: a progress update that was already on its way when the
         # result went out must not overwrite the result.
@@ -170,29 +202,68 @@ class DiscordSink:
 
     # -- progress ----------------------------------------------------------------------------
 
+    def can_edit(self, job: Job) -> bool:
+        """Whether the job's status message can still be edited through its interaction."""
+        return self._target(job) is not None
+
     async def progress(self, job: Job) -> str | None:
         """Edit the status message. Dropped, never queued, when the job is being delivered,
-        another edit is in flight, the text is unchanged, or Discord is slow."""
+        the text is unchanged or older than what is shown, or Discord is slow; while another
+        edit is in flight, the newest update is kept and shown right after it."""
+        if self._target(job) is None or job.id in self._finishing or job.id in self._delivered:
+            return None
+        lock = self._locks.setdefault(job.id, asyncio.Lock())
+        if lock.locked():
+            self._pending[job.id] = job
+            return None
+        async with lock:
+            update: Job | None = job
+            while update is not None:
+                shown = await self._show(update)
+                update = self._pending.pop(job.id, None)
+                if update is None and shown is not None and shown.state in _RECHECK:
+                    update = await self._moved_on(shown)
+        return None
+
+    async def _show(self, job: Job) -> Job | None:
+        """Show `job`'s progress; returns the job as shown, or None when nothing changed."""
+        if job.state is JobState.RECEIVED and self.fresh is not None:
+            stored = await self.fresh(job.id)
+            if stored is None or stored.terminal:
+                return None  # its delivery says how it ended
+            if stored.state is not JobState.RECEIVED:
+                job = stored  # it left the line meanwhile: show where it is now
         target = self._target(job)
         text = progress_text(job, self.catalog)
+        stage = _stage(job)
         if (
             target is None
             or job.id in self._finishing
             or job.id in self._delivered
             or self._shown.get(job.id) == text
+            or stage < self._stages.get(job.id, stage)
         ):
             return None
-        lock = self._locks.setdefault(job.id, asyncio.Lock())
-        if lock.locked():
+        try:
+            async with asyncio.timeout(self.progress_timeout_s):
+                await self._edit(target, content=text, view=waiting_view(job))
+        except DISCORD_FAILURES as exc:
+            log.info("job %s: progress edit dropped (%s)", job.id, delivery_error(exc))
             return None
-        async with lock:
-            try:
-                async with asyncio.timeout(self.progress_timeout_s):
-                    await self._edit(target, content=text)
-                self._shown[job.id] = text
-            except DISCORD_FAILURES as exc:
-                log.info("job %s: progress edit dropped (%s)", job.id, delivery_error(exc))
-        return None
+        self._shown[job.id] = text
+        self._stages[job.id] = stage
+        return job
+
+    async def _moved_on(self, shown: Job) -> Job | None:
+        """The job as stored, if it left the state just shown while we were showing it: the
+        core drops updates that come while one is being shown, and after waiting in line or
+        being sent the next one may be long in coming."""
+        if self.fresh is None:
+            return None
+        stored = await self.fresh(shown.id)
+        if stored is None or stored.terminal or stored.state is shown.state:
+            return None
+        return stored
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -204,23 +275,25 @@ class DiscordSink:
             # is always the last thing written to the status message.
             async with asyncio.timeout(self.delivery_timeout_s), lock:
                 try:
-                    await self._deliver(job, self._result(job, files))
+                    await self._deliver(job, self.render(job, files))
                 except discord.HTTPException as exc:
-                    if not _too_large(exc):
+                    if not is_too_large(exc):
                         raise
                     log.info("job %s: upload refused as too large; sending links", job.id)
-                    await self._deliver(job, self._result(job, files, links_only=True))
+                    await self._deliver(job, self.render(job, files, links_only=True))
         except DISCORD_FAILURES as exc:
             raise delivery_error(exc) from None
         finally:
             self._finishing.discard(job.id)
         self._locks.pop(job.id, None)
         self._shown.pop(job.id, None)
+        self._stages.pop(job.id, None)
+        self._pending.pop(job.id, None)
         self._delivered[job.id] = None
         while len(self._delivered) > REMEMBER_DELIVERED:
             self._delivered.popitem(last=False)
 
-    async def _deliver(self, job: Job, result: _Result) -> None:
+    async def _deliver(self, job: Job, result: Rendered) -> None:
         target = self._target(job)
         if target is not None:
             try:
@@ -240,7 +313,7 @@ class DiscordSink:
                 log.info("job %s: interaction token gone (code %s)", job.id, exc.code)
         await self._post(job, result)
 
-    async def _post(self, job: Job, result: _Result) -> None:
+    async def _post(self, job: Job, result: Rendered) -> None:
         """A reply in the channel (or thread) that mentions the asker, once by its nonce."""
         origin = job.origin
         guild_id = int(origin.guild_id) if origin.guild_id else None
@@ -277,12 +350,13 @@ class DiscordSink:
             message = await channel.send(content, **options)
         log.info("job %s: result posted in channel %s (%s)", job.id, origin.chat_id, message.id)
 
-    def _result(
+    def render(
         self, job: Job, files: Sequence[ResultFile], *, links_only: bool = False
-    ) -> _Result:
+    ) -> Rendered:
+        """The job's result (or failure) as a message: words, embed, uploads and buttons."""
         spec = self.catalog.resolve(job.model)
         if job.state is not JobState.SUCCEEDED:
-            return _Result(job.id, failure_text(job, self.catalog), None, (), ("rr",))
+            return Rendered(job.id, failure_text(job, self.catalog), None, (), ("rr",))
         buttons = ["rr"]
         if job.kind is Kind.IMAGE:
             buttons.append("an")
@@ -305,4 +379,4 @@ class DiscordSink:
             uploads.append((f.path, f.filename))
             if f.mime.startswith("image/") and embed.image.url is None:
                 embed.set_image(url=f"attachment://{f.filename}")
-        return _Result(job.id, "\n".join(notes) or None, embed, tuple(uploads), tuple(buttons))
+        return Rendered(job.id, "\n".join(notes) or None, embed, tuple(uploads), tuple(buttons))

@@ -25,7 +25,14 @@ with warnings.catch_warnings():
     from discord.http import Route
 
 from adapters.discord.constants import CUSTOM_ID_TEMPLATE, DISCORD_API_BASE
-from adapters.discord.words import BUTTON_EMOJI, BUTTON_LABELS, HELP_TEXT
+from adapters.discord.words import (
+    BUTTON_EMOJI,
+    BUTTON_LABELS,
+    HELP_TEXT,
+    USAGE_SCOPES,
+    setting_label,
+)
+from bot.community import SETTING_NAMES
 from bot.config import Settings
 from bot.models import Kind
 
@@ -81,6 +88,22 @@ class Handler(Protocol):
         self, interaction: discord.Interaction[Any], action: str, job_id: str
     ) -> None: ...
 
+    def setting_value_choices(
+        self, interaction: discord.Interaction[Any], current: str
+    ) -> list[Choice]: ...
+
+    async def on_settings_show(self, interaction: discord.Interaction[Any]) -> None: ...
+
+    async def on_settings_set(
+        self, interaction: discord.Interaction[Any], name: str, value: str
+    ) -> None: ...
+
+    async def on_history(self, interaction: discord.Interaction[Any]) -> None: ...
+
+    async def on_usage(self, interaction: discord.Interaction[Any], scope: str) -> None: ...
+
+    async def on_cancel(self, interaction: discord.Interaction[Any]) -> None: ...
+
 
 class GenrelayClient(discord.Client):
     """A discord.Client that knows who handles its commands (None when only syncing)."""
@@ -105,14 +128,17 @@ class JobButton(
     discord.ui.DynamicItem[discord.ui.Button[discord.ui.View]],
     template=CUSTOM_ID_TEMPLATE,
 ):
-    """Reroll / Animate / 4K under a result; the custom_id names the job, so it outlives us."""
+    """A button about one job: Reroll / Animate / 4K under a result, Confirm / Cancel on a
+    request or a job waiting, Send again under /history. The custom_id names the action and
+    the job, so it outlives us. `label` replaces the action's usual label."""
 
-    def __init__(self, action: str, job_id: str) -> None:
+    def __init__(self, action: str, job_id: str, *, label: str | None = None) -> None:
+        style = discord.ButtonStyle.success if action == "cf" else discord.ButtonStyle.secondary
         super().__init__(
             discord.ui.Button(
-                label=BUTTON_LABELS[action],
+                label=label or BUTTON_LABELS[action],
                 emoji=BUTTON_EMOJI[action],
-                style=discord.ButtonStyle.secondary,
+                style=style,
                 custom_id=f"genrelay:{action}:{job_id}",
             )
         )
@@ -127,7 +153,8 @@ class JobButton(
         match: re.Match[str],
         /,
     ) -> JobButton:
-        return cls(match["action"], match["job"])
+        label = item.label if isinstance(item, discord.ui.Button) else None
+        return cls(match["action"], match["job"], label=label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
         await _handler(interaction).on_button(interaction, self.action, self.job_id)
@@ -213,10 +240,62 @@ async def _help(interaction: Interaction) -> None:
     await interaction.response.send_message(HELP_TEXT, ephemeral=True)
 
 
+async def _setting_values(interaction: Interaction, current: str) -> list[Choice]:
+    return _handler(interaction).setting_value_choices(interaction, current)
+
+
+async def _settings_show(interaction: Interaction) -> None:
+    await _handler(interaction).on_settings_show(interaction)
+
+
+@app_commands.describe(name="Which setting", value="Its new value")
+@app_commands.choices(
+    name=[app_commands.Choice(name=setting_label(n, m), value=n) for n, m in SETTING_NAMES.items()]
+)
+@app_commands.autocomplete(value=_setting_values)
+async def _settings_set(interaction: Interaction, name: str, value: str) -> None:
+    await _handler(interaction).on_settings_set(interaction, name, value)
+
+
+async def _history(interaction: Interaction) -> None:
+    await _handler(interaction).on_history(interaction)
+
+
+@app_commands.describe(scope="Yours (the default), or everyone's in this server (admins)")
+@app_commands.choices(
+    scope=[app_commands.Choice(name=label, value=value) for value, label in USAGE_SCOPES.items()]
+)
+async def _usage(interaction: Interaction, scope: str = "me") -> None:
+    await _handler(interaction).on_usage(interaction, scope)
+
+
+async def _cancel(interaction: Interaction) -> None:
+    await _handler(interaction).on_cancel(interaction)
+
+
+def _settings_group() -> app_commands.Group:
+    group = app_commands.Group(
+        name="settings", description="This server's rules: limits, budget, models, blocked words"
+    )
+    group.add_command(
+        app_commands.Command(
+            name="show", description="Show this server's settings", callback=_settings_show
+        )
+    )
+    group.add_command(
+        app_commands.Command(
+            name="set",
+            description="Change one setting (Manage Server)",
+            callback=_settings_set,
+        )
+    )
+    return group
+
+
 def build_tree(client: GenrelayClient) -> app_commands.CommandTree[GenrelayClient]:
     """The command tree: the same definitions for serving and for `genrelay discord sync`."""
     tree: app_commands.CommandTree[GenrelayClient] = app_commands.CommandTree(client)
-    commands: list[app_commands.Command[Any, Any, None]] = [
+    commands: list[app_commands.Command[Any, Any, None] | app_commands.Group] = [
         app_commands.Command(
             name="imagine", description="Make an image from a prompt", callback=_imagine
         ),
@@ -227,6 +306,18 @@ def build_tree(client: GenrelayClient) -> app_commands.CommandTree[GenrelayClien
             name="models", description="The models I can use, with prices", callback=_models
         ),
         app_commands.Command(name="help", description="How to use genrelay", callback=_help),
+        _settings_group(),
+        app_commands.Command(
+            name="history", description="Your recent jobs here, to get one again", callback=_history
+        ),
+        app_commands.Command(
+            name="usage", description="What you made and spent today", callback=_usage
+        ),
+        app_commands.Command(
+            name="cancel",
+            description="Stop your newest job if it wasn't sent yet",
+            callback=_cancel,
+        ),
     ]
     for command in commands:
         tree.add_command(command)

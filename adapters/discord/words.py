@@ -11,14 +11,28 @@ __all__ = [
     "BUTTON_LABELS",
     "HELP_TEXT",
     "INTERNAL_ERROR_TEXT",
+    "OOPS_TEXT",
+    "RESULT_UNAVAILABLE_TEXT",
+    "SETTINGS_HINT",
+    "USAGE_SCOPES",
     "link_note",
     "missing_permissions_text",
     "not_an_image_text",
     "ready_text",
+    "send_again_label",
+    "setting_label",
+    "settings_text",
 ]
 
-BUTTON_LABELS = {"rr": "Reroll", "an": "Animate", "4k": "4K"}
-BUTTON_EMOJI = {"rr": "🔁", "an": "🎬", "4k": "🔍"}
+BUTTON_LABELS = {
+    "rr": "Reroll",
+    "an": "Animate",
+    "4k": "4K",
+    "cf": "Confirm",
+    "cx": "Cancel",
+    "sa": "Send again",
+}
+BUTTON_EMOJI = {"rr": "🔁", "an": "🎬", "4k": "🔍", "cf": "✅", "cx": "✖️", "sa": "📨"}
 
 HELP_TEXT = (
     "**genrelay** makes images and videos with hosted models.\n"
@@ -26,10 +40,27 @@ HELP_TEXT = (
     "and attach up to 3 reference images.\n"
     "• `/video prompt` makes a video; attach a photo to animate it.\n"
     "• `/models` lists every model with its price.\n"
+    "• `/history` lists your recent jobs here; **Send again** brings a result back.\n"
+    "• `/usage` shows what you made and spent today and this server's budget left "
+    "(`scope: chat` shows everyone's, for admins).\n"
+    "• `/cancel` stops your newest job if it was not sent yet.\n"
+    "• `/settings show` lists this server's rules: limits, budget, models, blocked words. "
+    "Members with Manage Server change one with `/settings set`.\n"
     "Under each result: **Reroll** makes it again, **Animate** turns an image into a video, "
-    "**4K** redoes a Nano Banana image at 4K. Anyone can press them; the new job is theirs."
+    "**4K** redoes a Nano Banana image at 4K. Anyone can press them; the new job is theirs.\n"
+    "When the server is busy, jobs wait in line and people take turns; a waiting job has a "
+    "**Cancel** button. If videos need confirming, the asker sees the cost first and only "
+    "they can press **Confirm**."
 )
+# Replaces the core's last line of /settings, which names the Telegram form of the command.
+SETTINGS_HINT = "Members with Manage Server change one with /settings set."
+USAGE_SCOPES = {"me": "me — your jobs and spend today", "chat": "chat — everyone's (admins)"}
 INTERNAL_ERROR_TEXT = "Something went wrong on my side, so nothing was started. Please try again."
+OOPS_TEXT = "Something went wrong on my side. Please try again."
+RESULT_UNAVAILABLE_TEXT = (
+    "I couldn't fetch that result again; the link has expired. Reroll it from the original "
+    "message to make it anew."
+)
 
 
 def not_an_image_text(filename: str) -> str:
@@ -58,3 +89,21 @@ def link_note(what: str, size: int | None, limit: int, url: str) -> str:
 def ready_text(user_id: str, what: str) -> str:
     """The first line of a result posted to the channel (after the interaction expired)."""
     return f"<@{user_id}> your {what} is ready."
+
+
+def settings_text(core_text: str) -> str:
+    """The core's /settings text with Discord's way to change a setting as its last line."""
+    lines = core_text.splitlines()
+    if lines and lines[-1].startswith("Admins change one with"):
+        lines[-1] = SETTINGS_HINT
+    return "\n".join(lines)
+
+
+def setting_label(name: str, meaning: str) -> str:
+    """A setting as /settings set offers it (a choice name: at most 100 characters)."""
+    return f"{name} — {meaning}"[:100]
+
+
+def send_again_label(place: int) -> str:
+    """The button under /history for the job on line `place`."""
+    return f"Send again {place}"

@@ -76,6 +76,8 @@ Behaviour worth knowing
     * Messages the fake creates are not echoed as MESSAGE_CREATE unless
       ``echo_message_events=True``. MESSAGE_CREATE events pushed with ``dispatch`` are
       stored, so replies can reference them.
+    * Members have @everyone's permissions; the guild owner has all of them, and
+      ``grant(guild_id, user_id, MANAGE_GUILD)`` adds more for one member.
     * Only guild interactions are built (no DMs). Their ``attachment_size_limit`` is
       ``fake.attachment_size_limit`` (10 MiB unless a test lowers it).
     * ``fail_next(..., match=predicate)`` fails only requests the predicate accepts, e.g.
@@ -124,6 +126,7 @@ T = TypeVar("T")
 __all__ = [
     "ATTACH_FILES",
     "EVERYONE_PERMISSIONS",
+    "MANAGE_GUILD",
     "SEND_MESSAGES",
     "SEND_MESSAGES_IN_THREADS",
     "VIEW_CHANNEL",
@@ -142,6 +145,7 @@ MAX_CONTENT_LENGTH: Final = 2000
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 CREATE_INSTANT_INVITE: Final = 1 << 0
 ADMINISTRATOR: Final = 1 << 3
+MANAGE_GUILD: Final = 1 << 5
 ADD_REACTIONS: Final = 1 << 6
 VIEW_CHANNEL: Final = 1 << 10
 SEND_MESSAGES: Final = 1 << 11
@@ -269,6 +273,7 @@ class _Guild:
     thread_ids: list[int]
     everyone_permissions: int
     joined_at: str
+    member_permissions: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -573,6 +578,12 @@ class FakeDiscord:
             joined_at=self._iso(self.clock()),
         )
 
+    def grant(self, guild_id: int, user_id: int, permissions: int) -> None:
+        """Give a member permissions beyond @everyone's (e.g. ``MANAGE_GUILD``), as a role
+        would; interactions report them in ``member.permissions``."""
+        guild = self._guilds[guild_id]
+        guild.member_permissions[user_id] = guild.member_permissions.get(user_id, 0) | permissions
+
     def deny_send(self, channel_id: int) -> None:
         """Make the bot unable to post in a channel (403 50013 + a member overwrite).
 
@@ -829,15 +840,24 @@ class FakeDiscord:
         channel_id: int,
         user_id: int,
         options: Mapping[str, object] | None = None,
+        subcommand: str | None = None,
         locale: str = "en-US",
         guild_command: bool | None = None,
     ) -> FakeInteraction:
-        """Dispatch an APPLICATION_COMMAND_AUTOCOMPLETE interaction for ``focused``."""
+        """Dispatch an APPLICATION_COMMAND_AUTOCOMPLETE interaction for ``focused``
+        (``subcommand`` as for ``slash``)."""
         cmd_def = self._find_command(command, guild_id)
         defs: list[JSON] = list(cmd_def.get("options", [])) if cmd_def else []
+        path = subcommand.split() if subcommand else []
+        for part in path:
+            sub = next((o for o in defs if o.get("name") == part), None)
+            defs = list(sub.get("options", [])) if sub else []
         built = self._build_options(options or {}, defs, {})
         ftype = next((int(o["type"]) for o in defs if o.get("name") == focused), 3)
         built.append({"name": focused, "type": ftype, "value": value, "focused": True})
+        kinds = [2, 1][-len(path) :] if path else []
+        for part, kind in reversed(list(zip(path, kinds, strict=True))):
+            built = [{"name": part, "type": kind, "options": built}]
         data: JSON = {
             "id": cmd_def["id"] if cmd_def else str(self._snowflake()),
             "name": command,
@@ -953,7 +973,7 @@ class FakeDiscord:
             return EVERYONE_PERMISSIONS
         if user_id == guild.owner_id:
             return ALL_PERMISSIONS
-        perms = guild.everyone_permissions
+        perms = guild.everyone_permissions | guild.member_permissions.get(user_id, 0)
         if user_id == self.bot_user_id and self._is_denied(channel_id):
             perms &= ~(SEND_MESSAGES | SEND_MESSAGES_IN_THREADS)
         return perms
