@@ -78,7 +78,7 @@ class Settings(BaseSettings):
     poll_policy: Literal["adaptive", "fixed"] = "adaptive"
     poll_first_delay_s: float = 3.0
     poll_interval_s: float = 5.0
-    poll_max_gap_s: float = Field(default=60.0, gt=0)
+    poll_max_gap_s: float = Field(default=150.0, gt=0)
     tracker_concurrency: int = Field(default=64, ge=1)
     sync_concurrency: int = Field(default=16, ge=1)
     delivery_max_attempts: int = Field(default=8, ge=1)

@@ -18,6 +18,7 @@ __all__ = [
     "RESULT_MAX_BYTES",
     "SUBMIT_RETRY_LIMIT",
     "TASK_NOT_FOUND_LIMIT",
+    "TRACKER_BATCH_S",
     "TRACKER_IDLE_WAKE_S",
     "WEBHOOK_MIN_POLL_GAP_S",
     "WEBHOOK_TOKEN_BYTES",
@@ -33,6 +34,7 @@ MEDIA_TTL_S = 6 * 3600
 
 POLL_LEASE_S = 120.0  # a claimed job is not claimed again for this long unless rescheduled
 TRACKER_IDLE_WAKE_S = 1.0  # longest sleep of the tracker and notifier loops
+TRACKER_BATCH_S = 0.05  # shortest sleep of the tracker: polls due meanwhile go in one claim
 ERROR_BACKOFF_BASE_S = 2.0
 ERROR_BACKOFF_CAP_S = 120.0
 SUBMIT_RETRY_LIMIT = 5  # submits refused before anything was sent (connect errors, 429)

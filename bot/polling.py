@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import random
 import statistics
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -38,9 +39,9 @@ log = logging.getLogger(__name__)
 POLICY_NAMES = ("adaptive", "fixed")
 
 # -- the adaptive policy's numbers, named once (tuned with `python -m bench.simulate`) ----------
-EARLY_POLL_MAX_S = 7.0  # the first poll, to catch a task that fails at once...
-EARLY_POLL_FRACTION = 0.35  # ...or sooner for a model whose typical run is short
-SPREAD = 0.5  # a run may end this share of the typical duration early (until learned)
+EARLY_POLL_MAX_S = 9.0  # the first poll, to catch a task that fails at once...
+EARLY_POLL_FRACTION = 0.45  # ...or sooner for a model whose typical run is short
+SPREAD = 0.4  # a run may end this share of the typical duration early (until learned)
 SPREAD_MIN, SPREAD_MAX = 0.2, 0.7  # bounds of the learned spread
 LONGEST = 1.2  # no run is expected to last longer than typical * (1 + this * spread)
 PROGRESS_TRUST = 30  # from this percentage on, one reading outweighs the typical duration
@@ -50,6 +51,9 @@ CLOSE_MIN_S, CLOSE_MAX_S = 1.0, 2.5  # ...within these bounds
 QUEUED_GAP = 0.5  # still queued: poll again after this share of the shortest plausible run
 AIM_AFTER_S = 0.1  # when the end is well known, poll this long after it
 MIN_GAP_S = 0.5  # never closer than this
+LONGEST_GAP = 0.5  # no gap that progress suggests is longer than this share of the typical
+LONGEST_GAP_MIN_S = 20.0  # run, or than this, whichever is longer (nor than max_gap_s)
+CAP_SPREAD = 0.1  # a gap held to the cap is up to this share shorter, varying per job
 OVERDUE_BACKOFF = 0.5  # past the predicted end, the gap grows with the time overdue...
 OVERDUE_MAX_CLOSES = 1.2  # ...up to this many close gaps...
 OVERDUE_PATIENCE = 0.3  # ...until it is overdue by this share of the typical run: then "fixed"
@@ -59,7 +63,7 @@ LEARN_MIN_SAMPLES = 3  # finished jobs of a model before their median replaces t
 LEARN_SAMPLES = 50  # recent finished jobs per model that count
 LEARN_WINDOW_S = 3 * 86400.0  # how far back the store is asked
 LEARN_REFRESH_S = 300.0  # how often the store is asked again
-MAX_TRACKED_JOBS = 100_000  # per-job memory is dropped oldest first beyond this
+MAX_TRACKED_JOBS = 50_000  # per-job memory is dropped oldest first beyond this
 
 
 class DurationHistory(Protocol):
@@ -133,7 +137,7 @@ class ProgressAwarePolicy:
 
     What it knows: the model's typical run (the median of its recent succeeded jobs,
     `ModelSpec.typical_s` until three have finished) and how much sooner the fastest runs
-    end (`spread`: 1 - the 5th percentile / the median, 0.5 until ten have finished); the
+    end (`spread`: 1 - the 5th percentile / the median, 0.4 until ten have finished); the
     percentage each poll reports and how fast it has been moving (a few numbers per job, in
     memory, dropped when the job ends; after a restart the first reading starts afresh).
 
@@ -163,7 +167,7 @@ class ProgressAwarePolicy:
     def __init__(
         self,
         *,
-        max_gap_s: float = 60.0,
+        max_gap_s: float = 150.0,
         fixed_interval_s: float = 5.0,
         early_s: float = EARLY_POLL_MAX_S,
     ) -> None:
@@ -244,7 +248,13 @@ class ProgressAwarePolicy:
         return self._bounded(min(self.early_s, EARLY_POLL_FRACTION * typical))
 
     def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
-        return self._bounded(self._next_gap(job, spec, now))
+        gap = self._next_gap(job, spec, now)
+        if gap > self.max_gap_s:
+            # Held to the cap: jobs submitted together (or all made due by a restart) would
+            # stay in step for hours; a little less, differently per job, spreads them.
+            unit = zlib.crc32(f"{job.id}:{job.poll_count}".encode()) / 2**32
+            gap = self.max_gap_s * (1.0 - CAP_SPREAD * unit)
+        return self._bounded(gap)
 
     def _next_gap(self, job: Job, spec: ModelSpec, now: float) -> float:
         typical, spread = self.typical(job, spec)
@@ -290,9 +300,9 @@ class ProgressAwarePolicy:
         if p % 10:
             track.step = 1 if p % 5 else min(track.step, 5)
 
-        # The percentage as a share of the time since submit, held to plausible durations
-        # and blended with the typical run while it is small.
-        # The typical run bounds what little progress says, until the job outlasts it.
+        # The typical run bounds what progress says, until the job outlasts it; the
+        # percentage as a share of the time since submit is blended with the typical run
+        # while it is small.
         longest = submitted + typical * (1.0 + LONGEST * spread)
         if now >= longest:
             longest = float("inf")
@@ -316,10 +326,12 @@ class ProgressAwarePolicy:
             earliest = min(earliest, by_share, longest)
             uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
             target = now + (earliest - now) * (1.0 - uncertainty)
+        longest_gap = max(LONGEST_GAP * typical, LONGEST_GAP_MIN_S)  # what progress may skip
         if expected - target <= close < expected - now:
-            return expected - now + AIM_AFTER_S  # the whole window fits in one close gap
+            # The whole window fits in one close gap: just after the expected end.
+            return min(expected - now + AIM_AFTER_S, longest_gap)
         if target - now > close:
-            return target - now  # the earliest plausible end
+            return min(target - now, longest_gap)  # the earliest plausible end
         if now < expected:
             return close
         return self._overdue_gap(now - expected, close, typical)
@@ -368,7 +380,7 @@ def make_policy(
     *,
     first_s: float = 3.0,
     interval_s: float = 5.0,
-    max_gap_s: float = 60.0,
+    max_gap_s: float = 150.0,
 ) -> PollPolicy:
     """The policy called `name` ("adaptive" or "fixed") with these settings."""
     if name == "fixed":

@@ -14,6 +14,7 @@ from bot.constants import (
     POLL_LEASE_S,
     SUBMIT_RETRY_LIMIT,
     TASK_NOT_FOUND_LIMIT,
+    TRACKER_BATCH_S,
     TRACKER_IDLE_WAKE_S,
     WEBHOOK_MIN_POLL_GAP_S,
     WEBHOOK_TOKEN_BYTES,
@@ -141,7 +142,7 @@ class Tracker:
                     # Due but not claimable (waiting for a free slot in its chat): a job
                     # ending wakes us; until then look again at the idle pace.
                     delay = TRACKER_IDLE_WAKE_S
-                delay = min(max(delay, 0.01), TRACKER_IDLE_WAKE_S)
+                delay = min(max(delay, TRACKER_BATCH_S), TRACKER_IDLE_WAKE_S)
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()

@@ -1,0 +1,216 @@
+"""Command acknowledgement latency: 100 commands at once through the fake platform servers
+(tests/fakes: the Telegram Bot API and Discord's REST + gateway, on loopback), the real
+adapters (python-telegram-bot, discord.py) and a real core on the sandbox gateway.
+
+    python -m bench.ack [--commands 100]
+
+Telegram: 100 `/imagine` messages from 100 groups land in one getUpdates answer; the
+acknowledgement is the bot's first reply to each (its status message). Measured twice:
+with the adapter's default rate limiter (python-telegram-bot's AIORateLimiter: 30 requests
+a second for the whole bot, as Telegram asks) and with that limiter lifted, which shows the
+adapter's own latency. Discord: 100 `/imagine` interactions dispatched at once from 100
+channels; the acknowledgement is the interaction callback. Latencies in milliseconds from
+the moment the fake server delivered the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bench.common import API_KEY, bench_settings
+from bench.report import percentile, table
+from bot.app import Core
+from bot.sandbox import SandboxGateway
+
+__all__ = ["main"]
+
+TG_TOKEN = "7012345678:AAHbench-Token_for-genrelay-0123456789"
+DC_TOKEN = "discord-bench-token-0123456789"
+APP_ID = 424242
+
+
+@contextlib.asynccontextmanager
+async def _running(core: Core) -> AsyncIterator[None]:
+    task = asyncio.create_task(core.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def telegram(n: int, tmp: Path, *, limited: bool) -> list[float]:
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    from telegram.ext import AIORateLimiter
+
+    from adapters.telegram_bot import TelegramAdapter
+    from tests.fakes.telegram_api import FakeTelegram
+
+    async with (
+        SandboxGateway(api_key=API_KEY, speed=0.05) as gw,
+        FakeTelegram(token=TG_TOKEN) as fake,
+    ):
+        settings = bench_settings(
+            tmp,
+            gw.base_url,
+            telegram_bot_token=SecretStr(fake.token),
+            telegram_api_base_url=fake.api_base,
+            telegram_file_base_url=fake.file_base,
+            poll_policy="fixed",
+            poll_first_delay_s=0.2,
+            poll_interval_s=0.5,
+        )
+        kwargs: dict[str, Any] = {"poll_timeout_s": 1.0}
+        if not limited:
+            kwargs["rate_limiter"] = AIORateLimiter(
+                overall_max_rate=0, group_max_rate=0, max_retries=1
+            )
+        async with (
+            Core(settings) as core,
+            _running(core),
+            TelegramAdapter(core, settings, **kwargs),
+        ):
+            await asyncio.sleep(0.5)  # the adapter's long poll is waiting
+            user = fake.user(42, "Ann", "ann")
+            asked: list[tuple[dict[str, Any], float]] = []
+            for i in range(n):
+                chat = fake.group(-1001000000000 - i, f"group {i}")
+                msg = fake.send_text(chat, user, f"/imagine a lighthouse number {i}")
+                asked.append((msg, time.monotonic()))
+            out: list[float] = []
+            for msg, at in asked:
+
+                def answers(call: Any, msg: dict[str, Any] = msg) -> bool:
+                    reply = call.params.get("reply_parameters") or {}
+                    return (
+                        str(call.chat_id) == str(msg["chat"]["id"])
+                        and reply.get("message_id") == msg["message_id"]
+                    )
+
+                call = await fake.wait_for("sendMessage", answers, timeout=60)
+                out.append((call.time - at) * 1000)
+            return out
+
+
+async def discord(n: int, tmp: Path) -> list[float]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from discord.gateway import DiscordWebSocket
+        from discord.http import Route
+
+    from adapters.discord_bot import DiscordAdapter
+    from tests.fakes.discord_api import FakeDiscord
+
+    saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    guild = 1000
+    channels = [2000 + i for i in range(n)]
+    try:
+        async with (
+            SandboxGateway(api_key=API_KEY, speed=0.05) as gw,
+            FakeDiscord(token=DC_TOKEN, app_id=APP_ID, bot_user_id=APP_ID) as fake,
+        ):
+            for i in range(n):
+                fake.add_user(5000 + i, f"user{i}")
+            fake.add_guild(guild, "studio", channels=channels)
+            settings = bench_settings(
+                tmp,
+                gw.base_url,
+                discord_bot_token=SecretStr(fake.token),
+                discord_api_base_url=fake.api_base,
+                discord_gateway_url=fake.gateway_url,
+                poll_policy="fixed",
+                poll_first_delay_s=0.2,
+                poll_interval_s=0.5,
+            )
+            async with (
+                Core(settings) as core,
+                DiscordAdapter(core, settings, guild_ready_timeout=0.05),
+                _running(core),
+            ):
+                interactions = await asyncio.gather(
+                    *(
+                        fake.slash(
+                            "imagine",
+                            guild_id=guild,
+                            channel_id=channels[i],
+                            user_id=5000 + i,
+                            options={"prompt": f"a lighthouse number {i}"},
+                            guild_command=True,
+                        )
+                        for i in range(n)
+                    )
+                )
+                for _ in range(6000):  # up to a minute
+                    if all(i.acknowledged for i in interactions):
+                        break
+                    await asyncio.sleep(0.01)
+                out = []
+                for inter in interactions:
+                    callback = next(
+                        r
+                        for r in fake.requests
+                        if r.method == "POST" and f"/interactions/{inter.id}/" in r.path
+                    )
+                    out.append((callback.time - inter.created_at) * 1000)
+                return out
+    finally:
+        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+def _row(name: str, ms: Sequence[float]) -> list[str]:
+    return [
+        name,
+        str(len(ms)),
+        f"{percentile(ms, 50):.0f}",
+        f"{percentile(ms, 95):.0f}",
+        f"{percentile(ms, 99):.0f}",
+        f"{max(ms, default=0.0):.0f}",
+    ]
+
+
+async def _main(args: argparse.Namespace) -> None:
+    rows = []
+    runs: list[tuple[str, Callable[[Path], Awaitable[list[float]]]]] = [
+        ("telegram, default rate limiter", lambda tmp: telegram(args.commands, tmp, limited=True)),
+        ("telegram, limiter lifted", lambda tmp: telegram(args.commands, tmp, limited=False)),
+        ("discord", lambda tmp: discord(args.commands, tmp)),
+    ]
+    for name, run in runs:
+        with tempfile.TemporaryDirectory(prefix="genrelay-ack-") as tmp:
+            try:
+                rows.append(_row(name, await run(Path(tmp))))
+            except Exception as exc:  # a benchmark reports, it does not fail the build
+                rows.append([name, f"failed: {type(exc).__name__}: {exc}"[:80], "", "", "", ""])
+        print(f"  {name}: done", flush=True)
+    print(f"\n{args.commands} commands at once; acknowledgement latency in ms")
+    print(table(["platform", "commands", "p50", "p95", "p99", "max"], rows))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.ack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--commands", type=int, default=100, help="default 100")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.CRITICAL)
+    asyncio.run(_main(args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
