@@ -277,6 +277,7 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
                 "database_url": f"sqlite:///{work / 'demo.db'}",
                 "data_dir": work / "data",
                 "public_base_url": None,
+                "poll_policy": "fixed",  # sandbox runs are far shorter than real ones
                 "poll_first_delay_s": 0.5,
                 "poll_interval_s": 1.0,
                 "progress_interval_s": 0.5,
