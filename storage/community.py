@@ -215,10 +215,24 @@ class CommunityQueries:
         return active, user_active, limits
 
     async def scope_load(self, platform: str, scope_id: str, now: float) -> tuple[int, int]:
-        """(jobs with the gateway now, the chat's limit) for one chat."""
-        active, _, limits = await self._active_counts(self.db, now=now)
-        key = (platform, scope_id)
-        return active.get(key, 0), limits.get(key, self.default_chat_concurrency)
+        """(jobs holding a slot now, the chat's limit) for one chat: counted for that chat
+        alone, since this runs on every submit."""
+        async with self.db.execute(
+            "SELECT COUNT(*) FROM jobs WHERE platform = ? AND scope_id = ? AND ("
+            f" state IN ({','.join('?' * len(_ACTIVE))})"
+            " OR (state = 'received' AND hold IS NULL AND next_poll_at > ?))",
+            (platform, scope_id, *_ACTIVE, now),
+        ) as cur:
+            row = await cur.fetchone()
+        async with self.db.execute(
+            "SELECT concurrency FROM chat_settings WHERE platform = ? AND scope_id = ?",
+            (platform, scope_id),
+        ) as cur:
+            limit_row = await cur.fetchone()
+        active = int(row[0]) if row else 0
+        if limit_row is None or limit_row[0] is None:
+            return active, self.default_chat_concurrency
+        return active, int(limit_row[0])
 
     async def queue_positions(self, platform: str, scope_id: str) -> dict[str, int]:
         """1-based places in line of the chat's waiting jobs."""
