@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from bot.catalog import Catalog
 from bot.community import (
@@ -140,22 +141,16 @@ class Service:
             await self._record_rejected(req, exc, now)
             raise
         held = rules.video_confirm and req.kind is Kind.VIDEO
-        job = Job(
-            id=new_job_id(),
-            kind=req.kind,
+        job = _job_for(
+            req,
+            now,
             model=checked.model,
             prompt=req.prompt.strip(),
-            origin=req.origin,
-            images=req.images,
             aspect_ratio=checked.aspect_ratio,
             quality=checked.quality,
-            action=req.action,
-            parent_job_id=req.parent_job_id,
             state=JobState.RECEIVED,
             status_message_id=status_message_id,
             price_usd=checked.spec.price_usd,  # an estimate until the gateway says
-            created_at=now,
-            updated_at=now,
             next_poll_at=None if held else now,
             hold="confirm" if held else None,
             hold_expires_at=now + self.settings.confirm_timeout_s if held else None,
@@ -362,22 +357,16 @@ class Service:
         self, req: GenerationRequest, exc: RequestRejected, now: float
     ) -> None:
         spec = self.catalog.resolve(req.model) if req.model else None
-        job = Job(
-            id=new_job_id(),
-            kind=req.kind,
+        job = _job_for(
+            req,
+            now,
             model=spec.code if spec else (req.model or self.catalog.default_for(req.kind).code),
             prompt=req.prompt,
-            origin=req.origin,
-            images=req.images,
             aspect_ratio=req.aspect_ratio,
             quality=req.quality,
-            action=req.action,
-            parent_job_id=req.parent_job_id,
             state=JobState.REJECTED,
             error_code=exc.code,
             error_message=exc.message,
-            created_at=now,
-            updated_at=now,
             finished_at=now,
         )
         await self.store.create(job)
@@ -490,3 +479,18 @@ class Service:
 
     async def recent(self, limit: int = 20, **filters: str | None) -> list[Job]:
         return await self.store.recent(limit, **filters)
+
+
+def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
+    """A new job row for `req`; `fields` are what differs between kept and refused ones."""
+    return Job(
+        id=new_job_id(),
+        kind=req.kind,
+        origin=req.origin,
+        images=req.images,
+        action=req.action,
+        parent_job_id=req.parent_job_id,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
