@@ -14,11 +14,11 @@ How a command is answered
     the defer: a refusal removes the thinking message and is said ephemerally.
 
 What the status message shows
-    A job waiting its turn: its place in line and a Cancel button (places are refreshed for
-    everyone waiting when someone joins or leaves the line; the core refreshes them when a
-    job is sent). A video held for confirmation: its cost and time with Confirm / Cancel,
-    which only the asker can use (others are told so, privately). Then progress and the
-    result, or why nothing was sent (cancelled, not confirmed in time).
+    A job waiting its turn: its place in line and a Cancel button (the core shows everyone
+    waiting their new place whenever someone joins or leaves the line). A video held for
+    confirmation: its cost and time with Confirm / Cancel, which only the asker can use
+    (others are told so, privately). Then progress and the result, or why nothing was sent
+    (cancelled, not confirmed in time).
 
 Private answers
     `/settings`, `/history`, `/usage`, `/cancel` and every refusal are ephemeral. Send again
@@ -392,14 +392,6 @@ class DiscordAdapter:
             log.info("job %s: waiting for its asker's confirmation", job.id)
             return
         await self.sink.progress(job)
-        if job.queue_position:
-            await self._show_line(job.origin)
-
-    async def _show_line(self, origin: Origin) -> None:
-        """Everyone waiting in this server sees their place: a newcomer may go ahead of
-        someone whose turn already came (turns alternate), and a cancel moves everyone."""
-        line = await self.core.service.waiting_in_line(origin.platform, origin.scope_id)
-        await asyncio.gather(*(self.sink.progress(job) for job in line))
 
     async def _confirm(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
@@ -414,8 +406,6 @@ class DiscordAdapter:
             await interaction.response.edit_message(
                 content=self._progress(job), view=waiting_view(job)
             )
-        if job.queue_position:
-            await self._show_line(job.origin)
 
     async def _cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
@@ -427,13 +417,6 @@ class DiscordAdapter:
             await interaction.response.send_message(said, ephemeral=True)
             return
         await interaction.response.defer()  # the delivery says it was cancelled
-        job = await self.core.service.get(job_id)
-        if job is not None:
-            await self._cancelled(job.origin)
-
-    async def _cancelled(self, origin: Origin) -> None:
-        self.core.notifier.wake()  # the cancelled job's status message says so now
-        await self._show_line(origin)
 
     def _progress(self, job: Job) -> str:
         return progress_text(job, self.core.catalog)
@@ -498,13 +481,7 @@ class DiscordAdapter:
         await self._answer(interaction, usage)
 
     async def on_cancel(self, interaction: discord.Interaction[Any]) -> None:
-        async def cancel(origin: Origin) -> str:
-            said = await self.core.service.cancel_latest(origin)
-            if said == CANCELLED:
-                await self._cancelled(origin)
-            return said
-
-        await self._answer(interaction, cancel)
+        await self._answer(interaction, self.core.service.cancel_latest)
 
     async def on_history(self, interaction: discord.Interaction[Any]) -> None:
         try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from types import TracebackType
 
@@ -55,6 +56,8 @@ class Core:
         self._gateways = gateways
         self._stack = AsyncExitStack()
         self._background: set[asyncio.Task[None]] = set()
+        self._lines_due: dict[tuple[str, str], set[str]] = {}  # chats whose places to show
+        self._line_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self.catalog = settings.build_catalog()
         self.media = MediaStore(
             settings.data_dir,
@@ -155,6 +158,7 @@ class Core:
             wake_tracker=self.tracker.wake,
             on_limit=self.metrics.limit_hit,
             wake_notifier=self.notifier.wake,
+            on_line_changed=self._line_changed,
         )
         interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
         for job in interrupted:
@@ -162,16 +166,34 @@ class Core:
         self.media.cleanup()
 
     def _line_moved(self, dispatched: list[Job]) -> None:
-        task = asyncio.create_task(self._show_places(dispatched))
+        """The tracker is sending these jobs: the rest of their chats' lines moved up."""
+        for job in dispatched:
+            self._line_changed(job.origin.platform, job.origin.scope_id, leaving={job.id})
+
+    def _line_changed(self, platform: str, scope_id: str, *, leaving: Iterable[str] = ()) -> None:
+        """Show everyone waiting in that chat their place, soon; one refresh per chat at a
+        time, and one more after it when the line changed again meanwhile."""
+        key = (platform, scope_id)
+        self._lines_due.setdefault(key, set()).update(leaving)
+        if key in self._line_tasks:
+            return
+        task = asyncio.create_task(self._show_places(key), name=f"line-{platform}-{scope_id}")
+        self._line_tasks[key] = task
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _show_places(self, dispatched: list[Job]) -> None:
-        """Jobs still waiting in those chats show their new place in line."""
-        leaving = frozenset(j.id for j in dispatched)
-        for platform, scope_id in {(j.origin.platform, j.origin.scope_id) for j in dispatched}:
-            for job in await self.service.waiting_in_line(platform, scope_id, leaving=leaving):
-                self.notifier.progress(job)
+    async def _show_places(self, key: tuple[str, str]) -> None:
+        """Jobs still waiting in the chat show their place in line (`leaving` ones are being
+        sent right now and no longer wait)."""
+        try:
+            while (leaving := self._lines_due.pop(key, None)) is not None:
+                line = await self.service.waiting_in_line(*key, leaving=frozenset(leaving))
+                for job in line:
+                    self.notifier.progress(job)
+        except Exception:  # places are shown again when the line next moves
+            log.exception("chat %s %s: places in line not shown", *key)
+        finally:
+            self._line_tasks.pop(key, None)
 
     async def _sweep(self) -> None:
         """Expire requests nobody confirmed in time, and old hosted images."""

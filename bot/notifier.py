@@ -26,6 +26,14 @@ __all__ = ["Notifier"]
 log = logging.getLogger(__name__)
 
 NO_SINK_RETRY_S = 30.0  # a platform that is not connected: look again later, costs no attempt
+# How far a job got: an update that goes back (a place in line computed before the job was
+# sent) is older than one already seen.
+_RANK = {
+    JobState.RECEIVED: 0,
+    JobState.SUBMITTING: 1,
+    JobState.QUEUED: 2,  # a gateway may report queued again after running
+    JobState.RUNNING: 2,
+}
 
 
 class Notifier:
@@ -55,8 +63,10 @@ class Notifier:
         self.concurrency = concurrency
         self.sinks: dict[str, DeliverySink] = {}
         self._inflight: set[asyncio.Task[None]] = set()
-        self._progress_at: dict[str, float] = {}
-        self._progress_busy: set[str] = set()
+        self._progress_at: dict[str, float] = {}  # when each job's status was last shown
+        self._progress_next: dict[str, Job] = {}  # the newest update not shown yet
+        self._progress_rank: dict[str, int] = {}  # how far each job got, as seen here
+        self._progress_tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._arrived: set[str] = set()
 
@@ -75,28 +85,53 @@ class Notifier:
     # -- progress ----------------------------------------------------------------------------
 
     def progress(self, job: Job) -> None:
-        """Show progress soon, without blocking the caller; dropped when too frequent."""
-        sink = self.sinks.get(job.origin.platform)
-        if sink is None or job.id in self._progress_busy:
+        """Show the job's state soon, without blocking the caller. At most one update per job
+        is on its way and one waits behind it: a newer update replaces the waiting one, so
+        what is shown last is always the newest (a place in line never stays stale), at most
+        every `progress_interval_s`. An update older than what was already seen (back in
+        line after it was sent) is dropped."""
+        if job.origin.platform not in self.sinks or job.terminal:
             return
-        now = self.clock.now()
-        if now - self._progress_at.get(job.id, float("-inf")) < self.progress_interval_s:
+        rank = _RANK.get(job.state, 2)
+        if rank < self._progress_rank.get(job.id, rank):
             return
-        self._progress_at[job.id] = now
-        self._progress_busy.add(job.id)
-        task = asyncio.create_task(self._show_progress(sink, job), name=f"progress-{job.id}")
+        self._progress_rank[job.id] = rank
+        self._progress_next[job.id] = job
+        if job.id in self._progress_tasks:
+            return  # the running update picks it up
+        task = asyncio.create_task(self._show_progress(job.id), name=f"progress-{job.id}")
+        self._progress_tasks[job.id] = task
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _show_progress(self, sink: DeliverySink, job: Job) -> None:
+    async def _show_progress(self, job_id: str) -> None:
         try:
-            message_id = await sink.progress(job)
-            if message_id and message_id != job.status_message_id:
-                await self.store.set_status_message(job.id, message_id)
-        except Exception as exc:  # progress is best effort, never a reason to fail
-            log.info("job %s: progress update not shown (%s)", job.id, type(exc).__name__)
+            while (job := self._progress_next.pop(job_id, None)) is not None:
+                wait = self._progress_at.get(job_id, float("-inf")) + self.progress_interval_s
+                wait -= self.clock.now()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    if job_id not in self._progress_rank:
+                        return  # it is being delivered
+                    job = self._progress_next.pop(job_id, job)  # the newest one
+                sink = self.sinks.get(job.origin.platform)
+                if sink is None:
+                    return
+                self._progress_at[job_id] = self.clock.now()
+                try:
+                    message_id = await sink.progress(job)
+                    if message_id and message_id != job.status_message_id:
+                        await self.store.set_status_message(job.id, message_id)
+                except Exception as exc:  # progress is best effort, never a reason to fail
+                    log.info("job %s: progress update not shown (%s)", job_id, type(exc).__name__)
         finally:
-            self._progress_busy.discard(job.id)
+            self._progress_tasks.pop(job_id, None)
+
+    def _forget_progress(self, job_id: str) -> None:
+        """The job is being delivered: what its status showed is over."""
+        self._progress_next.pop(job_id, None)
+        self._progress_at.pop(job_id, None)
+        self._progress_rank.pop(job_id, None)
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -147,7 +182,7 @@ class Notifier:
             job.next_delivery_at = self.clock.now() + NO_SINK_RETRY_S
             await self.store.save(job)
             return
-        self._progress_at.pop(job.id, None)
+        self._forget_progress(job.id)
         try:
             files: Sequence[ResultFile] = []
             if job.state is JobState.SUCCEEDED:

@@ -56,6 +56,7 @@ class Service:
         wake_tracker: Callable[[], None] = lambda: None,
         on_limit: Callable[[str], None] = lambda limit: None,
         wake_notifier: Callable[[], None] = lambda: None,
+        on_line_changed: Callable[[str, str], None] = lambda platform, scope_id: None,
     ) -> None:
         self.store = store
         self.catalog = catalog
@@ -65,6 +66,8 @@ class Service:
         self.wake_tracker = wake_tracker
         self.on_limit = on_limit  # metrics: a request refused by a community limit
         self.wake_notifier = wake_notifier  # a job ended here (cancel): tell its chat now
+        # A chat's line changed (a job joined it or left it unsent): show everyone's place.
+        self.on_line_changed = on_line_changed
         self.max_image_bytes = settings.max_reference_bytes
         self.default_rules = ChatRules.defaults(settings)
 
@@ -176,6 +179,8 @@ class Service:
         if not held:
             job.queue_position = await self._position(job)
             self.wake_tracker()
+            if job.queue_position:  # it may go ahead of others: turns alternate
+                self.on_line_changed(job.origin.platform, job.origin.scope_id)
         return job
 
     async def _position(self, job: Job) -> int | None:
@@ -221,6 +226,8 @@ class Service:
         fresh = await self.store.get(job.id)
         assert fresh is not None
         fresh.queue_position = await self._position(fresh)
+        if fresh.queue_position:
+            self.on_line_changed(fresh.origin.platform, fresh.origin.scope_id)
         return fresh
 
     async def cancel(self, job_id: str, user_id: str) -> str:
@@ -234,6 +241,7 @@ class Service:
             log.info("job %s: cancelled by its asker", job.id)
             self.wake_tracker()
             self.wake_notifier()
+            self.on_line_changed(job.origin.platform, job.origin.scope_id)
             return CANCELLED
         job = await self._parent(job_id)
         if job.terminal:

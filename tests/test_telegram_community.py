@@ -320,6 +320,38 @@ async def test_a_saturated_chat_alternates_between_people(open_room: OpenRoom) -
         assert "reply_markup" not in sent_on.params
 
 
+async def test_places_move_when_someone_joins_or_leaves_the_line(open_room: OpenRoom) -> None:
+    async with open_room(chat_concurrent_jobs=1, user_concurrent_jobs=5) as room:
+        room.sandbox.script_next(duration=60)
+        room.say(room.ann, "/imagine ann one")
+        [task] = await room.gateway_has(1)
+        two = (await room.reply(room.say(room.ann, "/imagine ann two"))).result["message_id"]
+        three = (await room.reply(room.say(room.ann, "/imagine ann three"))).result["message_id"]
+
+        async def shows(message_id: int, place: str) -> None:
+            await room.fake.wait_for(
+                "editMessageText",
+                lambda c: (
+                    c.params["message_id"] == message_id
+                    and c.params["text"] == IN_LINE.format(place)
+                ),
+            )
+
+        # Bob has had no turn yet: he goes in front, and Ann's waiting jobs say they moved.
+        bob = room.say(room.bob, "/imagine bob one")
+        assert (await room.reply(bob)).params["text"] == IN_LINE.format("1st")
+        await shows(two, "2nd")
+        await shows(three, "3rd")
+        # He changes his mind: Ann's jobs move up again.
+        assert await room.answer(room.say(room.bob, "/cancel")) == CANCELLED
+        await shows(two, "1st")
+        await shows(three, "2nd")
+
+        room.sandbox.finish(task)
+        await room.fake.wait_for("sendPhoto", n=3, timeout=8)
+        assert room.prompts() == ["ann one", "ann two", "ann three"]
+
+
 # -- confirmation ------------------------------------------------------------------------------
 
 

@@ -79,7 +79,6 @@ class CommunityHandlers:
                 text = await self._usage(chat, command.args, origin)
             else:
                 text = await self.core.service.cancel_latest(origin)
-                self.core.notifier.wake()  # a cancelled job's notice goes out now
         except RequestRejected as exc:
             log.info(
                 "telegram: chat %s message %s: /%s refused (%s)",
@@ -140,7 +139,6 @@ class CommunityHandlers:
                 await self._confirm(query, job_id, origin)
             elif action == CANCEL:
                 text = await self.core.service.cancel(job_id, origin.user_id)
-                self.core.notifier.wake()  # the cancelled job's notice replaces its status
                 log.info(
                     "telegram: chat %s: cancel on job %s by user %s: %s",
                     origin.chat_id,

@@ -1,0 +1,103 @@
+"""The notifier's progress updates: at most one per job on its way, the newest one waiting
+behind it (so a place in line never stays stale), and never a step back."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from bot.app import Core
+from bot.config import Settings
+from bot.models import Job, JobState
+from tests.helpers import request
+
+
+class GatedSink:
+    """Records what each progress call showed; the first call waits for `gate`."""
+
+    platform = "test"
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.shown: list[tuple[str, int | None]] = []
+        self.calls = 0
+
+    async def progress(self, job: Job) -> str | None:
+        self.calls += 1
+        if self.calls == 1:
+            await self.gate.wait()
+        self.shown.append((job.state.value, job.queue_position))
+        return None
+
+    async def deliver(self, job: Job, files: object) -> None:
+        raise AssertionError("not delivered in these tests")
+
+
+@pytest.fixture
+async def core(make_settings: Callable[..., Settings]) -> AsyncIterator[Core]:
+    """A core whose tracker and notifier loops do not run: only `progress` is exercised."""
+    async with Core(make_settings(aa_base_url="http://127.0.0.1:9", progress_interval_s=0.05)) as c:
+        yield c
+
+
+async def settled(core: Core, sink: GatedSink, count: int) -> None:
+    async with asyncio.timeout(5):
+        while len(sink.shown) < count or core.notifier._progress_tasks:
+            await asyncio.sleep(0.01)
+
+
+def at(job: Job, place: int | None, state: JobState = JobState.RECEIVED) -> Job:
+    return dataclasses.replace(job, state=state, queue_position=place)
+
+
+async def test_the_newest_update_replaces_those_waiting(core: Core) -> None:
+    sink = GatedSink()
+    core.notifier.register(sink)
+    job = await core.service.submit(request(platform="test"))
+
+    core.notifier.progress(at(job, 4))
+    await asyncio.sleep(0)  # the first update is on its way, held by the sink
+    for place in (3, 2, 1):
+        core.notifier.progress(at(job, place))
+    sink.gate.set()
+    await settled(core, sink, 2)
+
+    assert sink.shown == [("received", 4), ("received", 1)]
+
+
+async def test_an_update_that_goes_back_is_dropped(core: Core) -> None:
+    sink = GatedSink()
+    core.notifier.register(sink)
+    job = await core.service.submit(request(platform="test"))
+
+    core.notifier.progress(at(job, 2))
+    await asyncio.sleep(0)
+    core.notifier.progress(at(job, None, JobState.SUBMITTING))
+    core.notifier.progress(at(job, 1))  # a place computed before it was sent: stale
+    sink.gate.set()
+    await settled(core, sink, 2)
+    core.notifier.progress(at(job, 1))
+    core.notifier.progress(at(job, None, JobState.RUNNING))
+    await settled(core, sink, 3)
+
+    assert sink.shown == [("received", 2), ("submitting", None), ("running", None)]
+
+
+async def test_updates_for_a_job_being_delivered_stop(core: Core) -> None:
+    sink = GatedSink()
+    core.notifier.register(sink)
+    job = await core.service.submit(request(platform="test"))
+
+    core.notifier.progress(at(job, 2))
+    await asyncio.sleep(0)
+    core.notifier.progress(at(job, 1))
+    core.notifier._forget_progress(job.id)  # what delivery does first
+    sink.gate.set()
+    await settled(core, sink, 1)
+    core.notifier.progress(dataclasses.replace(job, state=JobState.SUCCEEDED))
+    await settled(core, sink, 1)
+
+    assert sink.shown == [("received", 2)]
