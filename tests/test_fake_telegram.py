@@ -159,3 +159,22 @@ async def test_wrong_token_is_unauthorized(fake: FakeTelegram) -> None:
             pass
     assert fake.calls[-1].method == "getMe"
     assert fake.calls[-1].status == 401
+
+
+async def test_reactions_are_recorded_and_checked(fake: FakeTelegram, app: App) -> None:
+    group = fake.group(GROUP_ID, "Art club")
+    message = fake.send_text(group, fake.user(42, "Ann"), "/imagine a fox")
+
+    assert await app.bot.set_message_reaction(GROUP_ID, message["message_id"], "👀") is True
+    assert fake.reactions[(GROUP_ID, message["message_id"])] == [{"type": "emoji", "emoji": "👀"}]
+    call = await fake.wait_for("setMessageReaction")
+    assert call.chat_id == GROUP_ID and call.params["message_id"] == message["message_id"]
+
+    with pytest.raises(BadRequest, match="(?i)message to react not found"):
+        await app.bot.set_message_reaction(GROUP_ID, 999, "👀")
+    with pytest.raises(BadRequest, match="(?i)reaction_invalid"):
+        await app.bot.set_message_reaction(GROUP_ID, message["message_id"], "no-such-emoji")
+    fake.fail_next("setMessageReaction", status=400, description="Bad Request: REACTION_INVALID")
+    with pytest.raises(BadRequest):
+        await app.bot.set_message_reaction(GROUP_ID, message["message_id"], "👍")
+    assert fake.reactions[(GROUP_ID, message["message_id"])][0]["emoji"] == "👀"

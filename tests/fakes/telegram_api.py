@@ -28,8 +28,9 @@ Protocol notes (what PTB 22 actually sends and needs back):
 The fake is strict where Telegram is strict, to catch adapter bugs early: sending to an
 unregistered chat is "chat not found", replying to an unknown message fails unless
 ``allow_sending_without_reply``, ``callback_data`` over 64 bytes is ``BUTTON_DATA_INVALID``,
-identical edits are "message is not modified", and an edit without ``reply_markup`` removes the
-inline keyboard.
+identical edits are "message is not modified", an edit without ``reply_markup`` removes the
+inline keyboard, and ``setMessageReaction`` takes one ``{"type": "emoji", ...}`` reaction on a
+message that exists in that chat (recorded in ``reactions``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,7 @@ _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
+MAX_BOT_REACTIONS = 1  # a bot (not premium) sets at most one reaction on a message
 PHOTO_SIZES = ((320, 240), (1280, 960))
 """(width, height) of the PhotoSize entries built for every photo, smallest first."""
 
@@ -305,6 +307,8 @@ class FakeTelegram:
         self.messages: dict[tuple[int, int], JSONDict] = {}
         self.files: dict[str, StoredFile] = {}
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
+        # The bot's reaction on each message it reacted to: (chat_id, message_id) -> list.
+        self.reactions: dict[tuple[int, int], list[JSONDict]] = {}
         self.webhook_url = ""
         # Upper bound on a getUpdates long poll, whatever timeout the client asks for.
         self.long_poll_cap = 1.0
@@ -346,6 +350,7 @@ class FakeTelegram:
             "sendAnimation": functools.partial(self._send_media, "animation"),
             "sendMediaGroup": self._send_media_group,
             "sendChatAction": self._send_chat_action,
+            "setMessageReaction": self._set_message_reaction,
             "getFile": self._get_file,
             "answerCallbackQuery": self._answer_callback_query,
             "getChatMember": self._get_chat_member,
@@ -1130,6 +1135,24 @@ class FakeTelegram:
         self._chat_for(params.get("chat_id"))
         if not params.get("action"):
             raise _bad_request("wrong parameter action in request")
+        return True
+
+    async def _set_message_reaction(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        message = self._stored_message(params, "react")
+        reaction = params.get("reaction", [])
+        if not isinstance(reaction, list):
+            raise _bad_request("can't parse reaction types JSON object")
+        for item in reaction:
+            if not (
+                isinstance(item, dict)
+                and item.get("type") == "emoji"
+                and isinstance(item.get("emoji"), str)
+                and item["emoji"]
+            ):
+                raise _bad_request("REACTION_INVALID")
+        if len(reaction) > MAX_BOT_REACTIONS:
+            raise _bad_request("REACTIONS_TOO_MANY")
+        self.reactions[(message["chat"]["id"], message["message_id"])] = reaction
         return True
 
     async def _get_file(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
