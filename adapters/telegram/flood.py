@@ -1,0 +1,325 @@
+"""Flood control: Telegram's rate limits, with new messages served before edits.
+
+Telegram asks a bot to send at most about 30 messages a second in all and 20 a minute in
+one group; beyond that it answers 429 with a `retry_after`. python-telegram-bot's
+AIORateLimiter keeps to those budgets first come, first served, so in a busy group a
+reply or a result waits behind every progress edit queued before it, and a reaction
+acknowledging a command waits behind all of them. `FloodControl` keeps to the same
+budgets (token buckets: the overall one, and one per group or channel) but sorts what
+it sends into lanes:
+
+    FREE     no chat_id (getUpdates, getFile, getMe, setMyCommands, answerCallbackQuery,
+             ...) or a read (get*: getChat, getChatMember, ...): straight through; a
+             RetryAfter waits out and retries this request only.
+    ACK      setMessageReaction, sendChatAction: straight through, never queued, never
+             retried; a RetryAfter goes to the caller and pauses nothing else.
+    MESSAGE  every other request with a chat_id (send*, copyMessage, ...): takes a token
+             from the overall bucket and, in a group, from the group's bucket.
+    EDIT     editMessage*, deleteMessage*: the same tokens, but only when no MESSAGE
+             that could use them is waiting.
+
+Waiters are served by lane, then by arrival; a waiter whose group is out of tokens or
+paused does not hold back anyone behind it in other chats. A RetryAfter pauses only the
+chat it came from (the overall bucket already keeps the bot under Telegram's overall
+rate, so a 429 is that chat's own limit): its requests wait `retry_after`, the request
+that hit it is retried in its old place, up to `max_retries` times, then re-raised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import datetime as dtm
+import itertools
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any
+
+from telegram.constants import FloodLimit
+from telegram.error import NetworkError, RetryAfter
+from telegram.ext import BaseRateLimiter
+
+__all__ = ["FloodControl", "Lane", "chat_key", "lane_of"]
+
+log = logging.getLogger(__name__)
+
+Result = bool | dict[str, Any] | list[dict[str, Any]]
+Callback = Callable[..., Coroutine[Any, Any, Result]]
+ChatKey = int | str
+
+ACK_ENDPOINTS = frozenset({"setMessageReaction", "sendChatAction"})
+EDIT_PREFIXES = ("editMessage", "deleteMessage")
+READ_PREFIX = "get"
+RETRY_MARGIN_S = 0.1  # on top of Telegram's retry_after, as python-telegram-bot waits
+EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
+MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
+
+
+class Lane(IntEnum):
+    """How a request is limited; MESSAGE and EDIT wait, served in this order."""
+
+    MESSAGE = 0
+    EDIT = 1
+    ACK = 2
+    FREE = 3
+
+
+def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
+    if endpoint in ACK_ENDPOINTS:
+        return Lane.ACK
+    if data.get("chat_id") is None or endpoint.startswith(READ_PREFIX):
+        return Lane.FREE
+    if endpoint.startswith(EDIT_PREFIXES):
+        return Lane.EDIT
+    return Lane.MESSAGE
+
+
+def chat_key(chat_id: object) -> tuple[ChatKey, bool]:
+    """The chat a request is about, and whether it is a group or channel (a negative id or
+    an @username, as AIORateLimiter decides: channels and supergroups look alike)."""
+    if isinstance(chat_id, str):
+        try:
+            chat_id = int(chat_id)
+        except ValueError:
+            return chat_id, True
+    if not isinstance(chat_id, int):
+        raise TypeError(f"chat_id {chat_id!r} is neither an int nor a str")
+    return chat_id, chat_id < 0
+
+
+def _seconds(period: dtm.timedelta | float) -> float:
+    return period.total_seconds() if isinstance(period, dtm.timedelta) else float(period)
+
+
+@dataclass(slots=True)
+class _Bucket:
+    """`capacity` tokens, refilled at `capacity` per `period` seconds."""
+
+    capacity: float
+    period: float
+    tokens: float
+    at: float
+
+    def refill(self, now: float) -> None:
+        self.tokens = min(
+            self.capacity, self.tokens + (now - self.at) * self.capacity / self.period
+        )
+        self.at = now
+
+    def ready_in(self, now: float) -> float:
+        """Seconds until a token is there (0: now)."""
+        self.refill(now)
+        wait = (1.0 - self.tokens) * self.period / self.capacity
+        return wait if wait > EARLY_S else 0.0
+
+    def full(self, now: float) -> bool:
+        self.refill(now)
+        return self.tokens >= self.capacity
+
+
+@dataclass(slots=True)
+class _Chat:
+    bucket: _Bucket | None  # None: no per-chat budget (a private chat)
+    paused_until: float = 0.0
+    users: int = 0  # requests inside process_request for this chat
+
+    def idle(self, now: float) -> bool:
+        return (
+            self.users == 0
+            and self.paused_until <= now
+            and (self.bucket is None or self.bucket.full(now))
+        )
+
+
+@dataclass(slots=True, order=True)
+class _Waiter:
+    lane: Lane
+    seq: int
+    key: ChatKey = field(compare=False)
+    granted: asyncio.Future[None] = field(compare=False)
+
+
+class FloodControl(BaseRateLimiter[int]):
+    """Token buckets served by lane (see the module docstring). A rate of 0 lifts that limit.
+    `rate_limit_args`, like AIORateLimiter's, is the number of RetryAfter retries for one
+    request (default `max_retries`)."""
+
+    def __init__(
+        self,
+        *,
+        overall_max_rate: float = FloodLimit.MESSAGES_PER_SECOND,
+        overall_time_period: float = 1.0,
+        group_max_rate: float = FloodLimit.MESSAGES_PER_MINUTE_PER_GROUP,
+        group_time_period: float = 60.0,
+        max_retries: int = 0,
+        max_idle_chats: int = MAX_IDLE_CHATS,
+    ) -> None:
+        self.overall_max_rate = overall_max_rate
+        self.overall_time_period = overall_time_period
+        self.group_max_rate = group_max_rate
+        self.group_time_period = group_time_period
+        self.max_retries = max_retries
+        self.max_idle_chats = max_idle_chats
+        self._overall: _Bucket | None = None
+        self._chats: dict[ChatKey, _Chat] = {}
+        self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def initialize(self) -> None:
+        """Nothing to set up: buckets are made on first use."""
+
+    async def shutdown(self) -> None:
+        """Requests still waiting fail with NetworkError (a delivery is retried later)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            if not waiter.granted.done():
+                waiter.granted.set_exception(NetworkError("flood control shut down"))
+
+    @property
+    def chats(self) -> int:
+        """Chats whose budget or pause is remembered."""
+        return len(self._chats)
+
+    @property
+    def waiting(self) -> int:
+        return sum(not w.granted.done() for w in self._waiting)
+
+    async def process_request(
+        self,
+        callback: Callback,
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> Result:
+        lane = lane_of(endpoint, data)
+        if lane is Lane.ACK:
+            return await callback(*args, **kwargs)
+        retries = self.max_retries if rate_limit_args is None else rate_limit_args
+        if lane is Lane.FREE:
+            return await self._free(callback, args, kwargs, endpoint, retries)
+        key, is_group = chat_key(data["chat_id"])
+        chat = self._chat(key, is_group)
+        chat.users += 1
+        seq = next(self._seq)  # a retried request keeps its place
+        attempt = 0
+        try:
+            while True:
+                await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                try:
+                    return await callback(*args, **kwargs)
+                except RetryAfter as exc:
+                    if attempt >= retries:
+                        log.info(
+                            "telegram: flood control on %s in chat %s; gave up after %d retries",
+                            endpoint,
+                            key,
+                            retries,
+                        )
+                        raise
+                    attempt += 1
+                    wait = _seconds(exc.retry_after) + RETRY_MARGIN_S
+                    log.info(
+                        "telegram: flood control on %s in chat %s; chat paused %.1f s (retry %d)",
+                        endpoint,
+                        key,
+                        wait,
+                        attempt,
+                    )
+                    self._pause(chat, wait)
+        finally:
+            chat.users -= 1
+
+    async def _free(
+        self, callback: Callback, args: Any, kwargs: dict[str, Any], endpoint: str, retries: int
+    ) -> Result:
+        attempt = 0
+        while True:
+            try:
+                return await callback(*args, **kwargs)
+            except RetryAfter as exc:
+                if attempt >= retries:
+                    raise
+                attempt += 1
+                wait = _seconds(exc.retry_after) + RETRY_MARGIN_S
+                log.info(
+                    "telegram: flood control on %s; retry %d in %.1f s", endpoint, attempt, wait
+                )
+                await asyncio.sleep(wait)
+
+    # -- the queue -------------------------------------------------------------------------
+
+    @staticmethod
+    def _loop() -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def _chat(self, key: ChatKey, is_group: bool) -> _Chat:
+        chat = self._chats.get(key)
+        if chat is not None:
+            return chat
+        now = self._loop().time()
+        if len(self._chats) >= self.max_idle_chats:
+            for old in [k for k, c in self._chats.items() if c.idle(now)]:
+                del self._chats[old]
+        bucket = None
+        if is_group and self.group_max_rate and self.group_time_period:
+            bucket = _Bucket(self.group_max_rate, self.group_time_period, self.group_max_rate, now)
+        chat = self._chats[key] = _Chat(bucket)
+        return chat
+
+    def _pause(self, chat: _Chat, seconds: float) -> None:
+        chat.paused_until = max(chat.paused_until, self._loop().time() + seconds)
+
+    async def _acquire(self, waiter: _Waiter) -> None:
+        bisect.insort(self._waiting, waiter)
+        self.dispatch()
+        await waiter.granted
+
+    def dispatch(self) -> None:
+        """Let every waiter go that may go now, in lane and arrival order, and set a timer
+        for the next one that will be able to."""
+        loop = self._loop()
+        now = loop.time()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        overall = self._overall_bucket(now)
+        keep: list[_Waiter] = []
+        wake: float | None = None
+        for index, waiter in enumerate(self._waiting):
+            if waiter.granted.done():  # its caller gave up (cancelled)
+                continue
+            if overall is not None and (overall_wait := overall.ready_in(now)) > 0:
+                keep.extend(w for w in self._waiting[index:] if not w.granted.done())
+                wake = overall_wait if wake is None else min(wake, overall_wait)
+                break
+            chat = self._chats[waiter.key]
+            wait = max(chat.paused_until - now, chat.bucket.ready_in(now) if chat.bucket else 0.0)
+            if wait > EARLY_S:
+                keep.append(waiter)
+                wake = wait if wake is None else min(wake, wait)
+                continue
+            if overall is not None:
+                overall.tokens -= 1
+            if chat.bucket is not None:
+                chat.bucket.tokens -= 1
+            waiter.granted.set_result(None)
+        self._waiting = keep
+        if keep and wake is not None:
+            self._timer = loop.call_later(wake, self.dispatch)
+
+    def _overall_bucket(self, now: float) -> _Bucket | None:
+        if not (self.overall_max_rate and self.overall_time_period):
+            return None
+        if self._overall is None:
+            self._overall = _Bucket(
+                self.overall_max_rate, self.overall_time_period, self.overall_max_rate, now
+            )
+        return self._overall
