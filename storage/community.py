@@ -16,6 +16,15 @@ from bot.models import Delivery, Job
 __all__ = ["CommunityQueries"]
 
 _ACTIVE = ("submitting", "queued", "running")
+# A job holds one of its chat's slots once sent, and from the moment it is claimed (a lease
+# on a waiting job) until it is `submitting`. Written so the (platform, scope_id, state)
+# index finds exactly those rows; `{j}` is the table's alias with its dot, or nothing.
+_SLOT_STATES = (*_ACTIVE, "received")
+_HOLDS_SLOT = (
+    f"{{j}}state IN ({','.join('?' * len(_SLOT_STATES))})"
+    " AND ({j}state != 'received' OR ({j}hold IS NULL AND {j}next_poll_at > ?))"
+)
+SCOPES_PER_QUERY = 400  # chats counted in one query (two parameters each)
 _UNFINISHED = ("received", "submitting", "queued", "running")
 # What a job costs so far: nothing when it was refused, failed or refunded; its price
 # (reported, or the catalog's estimate while it runs) less refunds otherwise.
@@ -106,7 +115,7 @@ class CommunityQueries:
         waiting = await self._waiting(db, now=now)
         if not waiting:
             return []
-        active, _, limits = await self._active_counts(db, now=now)
+        active, limits = await self._active_counts(db, {(p, s) for _, p, s, _ in waiting}, now)
         chosen: list[str] = []
         taken: dict[tuple[str, str], int] = defaultdict(int)
         for job_id, platform, scope, _user in waiting:
@@ -184,44 +193,40 @@ class CommunityQueries:
         return out
 
     async def _active_counts(
-        self, db: aiosqlite.Connection, *, now: float | None = None
-    ) -> tuple[
-        dict[tuple[str, str], int], dict[tuple[str, str, str], int], dict[tuple[str, str], int]
-    ]:
+        self, db: aiosqlite.Connection, scopes: set[tuple[str, str]], now: float
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        """For these chats only: how many jobs hold a slot (sent, or claimed a moment ago
+        and not yet `submitting`), and the chats' own concurrency limits."""
         active: dict[tuple[str, str], int] = defaultdict(int)
-        user_active: dict[tuple[str, str, str], int] = {}
-        async with db.execute(
-            "SELECT platform, scope_id, user_id, COUNT(*) FROM jobs"
-            f" WHERE state IN ({','.join('?' * len(_ACTIVE))}) GROUP BY 1, 2, 3",
-            _ACTIVE,
-        ) as cur:
-            for platform, scope, user, n in await cur.fetchall():
-                active[(platform, scope)] += n
-                user_active[(platform, scope, user)] = n
-        if now is not None:
-            # Claimed a moment ago and not yet `submitting`: they hold their slots too.
+        limits: dict[tuple[str, str], int] = {}
+        pending = sorted(scopes)
+        while pending:
+            batch, pending = pending[:SCOPES_PER_QUERY], pending[SCOPES_PER_QUERY:]
+            rows = ",".join("(?, ?)" for _ in batch)
+            flat = [v for scope in batch for v in scope]
             async with db.execute(
-                "SELECT platform, scope_id, COUNT(*) FROM jobs WHERE state = 'received'"
-                " AND hold IS NULL AND next_poll_at > ? GROUP BY 1, 2",
-                (now,),
+                f"SELECT j.platform, j.scope_id, COUNT(*) FROM (VALUES {rows}) AS s"
+                " CROSS JOIN jobs AS j ON j.platform = s.column1 AND j.scope_id = s.column2"
+                f" WHERE {_HOLDS_SLOT.format(j='j.')} GROUP BY 1, 2",
+                (*flat, *_SLOT_STATES, now),
             ) as cur:
                 for platform, scope, n in await cur.fetchall():
-                    active[(platform, scope)] += n
-        async with db.execute(
-            "SELECT platform, scope_id, concurrency FROM chat_settings"
-            " WHERE concurrency IS NOT NULL"
-        ) as cur:
-            limits = {(p, s): int(c) for p, s, c in await cur.fetchall()}
-        return active, user_active, limits
+                    active[(platform, scope)] = n
+            async with db.execute(
+                "SELECT platform, scope_id, concurrency FROM chat_settings"
+                f" WHERE (platform, scope_id) IN (VALUES {rows}) AND concurrency IS NOT NULL",
+                flat,
+            ) as cur:
+                limits.update({(p, s): int(c) for p, s, c in await cur.fetchall()})
+        return active, limits
 
     async def scope_load(self, platform: str, scope_id: str, now: float) -> tuple[int, int]:
         """(jobs holding a slot now, the chat's limit) for one chat: counted for that chat
         alone, since this runs on every submit."""
         async with self.db.execute(
-            "SELECT COUNT(*) FROM jobs WHERE platform = ? AND scope_id = ? AND ("
-            f" state IN ({','.join('?' * len(_ACTIVE))})"
-            " OR (state = 'received' AND hold IS NULL AND next_poll_at > ?))",
-            (platform, scope_id, *_ACTIVE, now),
+            "SELECT COUNT(*) FROM jobs WHERE platform = ? AND scope_id = ? AND "
+            + _HOLDS_SLOT.format(j=""),
+            (platform, scope_id, *_SLOT_STATES, now),
         ) as cur:
             row = await cur.fetchone()
         async with self.db.execute(

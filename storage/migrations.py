@@ -80,4 +80,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX jobs_webhook_token ON jobs (webhook_token) "
         "WHERE webhook_token IS NOT NULL",
     ],
+    # 4: a chat's slots are counted on every submit and claim: by chat and state, so the
+    # count reads that chat's live jobs, not its whole history or every chat's
+    ["CREATE INDEX jobs_scope_state ON jobs (platform, scope_id, state)"],
 ]
