@@ -99,10 +99,9 @@ class Notifier:
         self._progress_next[job.id] = job
         if job.id in self._progress_tasks:
             return  # the running update picks it up
+        # Not among the deliveries in flight: progress never takes a delivery's place.
         task = asyncio.create_task(self._show_progress(job.id), name=f"progress-{job.id}")
         self._progress_tasks[job.id] = task
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     async def _show_progress(self, job_id: str) -> None:
         try:
@@ -127,11 +126,17 @@ class Notifier:
         finally:
             self._progress_tasks.pop(job_id, None)
 
-    def _forget_progress(self, job_id: str) -> None:
-        """The job is being delivered: what its status showed is over."""
+    async def _end_progress(self, job_id: str) -> None:
+        """The job is being delivered: what its status showed is over. An update still on
+        its way (it may wait long behind the platform's rate limit) is called off, so the
+        result does not wait for it."""
         self._progress_next.pop(job_id, None)
         self._progress_at.pop(job_id, None)
         self._progress_rank.pop(job_id, None)
+        task = self._progress_tasks.get(job_id)
+        if task is not None:
+            task.cancel()
+            await asyncio.wait([task])
 
     # -- delivery ----------------------------------------------------------------------------
 
@@ -161,9 +166,10 @@ class Notifier:
                 except TimeoutError:
                     pass
         finally:
-            for task in list(self._inflight):
+            tasks = [*self._inflight, *self._progress_tasks.values()]
+            for task in tasks:
                 task.cancel()
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def fetch_results(self, job: Job) -> list[ResultFile]:
         """Our copies of the job's results (a link-only entry where one was too large)."""
@@ -182,7 +188,7 @@ class Notifier:
             job.next_delivery_at = self.clock.now() + NO_SINK_RETRY_S
             await self.store.save(job)
             return
-        self._forget_progress(job.id)
+        await self._end_progress(job.id)
         try:
             files: Sequence[ResultFile] = []
             if job.state is JobState.SUCCEEDED:
