@@ -170,9 +170,9 @@ async def test_reactions_are_recorded_and_checked(fake: FakeTelegram, app: App) 
     call = await fake.wait_for("setMessageReaction")
     assert call.chat_id == GROUP_ID and call.params["message_id"] == message["message_id"]
 
-    with pytest.raises(BadRequest, match="(?i)message to react not found"):
+    with pytest.raises(BadRequest, match=r"(?i)message to react not found"):
         await app.bot.set_message_reaction(GROUP_ID, 999, "👀")
-    with pytest.raises(BadRequest, match="(?i)reaction_invalid"):
+    with pytest.raises(BadRequest, match=r"(?i)reaction_invalid"):
         await app.bot.set_message_reaction(GROUP_ID, message["message_id"], "no-such-emoji")
     fake.fail_next("setMessageReaction", status=400, description="Bad Request: REACTION_INVALID")
     with pytest.raises(BadRequest):
