@@ -16,12 +16,14 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from telegram.ext import AIORateLimiter
 
+from adapters.telegram.adapter import ack_reaction
+from adapters.telegram.flood import FloodControl
 from adapters.telegram.texts import link_note
 from adapters.telegram_bot import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
+from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
@@ -125,7 +127,7 @@ def open_bed(
             "album_debounce_s": 0.2,
             "poll_timeout_s": 1.0,
             # The real limiter, without the 20-per-minute group budget a test would exceed.
-            "rate_limiter": AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=1),
+            "rate_limiter": FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=1),
         }
         kwargs.update(adapter_kwargs or {})
         async with (
@@ -172,6 +174,16 @@ def answers(message: JSONDict) -> Callable[[Call], bool]:
 async def reply_text(fake: FakeTelegram, message: JSONDict, since: int = 0) -> str:
     call = await fake.wait_for("sendMessage", answers(message), since=since)
     return str(call.params["text"])
+
+
+def reactions_to(fake: FakeTelegram, message: JSONDict) -> list[Call]:
+    """setMessageReaction calls on `message` (failed ones too)."""
+    key = (message["chat"]["id"], message["message_id"])
+    return [
+        c
+        for c in fake.calls
+        if c.method == "setMessageReaction" and (c.chat_id, c.params.get("message_id")) == key
+    ]
 
 
 def no_secret_in(sandbox: SandboxGateway, secret: str) -> None:
@@ -289,9 +301,101 @@ async def test_commands_for_another_bot_are_ignored(bed: Bed) -> None:
 
     assert len(fake.sent("sendMessage")) == 1
     assert [c.method for c in fake.calls if c.method.startswith("send")] == ["sendMessage"]
+    assert fake.reactions == {}  # no 👀 for another bot's command
     assert not [c for c in fake.calls if c.method in ("getFile", "downloadFile")]
     assert bed.sandbox.create_calls() == []
     assert await bed.core.store.recent(10) == []
+
+
+# -- acknowledgement ---------------------------------------------------------------------------
+
+
+async def test_a_command_is_acknowledged_by_a_reaction_before_its_status(bed: Bed) -> None:
+    fake = bed.fake
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a lighthouse at dawn")
+    helped = fake.send_text(bed.group, bed.bob, "/help")
+
+    status = await fake.wait_for("sendMessage", answers(ask))
+    await reply_text(fake, helped)
+    await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    [reaction] = reactions_to(fake, ask)
+    assert reaction.ok and reaction.params["reaction"] == [{"type": "emoji", "emoji": "👀"}]
+    assert reaction.time < status.time  # the first thing the asker sees
+    assert fake.reactions == {(GROUP_ID, ask["message_id"]): [{"type": "emoji", "emoji": "👀"}]}
+    assert reactions_to(fake, helped) == []  # only commands that make something
+
+
+@pytest.mark.parametrize(
+    ("status", "description"),
+    [
+        (400, "Bad Request: REACTION_INVALID"),  # reactions restricted in the group
+        (429, None),  # flood control: not retried, and nothing else waits for it
+    ],
+)
+async def test_a_failed_reaction_stops_nothing(
+    bed: Bed, caplog: pytest.LogCaptureFixture, status: int, description: str | None
+) -> None:
+    caplog.set_level(logging.INFO)
+    fake = bed.fake
+    fake.fail_next("setMessageReaction", status=status, retry_after=30, description=description)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a lighthouse at dawn")
+
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED and len(fake.sent("sendPhoto")) == 1
+    assert [c.status for c in reactions_to(fake, ask)] == [status]
+    assert fake.reactions == {}
+    assert any(
+        r.getMessage().startswith(
+            f"telegram: chat {GROUP_ID} message {ask['message_id']}: no reaction ("
+        )
+        and r.levelno == logging.INFO
+        for r in caplog.records
+    )
+
+
+async def test_an_album_is_acknowledged_before_it_is_all_in(open_bed: OpenBed) -> None:
+    async with open_bed(adapter_kwargs={"album_debounce_s": 0.5}) as bed:
+        fake = bed.fake
+        first = fake.send_photo(
+            bed.group, bed.ann, jpeg(1), caption="/video make them dance", media_group_id="a-9"
+        )
+        reaction = await fake.wait_for("setMessageReaction")
+        fake.send_photo(bed.group, bed.ann, jpeg(2), media_group_id="a-9")
+
+        status = await fake.wait_for("sendMessage", answers(first), timeout=8)
+        job = await bed.job_for(first)
+
+        assert (reaction.chat_id, reaction.params["message_id"]) == (GROUP_ID, first["message_id"])
+        assert len(job.images) == 2  # the photo that came after the reaction is in the job
+        assert reaction.time < status.time
+        assert len(fake.sent("setMessageReaction")) == 1
+
+
+async def test_the_reaction_is_configurable(open_bed: OpenBed) -> None:
+    async with open_bed(telegram_ack_reaction="") as bed:
+        ask = bed.fake.send_text(bed.group, bed.ann, "/imagine a quiet bay")
+        await bed.fake.wait_for("sendMessage", answers(ask))
+        assert reactions_to(bed.fake, ask) == []
+    async with open_bed(telegram_ack_reaction=" ❤️ ") as bed:  # as typed: ❤ with U+FE0F
+        ask = bed.fake.send_text(bed.group, bed.ann, "/video a quiet bay")
+        await bed.fake.wait_for("sendMessage", answers(ask))
+        [reaction] = reactions_to(bed.fake, ask)
+        assert reaction.params["reaction"] == [{"type": "emoji", "emoji": "❤"}]
+
+
+async def test_a_reaction_telegram_does_not_take_is_refused_at_start(open_bed: OpenBed) -> None:
+    with pytest.raises(ConfigError) as refused:
+        async with open_bed(telegram_ack_reaction="wave"):
+            pass
+    message = str(refused.value)
+    assert message.startswith(
+        "TELEGRAM_ACK_REACTION is 'wave', which Telegram does not take as a bot's reaction; "
+        "set one of 👍 👎 ❤ 🔥"
+    )
+    assert message.endswith(", or leave it empty for none")
+    assert ack_reaction("👀") == "👀" and ack_reaction("❤️‍🔥") == "❤️‍🔥" and ack_reaction(" ") is None
 
 
 async def test_forum_topic_replies_stay_in_the_topic(bed: Bed) -> None:
@@ -654,7 +758,7 @@ async def test_failed_and_refunded_jobs_say_whether_charged(bed: Bed) -> None:
 
 
 async def test_retry_after_inside_the_rate_limiter_delivers_once(open_bed: OpenBed) -> None:
-    # The adapter's own AIORateLimiter (no rate_limiter given) waits out the 429 and retries.
+    # The adapter's own FloodControl (no rate_limiter given) waits out the 429 and retries.
     async with open_bed(adapter_kwargs={"rate_limiter": None}) as bed:
         fake = bed.fake
         fake.fail_next("sendPhoto", status=429, retry_after=1)
@@ -672,7 +776,7 @@ async def test_retry_after_escaping_is_retried_without_resending(
 ) -> None:
     # No retries in PTB: the 429 on the second upload fails the delivery; the notifier tries
     # again after retry_after, and the photo that already went out is not sent again.
-    limiter = AIORateLimiter(overall_max_rate=0, group_max_rate=0, max_retries=0)
+    limiter = FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=0)
     caplog.set_level(logging.INFO)
     async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as bed:
         fake = bed.fake

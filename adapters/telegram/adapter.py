@@ -1,5 +1,9 @@
 """The Telegram adapter: a python-telegram-bot Application polling on the core's event loop,
-handlers that parse and submit (never waiting for a job), and the delivery sink."""
+handlers that parse and submit (never waiting for a job), and the delivery sink.
+
+A generation command is acknowledged first: a reaction (TELEGRAM_ACK_REACTION) on its
+message goes out before it is parsed, checked or submitted, outside the rate limits
+(FloodControl), so the asker sees at once that the bot has it."""
 
 from __future__ import annotations
 
@@ -13,10 +17,9 @@ from types import TracebackType
 from typing import Any
 
 from telegram import BotCommand, Message, Update
-from telegram.constants import FileSizeLimit
+from telegram.constants import FileSizeLimit, ReactionEmoji
 from telegram.error import BadRequest, InvalidToken, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     BaseRateLimiter,
@@ -31,6 +34,7 @@ from adapters.telegram.albums import AlbumCollector
 from adapters.telegram.community import BUTTONS as COMMUNITY_BUTTONS
 from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
 from adapters.telegram.community import CommunityHandlers
+from adapters.telegram.flood import FloodControl
 from adapters.telegram.parse import (
     PLATFORM,
     ImageSource,
@@ -71,7 +75,9 @@ ButtonAction = Callable[[str, Origin], Awaitable[Job]]
 
 DOWNLOAD_LIMIT = FileSizeLimit.FILESIZE_DOWNLOAD  # the Bot API serves bots files up to 20 MB
 MEDIA_WRITE_TIMEOUT_S = 120.0  # a 50 MB upload on a slow uplink
-FLOOD_RETRIES = 3  # RetryAfter waits inside PTB's rate limiter before we give up
+FLOOD_RETRIES = 3  # RetryAfter waits inside FloodControl before we give up
+REACTIONS = tuple(emoji.value for emoji in ReactionEmoji)  # what Telegram takes from a bot
+VARIATION_SELECTOR = "\ufe0f"  # "❤️" as typed; Telegram's list has "❤"
 KINDS = {"imagine": Kind.IMAGE, "video": Kind.VIDEO}
 BOT_COMMANDS = (
     BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
@@ -104,6 +110,8 @@ class TelegramAdapter:
         self.settings = settings
         self.poll_timeout_s = poll_timeout_s
         self._rate_limiter = rate_limiter
+        self._reaction: str | None = None
+        self._acks: set[asyncio.Task[None]] = set()
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._app: App | None = None
         self._sink: TelegramSink | None = None
@@ -138,12 +146,13 @@ class TelegramAdapter:
         token = self.settings.telegram_bot_token
         if token is None or not token.get_secret_value():
             raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
+        self._reaction = ack_reaction(self.settings.telegram_ack_reaction)
         app: App = (
             ApplicationBuilder()
             .token(token.get_secret_value())
             .base_url(self.settings.telegram_api_base_url)
             .base_file_url(self.settings.telegram_file_base_url)
-            .rate_limiter(self._rate_limiter or AIORateLimiter(max_retries=FLOOD_RETRIES))
+            .rate_limiter(self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES))
             .concurrent_updates(True)
             .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
             .build()
@@ -197,6 +206,9 @@ class TelegramAdapter:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         await self._albums.aclose()
+        for task in list(self._acks):
+            task.cancel()
+        await asyncio.gather(*self._acks, return_exceptions=True)
         if app.running:
             await app.stop()  # waits for handlers still running
         await app.shutdown()
@@ -213,12 +225,43 @@ class TelegramAdapter:
         message = update.message
         if message is None:
             return
+        command = parse_command(message.text or message.caption)
+        if (
+            command is not None
+            and command.name in KINDS
+            and command.addressed_to(self.app.bot.username)
+        ):
+            await self._acknowledge(message)
         if message.media_group_id is not None:
             self._albums.add(message)  # handled once the whole album is in
             return
-        command = parse_command(message.text or message.caption)
         if command is not None:
             await self._dispatch(message, command, [message])
+
+    async def _acknowledge(self, message: Message) -> None:
+        """Set the reaction on the command's message, in a task of its own: it goes out
+        now, while the command is parsed and submitted, and its failure stops nothing."""
+        if self._reaction is None:
+            return
+        task = asyncio.create_task(
+            self._react(message.chat.id, message.message_id, self._reaction),
+            name=f"telegram-ack-{message.chat.id}-{message.message_id}",
+        )
+        self._acks.add(task)
+        task.add_done_callback(self._acks.discard)
+        await asyncio.sleep(0)  # let its request start before the command's work
+
+    async def _react(self, chat_id: int, message_id: int, reaction: str) -> None:
+        try:
+            await self.app.bot.set_message_reaction(chat_id, message_id, reaction=reaction)
+        except TelegramError as exc:  # reactions off in the group, flood control, network
+            log.info(
+                "telegram: chat %s message %s: no reaction (%s: %s)",
+                chat_id,
+                message_id,
+                type(exc).__name__,
+                exc,
+            )
 
     async def _on_album(self, messages: list[Message]) -> None:
         for message in messages:
@@ -438,6 +481,20 @@ class TelegramAdapter:
             log.warning("telegram: update %s: %s: %s", update_id, type(error).__name__, error)
         else:
             log.error("telegram: update %s failed", update_id, exc_info=error)
+
+
+def ack_reaction(value: str) -> str | None:
+    """TELEGRAM_ACK_REACTION as Telegram takes it; None when empty (no reaction)."""
+    value = value.strip()
+    if not value:
+        return None
+    for candidate in (value, value.replace(VARIATION_SELECTOR, "")):
+        if candidate in REACTIONS:
+            return candidate
+    raise ConfigError(
+        f"TELEGRAM_ACK_REACTION is {value!r}, which Telegram does not take as a bot's "
+        f"reaction; set one of {' '.join(REACTIONS)}, or leave it empty for none"
+    )
 
 
 def _check_source(source: ImageSource) -> None:
