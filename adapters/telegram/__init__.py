@@ -4,6 +4,7 @@ adapter.py  the Application: lifecycle, handlers, requests from messages and but
 sink.py     DeliverySink: status messages, results, failures, Telegram errors -> ours
 community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel buttons
 albums.py   media groups gathered into one request
+flood.py    FloodControl: Telegram's rate limits, new messages before edits, reactions free
 parse.py    messages -> frozen values (command, origin, image sources)
 texts.py    every Telegram-specific sentence and button
 """

@@ -244,24 +244,12 @@ class TelegramAdapter:
         if self._reaction is None:
             return
         task = asyncio.create_task(
-            self._react(message.chat.id, message.message_id, self._reaction),
+            _react(self.app.bot, message.chat.id, message.message_id, self._reaction),
             name=f"telegram-ack-{message.chat.id}-{message.message_id}",
         )
         self._acks.add(task)
         task.add_done_callback(self._acks.discard)
         await asyncio.sleep(0)  # let its request start before the command's work
-
-    async def _react(self, chat_id: int, message_id: int, reaction: str) -> None:
-        try:
-            await self.app.bot.set_message_reaction(chat_id, message_id, reaction=reaction)
-        except TelegramError as exc:  # reactions off in the group, flood control, network
-            log.info(
-                "telegram: chat %s message %s: no reaction (%s: %s)",
-                chat_id,
-                message_id,
-                type(exc).__name__,
-                exc,
-            )
 
     async def _on_album(self, messages: list[Message]) -> None:
         for message in messages:
@@ -481,6 +469,19 @@ class TelegramAdapter:
             log.warning("telegram: update %s: %s: %s", update_id, type(error).__name__, error)
         else:
             log.error("telegram: update %s failed", update_id, exc_info=error)
+
+
+async def _react(bot: ExtBot[Any], chat_id: int, message_id: int, reaction: str) -> None:
+    try:
+        await bot.set_message_reaction(chat_id, message_id, reaction=reaction)
+    except TelegramError as exc:  # reactions off in the group, flood control, network
+        log.info(
+            "telegram: chat %s message %s: no reaction (%s: %s)",
+            chat_id,
+            message_id,
+            type(exc).__name__,
+            exc,
+        )
 
 
 def ack_reaction(value: str) -> str | None:
