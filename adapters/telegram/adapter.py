@@ -66,7 +66,7 @@ from bot.config import Settings
 from bot.errors import ConfigError, RequestRejected
 from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
 
-__all__ = ["TelegramAdapter"]
+__all__ = ["TelegramAdapter", "ack_reaction"]
 
 log = logging.getLogger(__name__)
 
