@@ -5,6 +5,7 @@ sink.py     DeliverySink: status messages, results, failures, Telegram errors ->
 community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel buttons
 albums.py   media groups gathered into one request
 flood.py    FloodControl: Telegram's rate limits, new messages before edits, reactions free
+transport.py  AiohttpRequest: PTB's HTTP transport on aiohttp (a quarter of httpx's CPU)
 parse.py    messages -> frozen values (command, origin, image sources)
 texts.py    every Telegram-specific sentence and button
 """

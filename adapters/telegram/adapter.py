@@ -61,6 +61,7 @@ from adapters.telegram.texts import (
     over_download_limit,
     start_text,
 )
+from adapters.telegram.transport import AiohttpRequest
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, RequestRejected
@@ -154,7 +155,8 @@ class TelegramAdapter:
             .base_file_url(self.settings.telegram_file_base_url)
             .rate_limiter(self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES))
             .concurrent_updates(True)
-            .media_write_timeout(MEDIA_WRITE_TIMEOUT_S)
+            .request(AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S))
+            .get_updates_request(AiohttpRequest(connection_pool_size=1))
             .build()
         )
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
