@@ -24,6 +24,9 @@ import contextlib
 import functools
 import logging
 import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
@@ -123,6 +126,77 @@ async def telegram(n: int, tmp: Path, *, limiter: str) -> Latencies:
             return out
 
 
+@contextlib.asynccontextmanager
+async def _process(*argv: str) -> AsyncIterator[list[str]]:
+    """A `python -m ...` child that prints `READY <fields...>` once listening; its fields."""
+    child = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", *argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
+    )
+    try:
+        assert child.stdout is not None
+        async with asyncio.timeout(30):
+            line = (await child.stdout.readline()).decode().split()
+        if not line or line[0] != "READY":
+            raise RuntimeError(f"{argv[0]} did not start")
+        yield line[1:]
+    finally:
+        if child.returncode is None:
+            child.kill()
+        await child.wait()
+
+
+async def telegram_apart(n: int, tmp: Path, *, limiter: str) -> Latencies:
+    """As `telegram`, with the fake Bot API and the sandbox gateway in processes of their
+    own, as the real ones are: this process does only the bot's work."""
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    import httpx
+
+    from adapters.telegram_bot import TelegramAdapter
+
+    port = _free_port()
+    async with (
+        _process("bench.tg_server", "--token", TG_TOKEN) as (api_port, control_port),
+        _process(
+            "bench.gateway",
+            "--port",
+            str(port),
+            "--api-key",
+            API_KEY,
+            "--speed",
+            "0.05",
+            "--ready",
+        ),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{control_port}", timeout=90) as control,
+    ):
+        base = f"http://127.0.0.1:{api_port}"
+        settings = bench_settings(
+            tmp,
+            f"http://127.0.0.1:{port}",
+            telegram_bot_token=SecretStr(TG_TOKEN),
+            telegram_api_base_url=f"{base}/bot",
+            telegram_file_base_url=f"{base}/file/bot",
+            poll_policy="fixed",
+            poll_first_delay_s=0.2,
+            poll_interval_s=0.5,
+        )
+        async with (
+            Core(settings) as core,
+            _running(core),
+            TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
+        ):
+            await asyncio.sleep(0.5)  # the adapter's long poll is waiting
+            (await control.post("/push", params={"n": n})).raise_for_status()
+            answer = await control.get("/latencies")
+            answer.raise_for_status()
+            return {str(k): [float(x) for x in v] for k, v in answer.json().items()}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def discord(n: int, tmp: Path) -> list[float]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -203,8 +277,9 @@ def _row(platform: str, what: str, limiter: str, ms: Sequence[float]) -> list[st
 
 async def _main(args: argparse.Namespace) -> None:
     rows = []
+    measure = telegram if args.in_process else telegram_apart
     runs: list[tuple[str, str, Callable[[Path], Awaitable[Latencies]]]] = [
-        ("telegram", name, functools.partial(telegram, args.commands, limiter=name))
+        ("telegram", name, functools.partial(measure, args.commands, limiter=name))
         for name in (FLOOD, LIFTED, AIO)
     ]
     runs.append(("discord", "", functools.partial(_discord, args.commands)))
@@ -232,6 +307,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--commands", type=int, default=100, help="default 100")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="Telegram: run the fake Bot API and the gateway in this process (they then "
+        "share its event loop with the bot)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
     asyncio.run(_main(args))

@@ -14,9 +14,11 @@ import bot.sandbox
 __all__ = ["main"]
 
 
-async def _serve(port: int, speed: float, api_key: str | None) -> None:
+async def _serve(port: int, speed: float, api_key: str | None, *, ready: bool) -> None:
     bot.sandbox.QUEUED_FRACTION = 0.0  # running (and reporting progress) at once
     async with bot.sandbox.SandboxGateway(port=port, speed=speed, api_key=api_key):
+        if ready:
+            print("READY", flush=True)
         await asyncio.Event().wait()
 
 
@@ -25,9 +27,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--speed", type=float, default=1.0)
     parser.add_argument("--api-key")
+    parser.add_argument("--ready", action="store_true", help="print READY once listening")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.port, args.speed, args.api_key))
+        asyncio.run(_serve(args.port, args.speed, args.api_key, ready=args.ready))
     return 0
 
 

@@ -1,0 +1,99 @@
+"""The fake Telegram Bot API (tests/fakes/telegram_api.py) in a process of its own, as an
+outside Bot API would be, with a small control server for bench.ack:
+
+    python -m bench.tg_server --token T
+
+prints `READY <api port> <control port>` once listening, then serves until killed.
+
+    POST /push?n=100   n groups, each gets "/imagine ..." from one user, all at once;
+                       answers [[chat_id, message_id, pushed_at], ...] (time.monotonic()).
+    GET  /latencies    waits until each pushed command got its status message, then
+                       answers {"acknowledgement": [ms...], "status message": [ms...]}:
+                       the first bot call about the command (its reaction, or the reply)
+                       and the reply, in ms after the push.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiohttp import web
+
+from tests.fakes.telegram_api import Call, FakeTelegram
+
+__all__ = ["main"]
+
+WAIT_S = 60.0
+FIRST_GROUP = -1001000000000
+
+
+class Control:
+    def __init__(self, fake: FakeTelegram) -> None:
+        self.fake = fake
+        self.pushed: list[tuple[dict[str, Any], float]] = []
+
+    async def push(self, request: web.Request) -> web.Response:
+        n = int(request.query.get("n", "100"))
+        user = self.fake.user(42, "Ann", "ann")
+        for i in range(n):
+            chat = self.fake.group(FIRST_GROUP - i, f"group {i}")
+            message = self.fake.send_text(chat, user, f"/imagine a lighthouse number {i}")
+            self.pushed.append((message, time.monotonic()))
+        return web.json_response(
+            [[m["chat"]["id"], m["message_id"], at] for m, at in self.pushed[-n:]]
+        )
+
+    async def latencies(self, request: web.Request) -> web.Response:
+        out: dict[str, list[float]] = {"acknowledgement": [], "status message": []}
+        for message, at in self.pushed:
+
+            def about(call: Call, message: dict[str, Any] = message) -> bool:
+                if str(call.chat_id) != str(message["chat"]["id"]):
+                    return False
+                if call.method == "setMessageReaction":
+                    return bool(call.params.get("message_id") == message["message_id"])
+                reply = call.params.get("reply_parameters") or {}
+                return bool(reply.get("message_id") == message["message_id"])
+
+            status = await self.fake.wait_for("sendMessage", about, timeout=WAIT_S)
+            first = min((c for c in self.fake.calls if about(c)), key=lambda c: c.time)
+            out["acknowledgement"].append((first.time - at) * 1000)
+            out["status message"].append((status.time - at) * 1000)
+        return web.json_response(out)
+
+
+async def _serve(token: str) -> None:
+    async with FakeTelegram(token=token) as fake:
+        control = Control(fake)
+        app = web.Application()
+        app.router.add_post("/push", control.push)
+        app.router.add_get("/latencies", control.latencies)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        control_port = int(runner.addresses[0][1])
+        print(f"READY {fake.port} {control_port}", flush=True)
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.tg_server", description=__doc__)
+    parser.add_argument("--token", required=True)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args.token))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
