@@ -24,21 +24,20 @@ import contextlib
 import functools
 import logging
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from bench.common import API_KEY, bench_settings
+from bench.common import API_KEY, bench_settings, free_port
 from bench.report import percentile, table
 from bot.app import Core
+from bot.config import Settings
 from bot.sandbox import SandboxGateway
 
 if TYPE_CHECKING:
@@ -77,53 +76,45 @@ def _limiter(name: str) -> BaseRateLimiter[int] | None:
     return None  # the adapter's default
 
 
-async def telegram(n: int, tmp: Path, *, limiter: str) -> Latencies:
-    os.environ.setdefault("PTB_TIMEDELTA", "true")
+def _tg_settings(tmp: Path, gateway_url: str, api_root: str) -> Settings:
+    return bench_settings(
+        tmp,
+        gateway_url,
+        telegram_bot_token=SecretStr(TG_TOKEN),
+        telegram_api_base_url=f"{api_root}/bot",
+        telegram_file_base_url=f"{api_root}/file/bot",
+        poll_policy="fixed",
+        poll_first_delay_s=0.2,
+        poll_interval_s=0.5,
+    )
+
+
+@contextlib.asynccontextmanager
+async def _telegram_bot(settings: Settings, limiter: str) -> AsyncIterator[None]:
+    """A core and the Telegram adapter, running, its long poll waiting."""
     from adapters.telegram_bot import TelegramAdapter
-    from tests.fakes.telegram_api import Call, FakeTelegram
+
+    async with (
+        Core(settings) as core,
+        _running(core),
+        TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
+    ):
+        await asyncio.sleep(0.5)
+        yield
+
+
+async def telegram(n: int, tmp: Path, *, limiter: str) -> Latencies:
+    """The fake Bot API and the sandbox on this process's event loop, beside the bot."""
+    os.environ.setdefault("PTB_TIMEDELTA", "true")
+    from bench.tg_server import latencies, push_commands
+    from tests.fakes.telegram_api import FakeTelegram
 
     async with (
         SandboxGateway(api_key=API_KEY, speed=0.05) as gw,
         FakeTelegram(token=TG_TOKEN) as fake,
+        _telegram_bot(_tg_settings(tmp, gw.base_url, f"http://127.0.0.1:{fake.port}"), limiter),
     ):
-        settings = bench_settings(
-            tmp,
-            gw.base_url,
-            telegram_bot_token=SecretStr(fake.token),
-            telegram_api_base_url=fake.api_base,
-            telegram_file_base_url=fake.file_base,
-            poll_policy="fixed",
-            poll_first_delay_s=0.2,
-            poll_interval_s=0.5,
-        )
-        async with (
-            Core(settings) as core,
-            _running(core),
-            TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
-        ):
-            await asyncio.sleep(0.5)  # the adapter's long poll is waiting
-            user = fake.user(42, "Ann", "ann")
-            asked: list[tuple[dict[str, Any], float]] = []
-            for i in range(n):
-                chat = fake.group(-1001000000000 - i, f"group {i}")
-                msg = fake.send_text(chat, user, f"/imagine a lighthouse number {i}")
-                asked.append((msg, time.monotonic()))
-            out: Latencies = {"acknowledgement": [], "status message": []}
-            for msg, at in asked:
-
-                def about(call: Call, msg: dict[str, Any] = msg) -> bool:
-                    if str(call.chat_id) != str(msg["chat"]["id"]):
-                        return False
-                    if call.method == "setMessageReaction":
-                        return bool(call.params.get("message_id") == msg["message_id"])
-                    reply = call.params.get("reply_parameters") or {}
-                    return bool(reply.get("message_id") == msg["message_id"])
-
-                status = await fake.wait_for("sendMessage", about, timeout=60)
-                first = min((c for c in fake.calls if about(c)), key=lambda c: c.time)
-                out["acknowledgement"].append((first.time - at) * 1000)
-                out["status message"].append((status.time - at) * 1000)
-            return out
+        return await latencies(fake, push_commands(fake, n))
 
 
 @contextlib.asynccontextmanager
@@ -151,50 +142,21 @@ async def telegram_apart(n: int, tmp: Path, *, limiter: str) -> Latencies:
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     import httpx
 
-    from adapters.telegram_bot import TelegramAdapter
-
-    port = _free_port()
+    port = free_port()
+    gateway = ("bench.gateway", "--port", str(port), "--api-key", API_KEY, "--speed", "0.05")
     async with (
         _process("bench.tg_server", "--token", TG_TOKEN) as (api_port, control_port),
-        _process(
-            "bench.gateway",
-            "--port",
-            str(port),
-            "--api-key",
-            API_KEY,
-            "--speed",
-            "0.05",
-            "--ready",
-        ),
+        _process(*gateway, "--ready"),
         httpx.AsyncClient(base_url=f"http://127.0.0.1:{control_port}", timeout=90) as control,
+        _telegram_bot(
+            _tg_settings(tmp, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}"),
+            limiter,
+        ),
     ):
-        base = f"http://127.0.0.1:{api_port}"
-        settings = bench_settings(
-            tmp,
-            f"http://127.0.0.1:{port}",
-            telegram_bot_token=SecretStr(TG_TOKEN),
-            telegram_api_base_url=f"{base}/bot",
-            telegram_file_base_url=f"{base}/file/bot",
-            poll_policy="fixed",
-            poll_first_delay_s=0.2,
-            poll_interval_s=0.5,
-        )
-        async with (
-            Core(settings) as core,
-            _running(core),
-            TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
-        ):
-            await asyncio.sleep(0.5)  # the adapter's long poll is waiting
-            (await control.post("/push", params={"n": n})).raise_for_status()
-            answer = await control.get("/latencies")
-            answer.raise_for_status()
-            return {str(k): [float(x) for x in v] for k, v in answer.json().items()}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+        (await control.post("/push", params={"n": n})).raise_for_status()
+        answer = await control.get("/latencies")
+        answer.raise_for_status()
+        return {str(k): [float(x) for x in v] for k, v in answer.json().items()}
 
 
 async def discord(n: int, tmp: Path) -> list[float]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import resource
+import socket
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -130,6 +131,13 @@ async def drive(core: Core, clock: ScaledClock, stop: asyncio.Event) -> None:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(clock.real(delay)):
                 await stop.wait()
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (for a child process to take)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def rss_mb() -> float:

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import cProfile
 import logging
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.common import API_KEY, bench_settings, peak_rss_mb, rss_mb
+from bench.common import API_KEY, bench_settings, free_port, peak_rss_mb, rss_mb
 from bench.report import table
 from bot.app import Core
 from bot.models import GenerationRequest, Kind, Origin
@@ -39,12 +38,6 @@ LEVELS = (1000, 2500, 5000, 10000)
 SANDBOX_SPEED = 3000.0  # veo 6 s x 3000 = 5 h, nanobanana 2 s x 3000 = 100 min
 CHATS = 100  # jobs come from 100 chats, one user each
 SUBMIT_BATCH = 200
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _wait_listening(port: int) -> None:
@@ -72,7 +65,7 @@ async def _in_flight(core: Core) -> int:
 
 async def _main(args: argparse.Namespace) -> None:
     levels = [n for n in LEVELS if n < args.max_jobs] + [args.max_jobs]
-    port = _free_port()
+    port = free_port()
     gateway = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -27,45 +27,60 @@ from aiohttp import web
 
 from tests.fakes.telegram_api import Call, FakeTelegram
 
-__all__ = ["main"]
+__all__ = ["latencies", "main", "push_commands"]
 
 WAIT_S = 60.0
 FIRST_GROUP = -1001000000000
 
 
+Pushed = list[tuple[dict[str, Any], float]]  # each command's message, when it was pushed
+
+
+def push_commands(fake: FakeTelegram, n: int) -> Pushed:
+    """n groups each get "/imagine ..." from one user, all in one go."""
+    user = fake.user(42, "Ann", "ann")
+    pushed: Pushed = []
+    for i in range(n):
+        chat = fake.group(FIRST_GROUP - i, f"group {i}")
+        pushed.append(
+            (fake.send_text(chat, user, f"/imagine a lighthouse number {i}"), time.monotonic())
+        )
+    return pushed
+
+
+async def latencies(fake: FakeTelegram, pushed: Pushed) -> dict[str, list[float]]:
+    """Once each command got its status message: ms from its push to the first bot call
+    about it (the acknowledgement) and to the status message."""
+    out: dict[str, list[float]] = {"acknowledgement": [], "status message": []}
+    for message, at in pushed:
+
+        def about(call: Call, message: dict[str, Any] = message) -> bool:
+            if str(call.chat_id) != str(message["chat"]["id"]):
+                return False
+            if call.method == "setMessageReaction":
+                return bool(call.params.get("message_id") == message["message_id"])
+            reply = call.params.get("reply_parameters") or {}
+            return bool(reply.get("message_id") == message["message_id"])
+
+        status = await fake.wait_for("sendMessage", about, timeout=WAIT_S)
+        first = min((c for c in fake.calls if about(c)), key=lambda c: c.time)
+        out["acknowledgement"].append((first.time - at) * 1000)
+        out["status message"].append((status.time - at) * 1000)
+    return out
+
+
 class Control:
     def __init__(self, fake: FakeTelegram) -> None:
         self.fake = fake
-        self.pushed: list[tuple[dict[str, Any], float]] = []
+        self.pushed: Pushed = []
 
     async def push(self, request: web.Request) -> web.Response:
-        n = int(request.query.get("n", "100"))
-        user = self.fake.user(42, "Ann", "ann")
-        for i in range(n):
-            chat = self.fake.group(FIRST_GROUP - i, f"group {i}")
-            message = self.fake.send_text(chat, user, f"/imagine a lighthouse number {i}")
-            self.pushed.append((message, time.monotonic()))
-        return web.json_response(
-            [[m["chat"]["id"], m["message_id"], at] for m, at in self.pushed[-n:]]
-        )
+        pushed = push_commands(self.fake, int(request.query.get("n", "100")))
+        self.pushed += pushed
+        return web.json_response([[m["chat"]["id"], m["message_id"], at] for m, at in pushed])
 
     async def latencies(self, request: web.Request) -> web.Response:
-        out: dict[str, list[float]] = {"acknowledgement": [], "status message": []}
-        for message, at in self.pushed:
-
-            def about(call: Call, message: dict[str, Any] = message) -> bool:
-                if str(call.chat_id) != str(message["chat"]["id"]):
-                    return False
-                if call.method == "setMessageReaction":
-                    return bool(call.params.get("message_id") == message["message_id"])
-                reply = call.params.get("reply_parameters") or {}
-                return bool(reply.get("message_id") == message["message_id"])
-
-            status = await self.fake.wait_for("sendMessage", about, timeout=WAIT_S)
-            first = min((c for c in self.fake.calls if about(c)), key=lambda c: c.time)
-            out["acknowledgement"].append((first.time - at) * 1000)
-            out["status message"].append((status.time - at) * 1000)
-        return web.json_response(out)
+        return web.json_response(await latencies(self.fake, self.pushed))
 
 
 async def _serve(token: str) -> None:
