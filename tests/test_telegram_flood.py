@@ -136,6 +136,21 @@ async def test_an_edit_waiting_for_its_group_holds_back_nobody() -> None:
     assert telegram.count("editMessageText") == 2
 
 
+async def test_edits_leave_a_quarter_of_a_groups_budget_to_new_messages() -> None:
+    limiter = FloodControl(overall_max_rate=100, group_max_rate=8, group_time_period=MINUTE)
+    telegram = Telegram()
+    edits = [request(limiter, telegram, "editMessageText", GROUP_A) for _ in range(8)]
+    await settle()
+    assert telegram.count("editMessageText") == 6  # two of the eight tokens stay
+    results = [request(limiter, telegram, "sendPhoto", GROUP_A) for _ in range(2)]
+    await asyncio.wait_for(asyncio.gather(*results), 5)  # a result finds its token
+    assert telegram.count("sendPhoto") == 2
+    assert sum(e.done() for e in edits) == 6
+    for edit in edits:
+        edit.cancel()
+    await asyncio.gather(*edits, return_exceptions=True)
+
+
 async def test_waiters_of_one_lane_go_in_arrival_order() -> None:
     limiter = FloodControl(overall_max_rate=1, overall_time_period=0.02, group_max_rate=0)
     telegram = Telegram()

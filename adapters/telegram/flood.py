@@ -16,7 +16,9 @@ it sends into lanes:
     MESSAGE  every other request with a chat_id (send*, copyMessage, ...): takes a token
              from the overall bucket and, in a group, from the group's bucket.
     EDIT     editMessage*, deleteMessage*: the same tokens, but only when no MESSAGE
-             that could use them is waiting.
+             that could use them is waiting, and only while a quarter of the budget
+             (`edit_reserve`) stays left for new messages: progress edits never spend
+             the tokens a finished result will need.
 
 Waiters are served by lane, then by arrival; a waiter whose group is out of tokens or
 paused does not hold back anyone behind it in other chats. A RetryAfter pauses only the
@@ -54,6 +56,7 @@ EDIT_PREFIXES = ("editMessage", "deleteMessage")
 READ_PREFIX = "get"
 RETRY_MARGIN_S = 0.1  # on top of Telegram's retry_after, as python-telegram-bot waits
 EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
+EDIT_RESERVE = 0.25  # the share of a budget an edit leaves to new messages
 MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
 
 
@@ -108,10 +111,12 @@ class _Bucket:
         )
         self.at = now
 
-    def ready_in(self, now: float) -> float:
-        """Seconds until a token is there (0: now)."""
+    def ready_in(self, now: float, keep: float = 0.0) -> float:
+        """Seconds until a token is there with a `keep` share of the bucket left over
+        (never more than all but one token, so a small bucket still serves) (0: now)."""
         self.refill(now)
-        wait = (1.0 - self.tokens) * self.period / self.capacity
+        keep = min(keep * self.capacity, self.capacity - 1.0)
+        wait = (1.0 + keep - self.tokens) * self.period / self.capacity
         return wait if wait > EARLY_S else 0.0
 
     def full(self, now: float) -> bool:
@@ -155,6 +160,7 @@ class FloodControl(BaseRateLimiter[int]):
         group_time_period: float = 60.0,
         max_retries: int = 0,
         max_idle_chats: int = MAX_IDLE_CHATS,
+        edit_reserve: float = EDIT_RESERVE,
     ) -> None:
         self.overall_max_rate = overall_max_rate
         self.overall_time_period = overall_time_period
@@ -162,6 +168,7 @@ class FloodControl(BaseRateLimiter[int]):
         self.group_time_period = group_time_period
         self.max_retries = max_retries
         self.max_idle_chats = max_idle_chats
+        self.edit_reserve = edit_reserve
         self._overall: _Bucket | None = None
         self._chats: dict[ChatKey, _Chat] = {}
         self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
@@ -296,12 +303,19 @@ class FloodControl(BaseRateLimiter[int]):
         for index, waiter in enumerate(self._waiting):
             if waiter.granted.done():  # its caller gave up (cancelled)
                 continue
-            if overall is not None and (overall_wait := overall.ready_in(now)) > 0:
+            # An edit leaves part of each budget to new messages: a result that comes
+            # after a run of progress edits finds tokens waiting for it.
+            share = self.edit_reserve if waiter.lane is Lane.EDIT else 0.0
+            if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
             chat = self._chats[waiter.key]
-            wait = max(chat.paused_until - now, chat.bucket.ready_in(now) if chat.bucket else 0.0)
+            bucket = chat.bucket
+            wait = max(
+                chat.paused_until - now,
+                bucket.ready_in(now, share) if bucket else 0.0,
+            )
             if wait > EARLY_S:
                 keep.append(waiter)
                 wake = wait if wake is None else min(wake, wait)
