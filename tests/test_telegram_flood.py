@@ -79,7 +79,8 @@ def test_lanes_and_chats() -> None:
     assert lane_of("getChatMember", {"chat_id": -1, "user_id": 2}) is Lane.FREE
     assert lane_of("editMessageText", {"inline_message_id": "x"}) is Lane.FREE
     assert lane_of("sendMessage", {"chat_id": -1}) is Lane.MESSAGE
-    assert lane_of("sendPhoto", {"chat_id": 5}) is Lane.MESSAGE
+    assert lane_of("sendPhoto", {"chat_id": 5}) is Lane.RESULT
+    assert lane_of("sendMediaGroup", {"chat_id": -1}) is Lane.RESULT
     assert lane_of("editMessageText", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("editMessageReplyMarkup", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("deleteMessage", {"chat_id": -1}) is Lane.EDIT
@@ -110,6 +111,22 @@ async def test_a_new_message_goes_before_waiting_edits(same_chat: bool) -> None:
         "sendMessage",
         "editMessageText",
         "editMessageText",
+    ]
+
+
+async def test_a_finished_result_goes_before_new_status_messages() -> None:
+    limiter = FloodControl(overall_max_rate=1, overall_time_period=0.05, group_max_rate=0)
+    telegram = Telegram()
+    sends = [request(limiter, telegram, "sendMessage", GROUP_A) for _ in range(3)]
+    photo = request(limiter, telegram, "sendPhoto", GROUP_B)
+
+    await asyncio.wait_for(asyncio.gather(*sends, photo), 5)
+
+    assert [endpoint for endpoint, _ in telegram.calls] == [
+        "sendMessage",
+        "sendPhoto",
+        "sendMessage",
+        "sendMessage",
     ]
 
 

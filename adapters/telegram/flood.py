@@ -13,10 +13,14 @@ it sends into lanes:
              RetryAfter waits out and retries this request only.
     ACK      setMessageReaction, sendChatAction: straight through, never queued, never
              retried; a RetryAfter goes to the caller and pauses nothing else.
-    MESSAGE  every other request with a chat_id (send*, copyMessage, ...): takes a token
-             from the overall bucket and, in a group, from the group's bucket.
-    EDIT     editMessage*, deleteMessage*: the same tokens, but only when no MESSAGE
-             that could use them is waiting, and only while a quarter of the budget
+    RESULT   sendPhoto, sendVideo, sendDocument, sendAnimation, sendMediaGroup (the files
+             a job made): takes a token from the overall bucket and, in a group, from the
+             group's bucket, before anything else waiting: in a group past its budget
+             a finished result goes before status messages of jobs that just came in.
+    MESSAGE  every other request with a chat_id (sendMessage, copyMessage, ...): the same
+             tokens, when no RESULT that could use them is waiting.
+    EDIT     editMessage*, deleteMessage*: the same tokens, but only when no RESULT or
+             MESSAGE that could use them is waiting, and only while a quarter of the budget
              (`edit_reserve`) stays left for new messages: progress edits never spend
              the tokens a finished result will need.
 
@@ -53,6 +57,9 @@ ChatKey = int | str
 
 ACK_ENDPOINTS = frozenset({"setMessageReaction", "sendChatAction"})
 EDIT_PREFIXES = ("editMessage", "deleteMessage")
+RESULT_ENDPOINTS = frozenset(
+    {"sendPhoto", "sendVideo", "sendDocument", "sendAnimation", "sendMediaGroup"}
+)
 READ_PREFIX = "get"
 RETRY_MARGIN_S = 0.1  # on top of Telegram's retry_after, as python-telegram-bot waits
 EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
@@ -61,12 +68,13 @@ MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLi
 
 
 class Lane(IntEnum):
-    """How a request is limited; MESSAGE and EDIT wait, served in this order."""
+    """How a request is limited; RESULT, MESSAGE and EDIT wait, served in this order."""
 
-    MESSAGE = 0
-    EDIT = 1
-    ACK = 2
-    FREE = 3
+    RESULT = 0
+    MESSAGE = 1
+    EDIT = 2
+    ACK = 3
+    FREE = 4
 
 
 def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
@@ -76,6 +84,8 @@ def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
         return Lane.FREE
     if endpoint.startswith(EDIT_PREFIXES):
         return Lane.EDIT
+    if endpoint in RESULT_ENDPOINTS:
+        return Lane.RESULT
     return Lane.MESSAGE
 
 
