@@ -123,7 +123,9 @@ def default_specs(
             name="Veo 3.1 Fast",
             description="Quick video drafts and previews",
             price_usd=0.25,
-            typical_s=60,
+            # On the long side: a typical run that is too long costs a poll or two, one
+            # too short several (bench.simulate); three finished runs replace it.
+            typical_s=90,
             aspect_ratios=("16:9", "9:16"),
             default_aspect_ratio="16:9",
             **veo,  # type: ignore[arg-type]

@@ -53,6 +53,9 @@ AIM_AFTER_S = 0.1  # when the end is well known, poll this long after it
 MIN_GAP_S = 0.5  # never closer than this
 LONGEST_GAP = 0.5  # no gap that progress suggests is longer than this share of the typical
 LONGEST_GAP_MIN_S = 20.0  # run, or than this, whichever is longer (nor than max_gap_s)
+BLIND_GAP = 0.35  # while the percentage is absent or under PROGRESS_TRUST, no gap is longer
+# than this share of the typical run (or LONGEST_GAP_MIN_S): a typical run that is wrong for
+# this task (a new model, a slow day upstream) is found out before the task ends
 CAP_SPREAD = 0.1  # a gap held to the cap is up to this share shorter, varying per job
 OVERDUE_BACKOFF = 0.5  # past the predicted end, the gap grows with the time overdue...
 OVERDUE_MAX_CLOSES = 1.2  # ...up to this many close gaps...
@@ -327,6 +330,8 @@ class ProgressAwarePolicy:
             uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
             target = now + (earliest - now) * (1.0 - uncertainty)
         longest_gap = max(LONGEST_GAP * typical, LONGEST_GAP_MIN_S)  # what progress may skip
+        if p < PROGRESS_TRUST:  # a reading too small to trust: the next one soon enough
+            longest_gap = min(longest_gap, max(BLIND_GAP * typical, LONGEST_GAP_MIN_S))
         if expected - target <= close < expected - now:
             # The whole window fits in one close gap: just after the expected end.
             return min(expected - now + AIM_AFTER_S, longest_gap)

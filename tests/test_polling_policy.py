@@ -14,6 +14,7 @@ from bot.catalog import ModelSpec, default_specs
 from bot.config import Settings
 from bot.models import Delivery, Job, JobState, Kind, Origin
 from bot.polling import (
+    BLIND_GAP,
     LATE_URL_GAP_S,
     LATE_URL_PATIENCE_S,
     MIN_GAP_S,
@@ -339,3 +340,19 @@ async def test_adaptive_polls_less_than_fixed_and_notices_within_3_s(
     assert adaptive_polls <= 8
     assert adaptive_polls < fixed_polls
     assert 0.0 <= adaptive_delay <= 3.0
+
+
+def test_a_reading_too_small_to_trust_is_followed_by_another_in_time() -> None:
+    """A task far quicker than the model's typical run (a wrong typical, a new model): its
+    first small percentage does not let the policy sleep until the typical end."""
+    sora = SPECS["sora_fast"]  # typical 180 s
+    policy = ProgressAwarePolicy(fixed_interval_s=FIXED_INTERVAL)
+    job = new_job(sora)
+    job.state, job.progress = JobState.RUNNING, 4  # 4 % after 9 s: slow start, or a quick run
+    small = policy.next_delay(job, sora, 9.0)
+    assert small <= BLIND_GAP * sora.typical_s
+
+    trusted = ProgressAwarePolicy(fixed_interval_s=FIXED_INTERVAL)
+    other = new_job(sora, "j2")
+    other.state, other.progress = JobState.RUNNING, 30  # enough to go by: a long gap is fine
+    assert trusted.next_delay(other, sora, 60.0) > BLIND_GAP * sora.typical_s
