@@ -37,6 +37,7 @@ __all__ = ["main"]
 LEVELS = (1000, 2500, 5000, 10000)
 SANDBOX_SPEED = 3000.0  # veo 6 s x 3000 = 5 h, nanobanana 2 s x 3000 = 100 min
 CHATS = 100  # jobs come from 100 chats, one user each
+RUN_DEADLINE_S = 12 * 3600.0  # past the longest run (5 h)
 SUBMIT_BATCH = 200
 
 
@@ -84,7 +85,14 @@ async def _main(args: argparse.Namespace) -> None:
     try:
         await _wait_listening(port)
         with tempfile.TemporaryDirectory(prefix="genrelay-scale-") as tmp:
-            settings = bench_settings(Path(tmp), f"http://127.0.0.1:{port}", tracker_concurrency=64)
+            settings = bench_settings(
+                Path(tmp),
+                f"http://127.0.0.1:{port}",
+                tracker_concurrency=64,
+                # The runs are hours long: no job may reach its deadline while measuring.
+                image_deadline_s=RUN_DEADLINE_S,
+                video_deadline_s=RUN_DEADLINE_S,
+            )
             policy = ProgressAwarePolicy()
             # A service that has run these models before knows their runs are long.
             runs = {"veo": 6.0 * SANDBOX_SPEED, "nanobanana": 2.0 * SANDBOX_SPEED}
