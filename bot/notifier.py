@@ -16,6 +16,7 @@ from bot.constants import (
     TRACKER_IDLE_WAKE_S,
 )
 from bot.errors import DeliveryError, MediaError, PermanentDeliveryError
+from bot.faults import crash_point
 from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
@@ -194,6 +195,7 @@ class Notifier:
             if job.state is JobState.SUCCEEDED:
                 try:
                     files = await self.fetch_results(job)
+                    crash_point("result_downloaded")
                 except MediaError as exc:
                     if job.delivery_attempts + 1 < self.max_attempts:
                         raise DeliveryError(f"result download failed: {exc}") from None
@@ -216,6 +218,7 @@ class Notifier:
         job.delivery_attempts += 1
         job.updated_at = now
         await self.store.save(job)
+        crash_point("marked_delivered")
         self.metrics.delivered(job)
         log.info("job %s: delivered to %s chat %s", job.id, job.origin.platform, job.origin.chat_id)
 

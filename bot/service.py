@@ -20,6 +20,7 @@ from bot.community import (
 )
 from bot.config import Settings
 from bot.errors import RequestRejected
+from bot.faults import crash_point
 from bot.media import MediaStore
 from bot.messages import plural
 from bot.models import (
@@ -167,6 +168,7 @@ class Service:
             log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
             self.on_limit(refusal.limit)
             raise over
+        crash_point("job_recorded")
         log.info(
             "job %s: received from %s chat %s (model=%s action=%s%s)",
             job.id,

@@ -29,6 +29,7 @@ from bot.errors import (
     TaskNotFound,
     UpstreamTimeout,
 )
+from bot.faults import crash_point
 from bot.gateway.base import Gateway
 from bot.media import MediaStore
 from bot.models import ACTIVE_STATES, Delivery, Job, JobState, TaskUpdate
@@ -251,6 +252,7 @@ class Tracker:
             )
             return
         await self._apply(job, spec, update, expect=JobState.SUBMITTING, first=True)
+        crash_point("task_id_saved")
 
     async def _submit_refused(self, job: Job, exc: GatewayError) -> None:
         """Nothing reached the gateway (no connection, or a 429): safe to try again later."""

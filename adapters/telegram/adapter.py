@@ -65,6 +65,7 @@ from adapters.telegram.transport import AiohttpRequest
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, RequestRejected
+from bot.faults import crash_point
 from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
 
 __all__ = ["TelegramAdapter", "ack_reaction"]
@@ -227,6 +228,7 @@ class TelegramAdapter:
         message = update.message
         if message is None:
             return
+        crash_point("update_received")
         command = parse_command(message.text or message.caption)
         if (
             command is not None
@@ -390,6 +392,7 @@ class TelegramAdapter:
     async def _fetch(self, source: ImageSource) -> ReferenceImage:
         """Download a Telegram file through PTB and host it ourselves: the file URL carries
         the bot token, so it never leaves this process."""
+        crash_point("photo_downloading")
         try:
             tg_file = await self.app.bot.get_file(source.file_id)
             data = await tg_file.download_as_bytearray()
