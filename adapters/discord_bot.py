@@ -86,7 +86,7 @@ from adapters.discord.words import (
 from bot.app import Core
 from bot.catalog import ModelSpec
 from bot.config import Settings
-from bot.errors import ConfigError, MediaError, RequestRejected
+from bot.errors import ConfigError, MediaError, PlatformUnavailable, RequestRejected
 from bot.messages import confirm_text, history_text, model_line, progress_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 from bot.service import CANCELLED
@@ -114,6 +114,8 @@ class DiscordAdapter:
     for GUILD_CREATEs before READY).
     """
 
+    platform = PLATFORM
+
     def __init__(
         self,
         core: Core,
@@ -136,6 +138,7 @@ class DiscordAdapter:
         self._runner: asyncio.Task[None] | None = None
         self._client: GenrelayClient | None = None
         self._sink: DiscordSink | None = None
+        self._ready = False  # READY came once: a later stop of the client is logged
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -202,16 +205,19 @@ class DiscordAdapter:
         finally:
             ready.cancel()
         if ready in done:
+            self._ready = True
             return
         if self._runner in done:
             exc = self._runner.exception()
             if isinstance(exc, discord.LoginFailure):
                 raise ConfigError("Discord refused DISCORD_BOT_TOKEN") from None
-            raise ConfigError(f"the Discord client stopped while connecting ({exc!r})")
-        raise ConfigError(f"Discord was not ready within {self.ready_timeout_s:g} s")
+            why = f"{type(exc).__name__}: {exc}" if exc is not None else "it stopped"
+            raise PlatformUnavailable(f"Discord could not be reached ({why})")
+        raise PlatformUnavailable(f"Discord was not ready within {self.ready_timeout_s:g} s")
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
+        # Before READY, _start turns the failure into the start's one error.
+        if self._ready and not task.cancelled() and task.exception() is not None:
             log.error("discord: the client stopped: %r", task.exception())
 
     async def __aexit__(

@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +21,13 @@ from pydantic import SecretStr, ValidationError
 
 from bot.app import Core
 from bot.config import Settings
-from bot.errors import MediaError, RequestRejected
+from bot.errors import ConfigError, MediaError, RequestRejected
 from bot.logs import setup_logging
 from bot.media import download
 from bot.messages import failure_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.ports import ChatAdapter
+from bot.supervisor import AdapterSupervisor
 from bot.web import WebServer
 
 __all__ = ["job_json", "main"]
@@ -199,58 +201,64 @@ async def _wait_for_signal() -> None:
     await stop.wait()
 
 
+def _adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
+    """A starter for each configured chat platform. Each builds its first adapter now, so a
+    setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before anything runs."""
+    makers: list[Callable[[], ChatAdapter]] = []
+    if settings.telegram_bot_token is not None:
+        from adapters.telegram_bot import TelegramAdapter
+
+        makers.append(lambda: TelegramAdapter(core, settings))
+    if settings.discord_bot_token is not None:
+        from adapters.discord_bot import DiscordAdapter
+
+        makers.append(lambda: DiscordAdapter(core, settings))
+    return [
+        AdapterSupervisor(
+            make, first_s=settings.adapter_retry_first_s, max_s=settings.adapter_retry_max_s
+        )
+        for make in makers
+    ]
+
+
 async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> None:
-    """Every configured adapter, the tracker, the notifier and the HTTP server."""
+    """Every configured adapter, the tracker, the notifier and the HTTP server. A chat
+    platform that does not answer is tried again meanwhile (/readyz: 503); ConfigError
+    (a setting, or a token the platform refused) ends it."""
     from adapters.console import ConsoleSink
 
+    core = Core(settings)  # no I/O before it is entered
+    adapters = _adapters(core, settings)
     if settings.aa_api_key is None:
         log.warning("AA_API_KEY is not set: the gateway will refuse every job")
     async with contextlib.AsyncExitStack() as stack:
-        core = await stack.enter_async_context(Core(settings))
+        await stack.enter_async_context(core)
         core.notifier.register(ConsoleSink(core.catalog))  # jobs a killed `generate` left
-        adapters: list[Any] = []  # filled below; /readyz reads it
         web = WebServer(
             host=settings.http_host,
             port=settings.http_port,
             media=core.media,
             health=core.store.ping,
             adapters=adapters,
-            expected=[
-                name
-                for name, token in (
-                    ("telegram", settings.telegram_bot_token),
-                    ("discord", settings.discord_bot_token),
-                )
-                if token is not None
-            ],
             metrics=core.metrics,
             webhooks=core.webhooks,
         )
         await stack.enter_async_context(web)
-        if settings.telegram_bot_token is not None:
-            from adapters.telegram_bot import TelegramAdapter
-
-            adapters.append(await stack.enter_async_context(TelegramAdapter(core, settings)))
-        if settings.discord_bot_token is not None:
-            from adapters.discord_bot import DiscordAdapter
-
-            adapters.append(await stack.enter_async_context(DiscordAdapter(core, settings)))
         if not adapters:
             log.info("no chat platform configured: following jobs only (tracker and notifier)")
-        runner = asyncio.create_task(core.run(), name="core")
+        tasks = [asyncio.create_task(core.run(), name="core")]
+        tasks += [asyncio.create_task(a.run(), name=f"adapter-{a.platform}") for a in adapters]
+        stop = asyncio.create_task(
+            until.wait() if until is not None else _wait_for_signal(), name="stop"
+        )
         try:
-            if until is not None:
-                await until.wait()
-            else:
-                stopper = asyncio.create_task(_wait_for_signal())
-                done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if runner in done:
-                    runner.result()
+            done, _ = await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done - {stop}:
+                task.result()  # ConfigError from an adapter, or a crash of the core
         finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
+            for task in (*tasks, stop):
+                task.cancel()
+            await asyncio.gather(*tasks, stop, return_exceptions=True)
             log.info("stopping")
 
 
@@ -442,5 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(sync_commands(settings, guild_id=args.guild))
         asyncio.run(serve(settings))
         return EXIT_OK
+    except ConfigError as exc:  # a setting, or a token a platform refused: one line, exit 2
+        return _config_error(args, str(exc))
     except KeyboardInterrupt:
         return 130

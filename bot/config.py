@@ -9,7 +9,12 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.catalog import Catalog, ModelSpec, default_specs
-from bot.constants import MAX_REFERENCE_BYTES, RESULT_MAX_BYTES
+from bot.constants import (
+    ADAPTER_RETRY_FIRST_S,
+    ADAPTER_RETRY_MAX_S,
+    MAX_REFERENCE_BYTES,
+    RESULT_MAX_BYTES,
+)
 from bot.gateway.aggregator import aggregator_specs, parse_pairs
 
 __all__ = ["Settings"]
@@ -49,6 +54,9 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None
+    # A platform that does not answer at start is tried again: first wait, doubling to max.
+    adapter_retry_first_s: float = Field(default=ADAPTER_RETRY_FIRST_S, gt=0)
+    adapter_retry_max_s: float = Field(default=ADAPTER_RETRY_MAX_S, gt=0)
 
     # Our HTTP server
     http_host: str = "127.0.0.1"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "ADAPTER_RETRY_FIRST_S",
+    "ADAPTER_RETRY_MAX_S",
     "DELIVERY_BACKOFF_BASE_S",
     "DELIVERY_BACKOFF_CAP_S",
     "DELIVERY_MAX_ATTEMPTS",
@@ -47,3 +49,6 @@ DELIVERY_BACKOFF_CAP_S = 300.0
 
 WEBHOOK_TOKEN_BYTES = 24  # token_urlsafe bytes of a job's webhook URL
 WEBHOOK_MIN_POLL_GAP_S = 1.0  # a webhook never makes us poll one task sooner than this again
+
+ADAPTER_RETRY_FIRST_S = 1.0  # a chat platform that did not answer at start: first wait
+ADAPTER_RETRY_MAX_S = 60.0  # ... doubling up to this

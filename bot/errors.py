@@ -2,7 +2,9 @@
 
 GenrelayError
  ├── RequestRejected          our validation refused a request; nothing was sent
- ├── ConfigError              the service is configured wrongly
+ ├── ConfigError              the service is configured wrongly (exit 2; retrying cannot help)
+ ├── PlatformUnavailable      a chat platform could not be reached at start (network, 5xx,
+ │                            no READY in time); `genrelay run` tries again with backoff
  ├── GatewayError             an upstream call failed (status, detail, endpoint)
  │    ├── AuthError           401/403: the API key is wrong
  │    ├── QuotaError          402 or a quota message: the account is out of credit
@@ -30,6 +32,7 @@ __all__ = [
     "GenrelayError",
     "MediaError",
     "PermanentDeliveryError",
+    "PlatformUnavailable",
     "QuotaError",
     "RateLimited",
     "RequestRejected",
@@ -51,10 +54,16 @@ class RequestRejected(GenrelayError):
         super().__init__(message)
         self.message = message
         self.code = code
+        self.job_id: str | None = None  # the rejected job recorded for it, if one was
 
 
 class ConfigError(GenrelayError):
-    """The service's configuration cannot work."""
+    """The service's configuration cannot work. Its words are one line for the operator."""
+
+
+class PlatformUnavailable(GenrelayError):
+    """A chat platform did not answer at start; it may later. Its words are one line,
+    never with a token."""
 
 
 class GatewayError(GenrelayError):

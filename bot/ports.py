@@ -6,7 +6,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
 
 from bot.models import Job, JobState
 
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from bot.community import Quota, Refusal, UsageRow
 
 __all__ = [
+    "ChatAdapter",
     "Clock",
     "CommunityStore",
     "DeliverySink",
@@ -137,3 +139,26 @@ class DeliverySink(Protocol):
     async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
         """Post a terminal job (success or failure) to its origin. Raise DeliveryError to retry."""
         ...
+
+
+class ChatAdapter(Protocol):
+    """A chat platform's adapter as `genrelay run` starts it and /readyz reports it.
+
+    Entering connects and registers its DeliverySink; it raises ConfigError when its
+    settings cannot work (retrying cannot help) and PlatformUnavailable when the platform
+    did not answer (it may later). Leaving disconnects. `__init__` does no I/O."""
+
+    @property
+    def platform(self) -> str: ...
+
+    @property
+    def connected(self) -> bool: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...

@@ -380,6 +380,7 @@ class Service:
             finished_at=now,
         )
         await self.store.create(job)
+        exc.job_id = job.id
         log.info("job %s: rejected (%s) from %s", job.id, exc.code, req.origin.platform)
 
     async def attach_status_message(self, job_id: str, message_id: str) -> None:

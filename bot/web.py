@@ -23,13 +23,18 @@ HealthCheck = Callable[[], Awaitable[bool]]
 
 
 class Connectable(Protocol):
-    """What /readyz asks of a chat adapter."""
+    """What /readyz asks of a chat adapter's starter (bot/supervisor.py)."""
 
     @property
     def platform(self) -> str: ...
 
     @property
     def connected(self) -> bool: ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why it is not connected, when known; never a token."""
+        ...
 
 
 class WebServer:
@@ -110,12 +115,19 @@ class WebServer:
 
     async def _readyz(self, request: web.Request) -> web.Response:
         adapters = {p: False for p in self.expected}  # configured, not started yet
+        not_ready = {p: "not started yet" for p in self.expected}
         for adapter in self.adapters:
             adapters[adapter.platform] = bool(adapter.connected)
+            if adapter.connected:
+                not_ready.pop(adapter.platform, None)
+            else:
+                not_ready[adapter.platform] = adapter.problem or "connecting"
         database = await self._healthy()
-        ready = database and all(adapters.values())
+        if not database:
+            not_ready["database"] = "the job store does not answer"
+        ready = not not_ready
         return web.json_response(
-            {"ready": ready, "database": database, "adapters": adapters},
+            {"ready": ready, "database": database, "adapters": adapters, "not_ready": not_ready},
             status=200 if ready else 503,
         )
 

@@ -139,10 +139,11 @@ def test_a_webhook_label_cannot_grow_from_a_url() -> None:
 class FakeAdapter:
     platform: str
     connected: bool
+    problem: str | None = None
 
 
 async def test_readyz_needs_every_configured_adapter_connected(settings: Settings) -> None:
-    telegram = FakeAdapter("telegram", connected=False)
+    telegram = FakeAdapter("telegram", connected=False, problem="Telegram did not answer")
     adapters: list[FakeAdapter] = []
     async with Core(settings) as core:
         server = WebServer(
@@ -158,6 +159,10 @@ async def test_readyz_needs_every_configured_adapter_connected(settings: Setting
             resp = await http.get(web.base_url + "/readyz")  # configured, not started yet
             assert resp.status_code == 503
             assert resp.json()["adapters"] == {"telegram": False, "discord": False}
+            assert resp.json()["not_ready"] == {
+                "telegram": "not started yet",
+                "discord": "not started yet",
+            }
             adapters.append(telegram)
             adapters.append(FakeAdapter("discord", connected=True))
             resp = await http.get(web.base_url + "/readyz")
@@ -166,6 +171,7 @@ async def test_readyz_needs_every_configured_adapter_connected(settings: Setting
                 "ready": False,
                 "database": True,
                 "adapters": {"telegram": False, "discord": True},
+                "not_ready": {"telegram": "Telegram did not answer"},
             }
             telegram.connected = True
             resp = await http.get(web.base_url + "/readyz")
@@ -185,3 +191,4 @@ async def test_healthz_and_readyz_fail_when_the_database_does_not_answer(
             assert (await http.get(web.base_url + "/healthz")).status_code == 503
             resp = await http.get(web.base_url + "/readyz")
             assert resp.status_code == 503 and resp.json()["database"] is False
+            assert resp.json()["not_ready"] == {"database": "the job store does not answer"}

@@ -64,7 +64,7 @@ from adapters.telegram.texts import (
 from adapters.telegram.transport import AiohttpRequest
 from bot.app import Core
 from bot.config import Settings
-from bot.errors import ConfigError, RequestRejected
+from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
 from bot.faults import crash_point
 from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
 
@@ -112,7 +112,7 @@ class TelegramAdapter:
         self.settings = settings
         self.poll_timeout_s = poll_timeout_s
         self._rate_limiter = rate_limiter
-        self._reaction: str | None = None
+        self._reaction = ack_reaction(settings.telegram_ack_reaction)  # ConfigError at once
         self._acks: set[asyncio.Task[None]] = set()
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._app: App | None = None
@@ -148,7 +148,10 @@ class TelegramAdapter:
         token = self.settings.telegram_bot_token
         if token is None or not token.get_secret_value():
             raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
-        self._reaction = ack_reaction(self.settings.telegram_ack_reaction)
+        requests = (
+            AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S),
+            AiohttpRequest(connection_pool_size=1),  # getUpdates
+        )
         app: App = (
             ApplicationBuilder()
             .token(token.get_secret_value())
@@ -156,19 +159,24 @@ class TelegramAdapter:
             .base_file_url(self.settings.telegram_file_base_url)
             .rate_limiter(self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES))
             .concurrent_updates(True)
-            .request(AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S))
-            .get_updates_request(AiohttpRequest(connection_pool_size=1))
+            .request(requests[0])
+            .get_updates_request(requests[1])
             .build()
         )
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_RE))
         app.add_error_handler(self._on_error)
-        self._app = app
         try:
             await app.initialize()  # getMe: checks the token, learns our @username
-        except InvalidToken:
-            self._app = None
-            raise ConfigError("Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)") from None
+        except BaseException as exc:
+            # app.shutdown() skips an app whose initialize did not finish: close its sessions.
+            await asyncio.gather(*(r.shutdown() for r in requests))
+            if isinstance(exc, InvalidToken):
+                raise ConfigError("Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)") from None
+            if isinstance(exc, TelegramError):  # NetworkError, TimedOut, a 5xx, RetryAfter
+                raise PlatformUnavailable(f"Telegram did not answer getMe ({exc})") from None
+            raise
+        self._app = app
         try:
             await app.start()
             assert app.updater is not None
@@ -184,8 +192,10 @@ class TelegramAdapter:
             )
             self._community = CommunityHandlers(self.core, app.bot, self._sink)
             await self._set_commands()
-        except BaseException:
+        except BaseException as exc:
             await self._stop()
+            if isinstance(exc, TelegramError):  # deleteWebhook before polling failed
+                raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
         self.core.notifier.register(self._sink)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
