@@ -516,6 +516,10 @@ class FakeTelegram:
         queue = self._failures.setdefault(method.lower(), deque())
         queue.extend(_Failure(status, description, retry_after) for _ in range(count))
 
+    def clear_failures(self) -> None:
+        """Call off every injected failure still waiting: the API answers again."""
+        self._failures.clear()
+
     def sent(self, method: str | None = None, chat_id: int | str | None = None) -> list[Call]:
         """Successful calls, optionally filtered by method and ``chat_id``."""
         return [
