@@ -147,6 +147,11 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
             "AA_API_KEY is not set. Put it in the environment or .env "
             "(`genrelay demo` needs no key).",
         )
+    # `generate` runs no HTTP server, so it hands the gateway nothing that needs one:
+    # reference images go as data: URLs and aggregator jobs get no webhook URL (polling
+    # finds their end). Serving instead would need HTTP_PORT free while `run` may hold it,
+    # and PUBLIC_BASE_URL routed to this short-lived process, for a job that may outlive it.
+    settings = settings.model_copy(update={"public_base_url": None})
     async with Core(settings) as core:
         runner = asyncio.create_task(core.run())
         try:
@@ -161,11 +166,12 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
                 quiet=False,
             )
         except RequestRejected as exc:
-            rejected = await core.store.recent(1, platform="console")
-            if args.json and rejected and rejected[0].state is JobState.REJECTED:
-                print(json.dumps(job_json(rejected[0])))
-            elif args.json:
-                print(json.dumps({"id": None, "status": "rejected", "error": exc.message}))
+            # This request's own rejected job; none when it was refused before one was
+            # recorded (an -i reference that is missing, no image, too big, unreachable).
+            rejected = await core.store.get(exc.job_id) if exc.job_id else None
+            if args.json:
+                own = job_json(rejected) if rejected else _rejection(exc.message, args.model)
+                print(json.dumps(own))
             print(exc.message, file=sys.stderr)
             return EXIT_REJECTED
         finally:
@@ -182,9 +188,23 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     return _exit_code(job)
 
 
+def _rejection(message: str, model: str | None = None) -> dict[str, Any]:
+    """The JSON of a request refused before any job was recorded (the contract's keys)."""
+    return {
+        "id": None,
+        "model": model,
+        "status": JobState.REJECTED.value,
+        "result_urls": [],
+        "error": message,
+        "upstream_task_id": None,
+        "price_usd": None,
+        "refunded_usd": None,
+    }
+
+
 def _config_error(args: argparse.Namespace, message: str) -> int:
     if getattr(args, "json", False):
-        print(json.dumps({"id": None, "status": "rejected", "error": message}))
+        print(json.dumps(_rejection(message, getattr(args, "model", None))))
     print(f"genrelay: {message}", file=sys.stderr)
     return EXIT_REJECTED
 

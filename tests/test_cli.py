@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -11,7 +12,8 @@ import pytest
 
 from bot.config import Settings
 from bot.sandbox import SandboxGateway
-from tests.helpers import png_file
+from tests.fakes.aggregator import FakeAggregator
+from tests.helpers import PNG_1PX, png_file
 from tests.test_restart import _cli, _env
 
 
@@ -103,6 +105,75 @@ async def test_generate_exit_2_on_bad_input_without_upstream_call(
     assert words in err
     assert json.loads(out)["status"] == "rejected"
     assert sandbox.requests == []
+
+
+NOBODY = "http://127.0.0.1:9"  # a PUBLIC_BASE_URL nothing answers at: `generate` serves none
+
+
+async def test_generate_hands_the_gateway_no_url_of_ours(
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+) -> None:
+    env = _env(settings, tmp_path) | {"PUBLIC_BASE_URL": NOBODY}
+    ref = png_file(tmp_path)
+    code, out, err = await _cli(
+        env, "generate", "-m", "nanobanana", "-p", "a fox in snow", "-i", str(ref), "--json"
+    )
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    (create,) = sandbox.create_calls()
+    assert create.json["images"] == ["data:image/png;base64," + base64.b64encode(PNG_1PX).decode()]
+    assert NOBODY not in json.dumps(create.json)
+
+
+async def test_generate_on_the_aggregator_polls_without_a_webhook(
+    settings: Settings, tmp_path: Path
+) -> None:
+    async with FakeAggregator(api_key="sk-agg-TESTKEY") as agg:
+        env = _env(settings, tmp_path) | {
+            "PUBLIC_BASE_URL": NOBODY,
+            "AGGREGATOR_BASE_URL": agg.base_url,
+            "AGGREGATOR_API_KEY": "sk-agg-TESTKEY",
+            "AGGREGATOR_MODELS": "flux",
+        }
+        code, out, err = await _cli(env, "generate", "-m", "flux", "-p", "a fox", "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["status"] == "succeeded"
+    (create,) = agg.create_calls()
+    assert create.json["query"] == {"async": "true"}  # no webhook URL: polled to its end
+    assert agg.polls(result["upstream_task_id"])
+    assert agg.webhook_calls == []
+
+
+async def test_generate_json_is_about_this_request_after_an_earlier_rejection(
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+) -> None:
+    env = _env(settings, tmp_path)
+    code, out, _ = await _cli(env, "generate", "-m", "sora_studio", "-p", "hi", "--json")
+    earlier = json.loads(out)
+    assert code == 2 and earlier["status"] == "rejected" and earlier["id"]
+
+    not_a_png = tmp_path / "notes.png"
+    not_a_png.write_text("just words")
+    for image, words in (
+        ("missing.png", "There is no file missing.png."),
+        (str(not_a_png), "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF."),
+        (f"{sandbox.base_url}/no-such-image.png", "I could not fetch"),
+    ):
+        code, out, err = await _cli(
+            env, "generate", "-m", "nanobanana", "-p", "a fox", "-i", image, "--json"
+        )
+        assert code == 2
+        result = json.loads(out)
+        assert result["id"] is None and result["status"] == "rejected", result
+        assert result["error"].startswith(words) and words in err
+        assert result["model"] == "nanobanana" and result["result_urls"] == []
+
+    code, out, _ = await _cli(env, "generate", "-m", "sora_studio", "-p", "yo", "--json")
+    own = json.loads(out)
+    assert code == 2 and own["id"] not in (None, earlier["id"])
+    assert own["prompt"] == "yo" and own["status"] == "rejected"
+    assert sandbox.create_calls() == []
 
 
 async def test_generate_exit_2_without_a_key(settings: Settings, tmp_path: Path) -> None:
