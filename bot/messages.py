@@ -75,14 +75,20 @@ def _duration(seconds: float) -> str:
     return f"~{round(seconds)} s" if seconds < 90 else f"~{round(seconds / 60)} min"
 
 
+def _expiry(seconds: float) -> str:
+    """'45 s' under a minute (never '1 min' for 30 s), whole minutes from one up."""
+    if round(seconds) < 60:
+        return f"{max(round(seconds), 1)} s"
+    return f"{round(seconds / 60)} min"
+
+
 def confirm_text(job: Job, catalog: Catalog, timeout_s: float) -> str:
     """What a held video will cost and take, before the asker confirms it."""
     spec = catalog.get(job.model)
-    minutes = max(round(timeout_s / 60), 1)
     return (
         f"🎬 {spec.name} {job.kind.value} for “{short_prompt(job.prompt, 80)}”: about "
         f"${job.price_usd or spec.price_usd:.2f}, usually ready in {_duration(spec.typical_s)}. "
-        f"Press Confirm to start (only the asker can). This expires in {minutes} min."
+        f"Press Confirm to start (only the asker can). This expires in {_expiry(timeout_s)}."
     )
 
 

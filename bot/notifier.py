@@ -124,6 +124,7 @@ class Notifier:
                         await self.store.set_status_message(job.id, message_id)
                 except Exception as exc:  # progress is best effort, never a reason to fail
                     log.info("job %s: progress update not shown (%s)", job_id, type(exc).__name__)
+                    log.debug("job %s: why the progress update failed", job_id, exc_info=True)
         finally:
             self._progress_tasks.pop(job_id, None)
 

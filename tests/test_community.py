@@ -193,6 +193,10 @@ async def test_video_needs_the_askers_confirm(
             "🎬 Veo 3.1 video for “a paper boat”: about $0.50, usually ready in ~2 min. "
             "Press Confirm to start (only the asker can). This expires in 5 min."
         )
+        for timeout_s, words in ((45, "45 s"), (59.4, "59 s"), (90, "2 min"), (60, "1 min")):
+            assert confirm_text(job, core.catalog, timeout_s).endswith(
+                f"Press Confirm to start (only the asker can). This expires in {words}."
+            )
         await step(core, clock, 5)
         assert gw.requests == []  # nothing before Confirm
         with pytest.raises(

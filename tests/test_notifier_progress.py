@@ -111,3 +111,30 @@ async def test_a_result_does_not_wait_for_a_progress_update_stuck_on_its_way(
     assert [j.id for j in sink.delivered] == [job.id]
     assert sink.shown == []  # the update on its way was called off; the next one dropped
     assert not core.notifier._progress_tasks
+
+
+class BrokenSink(GatedSink):
+    """A platform that refuses every progress update."""
+
+    async def progress(self, job: Job) -> str | None:
+        self.calls += 1
+        raise ConnectionResetError("the chat platform hung up")
+
+
+async def test_a_failed_update_is_one_info_line_and_its_traceback_at_debug(
+    core: Core, log_records: pytest.LogCaptureFixture
+) -> None:
+    sink = BrokenSink()
+    core.notifier.register(sink)
+    job = await core.service.submit(request(platform="test"))
+    core.notifier.progress(at(job, 1))
+    async with asyncio.timeout(5):
+        while sink.calls < 1 or core.notifier._progress_tasks:
+            await asyncio.sleep(0.01)
+
+    said = [r for r in log_records.records if r.name == "bot.notifier" and job.id in r.getMessage()]
+    assert [(r.levelname, r.getMessage(), bool(r.exc_info)) for r in said] == [
+        ("INFO", f"job {job.id}: progress update not shown (ConnectionResetError)", False),
+        ("DEBUG", f"job {job.id}: why the progress update failed", True),
+    ]
+    assert "the chat platform hung up" in log_records.text
