@@ -140,4 +140,5 @@ async def test_readyz_names_discord_while_it_does_not_answer(
         )
     assert all("trying again in" in line for line in retries())
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)
+    assert "Unclosed" not in caplog.text
     assert all(fake.token not in r.getMessage() for r in caplog.records)
