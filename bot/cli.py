@@ -412,6 +412,17 @@ async def _cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
 # -- main --------------------------------------------------------------------------------------
 
 
+def _one_line(exc: ValidationError) -> str:
+    """Pydantic's report as one line: each setting with what is wrong with it (never the
+    value given: it may be a key)."""
+    parts = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        names = ".".join(str(part) for part in error["loc"]).upper()
+        parts.append(f"{names}: {message}" if names else message)
+    return "; ".join(parts)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="genrelay", description="Images and videos for chat communities."
@@ -449,7 +460,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         settings.database_path  # noqa: B018 - validates DATABASE_URL
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        return _config_error(args, f"the configuration is invalid: {_one_line(exc)}")
+    except ValueError as exc:
         return _config_error(args, f"the configuration is invalid: {exc}")
     level = settings.log_level
     if args.command in ("demo", "generate", "models", "jobs") and "LOG_LEVEL" not in os.environ:

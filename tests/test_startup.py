@@ -134,3 +134,15 @@ async def test_a_token_telegram_refuses_is_one_line_and_exit_2(
     assert code == 2
     assert err.splitlines() == ["genrelay: Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)"]
     assert [c.error for c in fake.calls] == ["Unauthorized"]  # getMe, asked once
+
+
+async def test_bad_settings_are_one_line_and_exit_2(settings: Settings, tmp_path: Path) -> None:
+    env = _env(settings, tmp_path)
+    env.update(HTTP_PORT="eighty", USER_CONCURRENT_JOBS="0", TELEGRAM_BOT_TOKEN="1:secret-x")
+    code, out, err = await _cli(env, "run")
+    assert code == 2
+    assert err.splitlines() == [
+        "genrelay: the configuration is invalid: HTTP_PORT: Input should be a valid integer, "
+        "unable to parse string as an integer; USER_CONCURRENT_JOBS: Input should be greater "
+        "than or equal to 1"
+    ]
