@@ -32,6 +32,7 @@ CREATE_LATENCY_S = 0.2  # the gateway's answer to a create call
 DOWNLOAD_S = 0.3  # the photo download in flight when the process dies
 SYNC_CALL_S = 10.0  # GPT Image 2's synchronous call: long
 IN_FLIGHT_S = 0.5  # into that call, the process dies
+RUNNING_S = 1.5  # a job still running at its first polls, so progress is shown after a restart
 
 
 @dataclass
@@ -68,8 +69,13 @@ def _kill_during_sync_call(bed: Bed) -> None:
     bed.sandbox.on_next("POST", CHAT_PATH, kill_soon)
 
 
-def _kill_on_first_poll(bed: Bed) -> None:
+def _long_job(bed: Bed) -> None:
+    bed.sandbox.script_next(duration=RUNNING_S)
     _slow_create(bed)
+
+
+def _kill_on_first_poll(bed: Bed) -> None:
+    _long_job(bed)
     bed.sandbox.on_next("GET", TASK_POLL_PREFIX, bed.first.kill_now)
 
 
@@ -80,31 +86,39 @@ def _kill_on_upload(bed: Bed) -> None:
 
 @dataclass(frozen=True)
 class Scenario:
-    """What the user sends, and how the first process is made to die: at its crash_point
-    (GENRELAY_CRASH_AT=<point>) unless `edge` arms a fake to kill it."""
+    """What the user sends, how the fakes behave (`arm`), and where the first process dies:
+    at its crash_point (GENRELAY_CRASH_AT=<point>), or where `arm` has a fake kill it."""
 
     command: str
     prompt: str
     photo: bool = False
-    edge: Arm | None = None
+    arm: Arm = _slow_create
+    at_edge: bool = False
 
 
 SCENARIOS: dict[str, Scenario] = {
     "update_received": Scenario("/imagine", "a lighthouse at dawn, update received"),
     "photo_downloading": Scenario(
-        "/imagine", "this cat as a watercolor, photo downloading", True, _kill_while_downloading
+        "/imagine",
+        "this cat as a watercolor, photo downloading",
+        photo=True,
+        arm=_kill_while_downloading,
+        at_edge=True,
     ),
     "job_recorded": Scenario("/imagine", "a lighthouse at dawn, job recorded"),
     "submit_in_flight": Scenario(
         "/imagine --model gpt-image-2",
         "a paper boat on a pond, submit in flight",
-        edge=_kill_during_sync_call,
+        arm=_kill_during_sync_call,
+        at_edge=True,
     ),
-    "task_id_saved": Scenario("/imagine", "a lighthouse at dawn, task id saved"),
-    "polling": Scenario("/imagine", "a lighthouse at dawn, polling", edge=_kill_on_first_poll),
+    "task_id_saved": Scenario("/imagine", "a lighthouse at dawn, task id saved", arm=_long_job),
+    "polling": Scenario(
+        "/imagine", "a lighthouse at dawn, polling", arm=_kill_on_first_poll, at_edge=True
+    ),
     "result_downloaded": Scenario("/imagine", "a lighthouse at dawn, result downloaded"),
     "upload_in_flight": Scenario(
-        "/imagine", "a lighthouse at dawn, upload in flight", edge=_kill_on_upload
+        "/imagine", "a lighthouse at dawn, upload in flight", arm=_kill_on_upload, at_edge=True
     ),
     "marked_delivered": Scenario("/imagine", "a lighthouse at dawn, marked delivered"),
 }
@@ -121,21 +135,23 @@ async def test_a_kill_at_each_point_loses_nothing_and_doubles_nothing(
     point: str, tmp_path: Path, sandbox: SandboxGateway, fake: FakeTelegram
 ) -> None:
     scenario = SCENARIOS[point]
-    crash_at = None if scenario.edge else point
+    crash_at = None if scenario.at_edge else point
     first = await RunProcess.start(
         run_env(tmp_path, sandbox, fake, crash_at=crash_at), tmp_path / "run-1.log"
     )
     second: RunProcess | None = None
     try:
         bed = Bed(sandbox, fake, first)
-        (scenario.edge or _slow_create)(bed)
+        scenario.arm(bed)
         photo = JPEG if scenario.photo else None
         asked = ask(fake, CHAT_ID, scenario.command, scenario.prompt, photo=photo)
         await first.wait_killed(CRASH_WAIT_S, point)
-        assert first.killed_by_fake == (scenario.edge is not None)
+        assert first.killed_by_fake == scenario.at_edge
 
-        second = await RunProcess.start(run_env(tmp_path, sandbox, fake), tmp_path / "run-2.log")
-        async with SqliteJobStore(tmp_path / "genrelay.db") as store:
+        async with SqliteJobStore(tmp_path / "genrelay.db") as store:  # reads only
+            second = await RunProcess.start(
+                run_env(tmp_path, sandbox, fake), tmp_path / "run-2.log"
+            )
             await settle(fake, sandbox, store, [asked], crashes=1)
             await second.stop()
             problems = await judge(fake, sandbox, store, [asked], crashes=1)
