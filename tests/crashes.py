@@ -3,12 +3,13 @@ stop one as a subprocess on the loopback fakes, and judge what a user would see 
 
     env = run_env(tmp_path, sandbox, fake, crash_at="job_recorded")
     first = await RunProcess.start(env, tmp_path / "run-1.log")
-    asked = ask(fake, "/imagine a lighthouse at dawn")
-    await first.wait_killed(CRASH_WAIT_S)      # SIGKILL at the point, or AssertionError
-    second = await RunProcess.start(run_env(tmp_path, sandbox, fake), tmp_path / "run-2.log")
-    async with SqliteJobStore(...) as store:
-        problems = await settle(fake, sandbox, store, [asked], crashes=1)
-    await second.stop()
+    asked = ask(fake, CHAT_ID, "/imagine", "a lighthouse at dawn")
+    await first.wait_killed(CRASH_WAIT_S, "job_recorded")  # SIGKILL there, or AssertionError
+    async with SqliteJobStore(tmp_path / "genrelay.db") as store:
+        second = await RunProcess.start(run_env(tmp_path, sandbox, fake), tmp_path / "run-2.log")
+        await settle(fake, sandbox, store, [asked], crashes=1)
+        await second.stop()
+        problems = await judge(fake, sandbox, store, [asked], crashes=1)
 
 The invariants (`judge`), each from what the fakes recorded and the job store holds:
 
@@ -52,6 +53,7 @@ __all__ = [
     "ask",
     "judge",
     "run_env",
+    "seen",
     "settle",
     "unfinished",
 ]

@@ -163,5 +163,6 @@ async def test_a_kill_at_each_point_loses_nothing_and_doubles_nothing(
         f"after a kill at {point!r} and a restart:\n- "
         + "\n- ".join(problems)
         + f"\n\nseen:\n{seen(fake, sandbox, [asked])}"
+        + f"\n\nthe first process's log ends:\n{first.log_tail(8)}"
         + f"\n\nthe second process's log ends:\n{second.log_tail()}"
     )
