@@ -254,6 +254,12 @@ def seen(fake: FakeTelegram, sandbox: SandboxGateway, asked: Sequence[Asked]) ->
             lines.append(f"  bot {call.method} {mid} [{status}] {str(what)[:90]!r}")
         for m in _bot_messages(fake, a.chat_id):
             lines.append(f"  left in chat: {_show(m)}")
+    offsets = [
+        f"{c.params.get('offset', 0)}{'' if c.ok else ' (cut off)'}"
+        for c in fake.calls
+        if c.method == "getUpdates"
+    ]
+    lines.append(f"getUpdates offsets, in order of their ends: {', '.join(offsets)}")
     creates = [f"{r.method} {r.path}" for r in sandbox.create_calls()]
     lines.append(f"gateway create calls: {creates}")
     return "\n".join(lines)
