@@ -18,7 +18,8 @@ queued for the first 10% of the duration, then running with a rising progress, t
 ``late_url_polls`` polls) running at progress 100 with no result URL, then terminal.
 
 Outcomes: ``[fail]`` / ``[refund]`` / ``[slow]`` in a prompt, ``script_next()`` for the next
-task, ``finish()`` for a task now, and ``inject_fault()`` for the HTTP layer.
+task, ``finish()`` for a task now, ``inject_fault()`` for the HTTP layer, and ``on_next()``
+to run a test's callable when a request arrives (the crash suite kills its client there).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -49,6 +51,7 @@ __all__ = [
     "Outcome",
     "ProgressCurve",
     "RecordedRequest",
+    "RequestHook",
     "SandboxGateway",
     "SandboxTask",
     "TaskFamily",
@@ -197,6 +200,23 @@ class InjectedFault:
 
 
 @dataclass
+class RequestHook:
+    """A callable run on the next request matching method and path, before it is handled."""
+
+    method: str
+    path_prefix: str
+    hook: Callable[[RecordedRequest], Awaitable[None] | None]
+    done: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return (
+            not self.done
+            and self.method in ("*", method.upper())
+            and path.startswith(self.path_prefix)
+        )
+
+
+@dataclass
 class SandboxTask:
     """One generation as the sandbox sees it; views render it in each family's shape."""
 
@@ -285,6 +305,7 @@ class SandboxGateway:
         self.requests: list[RecordedRequest] = []
         self.tasks: dict[str, SandboxTask] = {}
         self.faults: list[InjectedFault] = []
+        self.hooks: list[RequestHook] = []
         self._scripts: deque[TaskScript] = deque()
         self._files: dict[str, _StoredFile] = {}
         self._seq = 0
@@ -408,6 +429,21 @@ class SandboxGateway:
         self.faults.append(fault)
         return fault
 
+    def on_next(
+        self,
+        method: str,
+        path_prefix: str,
+        hook: Callable[[RecordedRequest], Awaitable[None] | None],
+    ) -> RequestHook:
+        """Run ``hook(request)`` on the next request matching ``method`` (or ``"*"``) and
+        ``path_prefix``, once it is recorded and before it is handled; an awaitable it returns
+        is awaited first (a slow gateway). Then the request is handled as usual (an injected
+        fault still applies). The fault suite kills the client there: the gateway acts on the
+        request and its answer is lost."""
+        entry = RequestHook(method.upper(), path_prefix, hook)
+        self.hooks.append(entry)
+        return entry
+
     def create_calls(self) -> list[RecordedRequest]:
         """The recorded POSTs to the three create endpoints."""
         return [r for r in self.requests if r.method == "POST" and r.path in CREATE_PATHS]
@@ -448,17 +484,21 @@ class SandboxGateway:
             parsed: Any = json.loads(raw) if raw else None
         except ValueError:
             parsed = None
-        self.requests.append(
-            RecordedRequest(
-                method=request.method,
-                path=request.path,
-                query=dict(request.query),
-                headers=dict(request.headers),
-                json=parsed,
-                body=raw,
-                time=self.clock(),
-            )
+        recorded = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            headers=dict(request.headers),
+            json=parsed,
+            body=raw,
+            time=self.clock(),
         )
+        self.requests.append(recorded)
+        hook = next((h for h in self.hooks if h.matches(request.method, request.path)), None)
+        if hook is not None:
+            hook.done = True
+            if inspect.isawaitable(held := hook.hook(recorded)):
+                await held
         fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
         if fault is not None:
             fault.remaining -= 1

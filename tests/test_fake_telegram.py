@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dtm
 from collections.abc import AsyncIterator
 from typing import Any
@@ -19,7 +20,7 @@ from telegram.ext import (
     filters,
 )
 
-from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_api import Call, FakeTelegram
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -178,3 +179,30 @@ async def test_reactions_are_recorded_and_checked(fake: FakeTelegram, app: App) 
     with pytest.raises(BadRequest):
         await app.bot.set_message_reaction(GROUP_ID, message["message_id"], "👍")
     assert fake.reactions[(GROUP_ID, message["message_id"])][0]["emoji"] == "👀"
+
+
+async def test_a_hook_runs_on_the_next_call_of_its_method_then_it_is_handled(
+    fake: FakeTelegram,
+) -> None:
+    group = fake.group(GROUP_ID, "Art club")
+    seen: list[tuple[str, Any, int]] = []
+    released = asyncio.Event()
+
+    async def hold(call: Call) -> None:
+        seen.append((call.method, call.params.get("text"), len(fake.messages)))
+        await released.wait()
+
+    fake.on_next("sendMessage", hold)
+    fake.on_next("sendMessage", lambda call: seen.append((call.method, "second", 0)))
+    bot = Bot(fake.token, base_url=fake.api_base)
+    async with bot:
+        first = asyncio.create_task(bot.send_message(GROUP_ID, "held"))
+        while not seen:
+            await asyncio.sleep(0.01)
+        assert not first.done() and (GROUP_ID, 1) not in fake.messages  # not handled yet
+        released.set()
+        message = await first
+        await bot.send_message(GROUP_ID, "next")
+        await bot.send_message(GROUP_ID, "no hook left")
+    assert message.text == "held" and fake.messages[(group["id"], message.message_id)]
+    assert seen == [("sendMessage", "held", 0), ("sendMessage", "second", 0)]

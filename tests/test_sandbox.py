@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import SandboxGateway
+from bot.sandbox import RecordedRequest, SandboxGateway
 
 KEY = "aa_live_sandbox_test"
 SORA_CREATE = "/api/v1/aa/openapi/sora/tasks"
@@ -747,3 +747,25 @@ async def test_stop_releases_a_hanging_request() -> None:
         await asyncio.wait_for(gateway.stop(), timeout=3)
         response = await asyncio.wait_for(call, timeout=3)
     assert response.status_code == 500
+
+
+async def test_a_hook_runs_on_the_next_matching_request_before_it_is_handled(
+    client: httpx.AsyncClient, gw: SandboxGateway
+) -> None:
+    seen: list[str] = []
+    released = asyncio.Event()
+
+    async def hold(request: RecordedRequest) -> None:
+        seen.append(f"{request.method} {request.path} tasks={len(gw.tasks)}")
+        await released.wait()
+
+    gw.on_next("POST", "/v1/images/", hold)
+    body = {"model": "nanobanana", "prompt": "A fox in the snow", "async": True}
+    first = asyncio.create_task(client.post("/v1/images/generations", json=body))
+    await wait_for(lambda: bool(seen))
+    assert not gw.tasks  # held before it is handled
+    released.set()
+    assert (await first).status_code == 200
+    assert (await client.post("/v1/images/generations", json=body)).status_code == 200
+    assert seen == ["POST /v1/images/generations tasks=0"]  # once
+    assert len(gw.tasks) == 2

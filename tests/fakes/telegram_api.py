@@ -39,6 +39,7 @@ import asyncio
 import contextlib
 import copy
 import functools
+import inspect
 import itertools
 import json
 import mimetypes
@@ -57,6 +58,8 @@ FilePart = tuple[str, bytes, str]
 """An uploaded file as received: (filename, data, content_type)."""
 
 _Handler = Callable[[JSONDict, dict[str, FilePart]], Awaitable[Any]]
+CallHook = Callable[["Call"], Awaitable[None] | None]
+"""Run on a request once it has been read, before it is handled (see ``on_next``)."""
 
 # Form fields whose raw value is a plain string. Everything else is JSON-decoded when possible,
 # mirroring PTB's encoding (RequestParameter.json_value: str as-is, the rest json.dumps'ed).
@@ -323,6 +326,7 @@ class FakeTelegram:
         self._callback_counter = itertools.count(1)
         self._callback_queries: dict[str, JSONDict] = {}
         self._failures: dict[str, deque[_Failure]] = {}
+        self._hooks: dict[str, deque[CallHook]] = {}
         # Replaced (after being set) whenever an update is pushed / a call is recorded.
         self._update_signal = asyncio.Event()
         self._call_signal = asyncio.Event()
@@ -419,6 +423,10 @@ class FakeTelegram:
             if entry is None:
                 raise BotApiError(404, "Not Found")
             call.params, call.files = await self._read_params(request)
+            if (hooks := self._hooks.get(method.lower())) and inspect.isawaitable(
+                held := hooks.popleft()(call)
+            ):
+                await held
             self._raise_injected_failure(method)
             call.result = await entry[1](call.params, call.files)
         except BotApiError as exc:
@@ -519,6 +527,14 @@ class FakeTelegram:
     def clear_failures(self) -> None:
         """Call off every injected failure still waiting: the API answers again."""
         self._failures.clear()
+
+    def on_next(self, method: str, hook: CallHook) -> None:
+        """Run ``hook(call)`` on the next ``method`` request, once it has been read and before
+        it is handled (and before a ``fail_next`` failure); an awaitable it returns is awaited
+        first (a slow answer). The request is then handled as usual: a hook that kills the bot
+        models a request Telegram acted on whose answer never arrived (one that kills after a
+        wait: the bot died while waiting). Hooks of one method run one per request, in order."""
+        self._hooks.setdefault(method.lower(), deque()).append(hook)
 
     def sent(self, method: str | None = None, chat_id: int | str | None = None) -> list[Call]:
         """Successful calls, optionally filtered by method and ``chat_id``."""
