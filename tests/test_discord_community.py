@@ -611,6 +611,13 @@ async def test_only_admins_change_settings_and_they_survive_a_restart(
             await say(fake, DAVE, "settings", "set", name="chat_budget_usd", value="$2.5")
             == "✅ chat_budget_usd: $2.50"
         )
+        assert await say(
+            fake, CAROL, "settings", "set", name="chat_jobs_at_once", value="99999999999999999999"
+        ) == ("chat_jobs_at_once takes a whole number from 1 to 100, e.g. chat_jobs_at_once 3.")
+        assert await say(fake, CAROL, "settings", "set", name="chat_budget_usd", value="inf") == (
+            "chat_budget_usd takes an amount in USD from 0.01 to 100,000 with at most "
+            "2 decimals, or 0 for no budget, e.g. chat_budget_usd 12.50."
+        )
 
     async with serving(settings, core_clock) as (core, _):  # a new process, same database
         assert await say(fake, BOB, "settings", "show") == (
