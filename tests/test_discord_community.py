@@ -697,7 +697,7 @@ async def test_settings_set_offers_the_names_and_suggests_values(
             options={"name": "user_images_per_day", "value": "many"},
         )
         assert await refusal(fake, rec) == (
-            "user_images_per_day needs a whole number, e.g. user_images_per_day 5."
+            "user_images_per_day takes a whole number from 0 to 10,000, e.g. user_images_per_day 50."
         )
 
 
