@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.constants import MAX_CHAT_BUDGET_USD, MAX_JOBS_AT_ONCE, MAX_JOBS_PER_DAY
 from bot.errors import RequestRejected
 from bot.models import Kind, Origin
+from bot.validation import clean_text
 
 __all__ = [
     "SETTING_NAMES",
@@ -169,8 +170,8 @@ def _fits(name: str, value: Any) -> bool:
 
 def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
     """A value for `name` from what an admin typed; raises RequestRejected in plain words."""
-    name = name.strip().lower().replace("-", "_")
-    value = value.strip()
+    name = clean_text(name).strip().lower().replace("-", "_")
+    value = clean_text(value).strip()
     if name not in SETTING_NAMES:
         raise RequestRejected(
             f"There is no setting “{name}”. Settings: {', '.join(SETTING_NAMES)}.",

@@ -33,7 +33,7 @@ from bot.models import (
     new_job_id,
 )
 from bot.ports import Clock, CommunityStore
-from bot.validation import validate
+from bot.validation import clean_request, clean_text, validate
 
 __all__ = ["CANCELLED", "Service"]
 
@@ -135,6 +135,7 @@ class Service:
         A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
         the chat's concurrency waits its turn (`queue_position`)."""
         now = self.clock.now()
+        req = clean_request(req)  # no control or bidi characters upstream, or back in chat
         rules = await self.rules(req.origin)
         if req.model is None:
             req = dataclasses.replace(req, model=rules.model_for(req.kind))
@@ -291,7 +292,7 @@ class Service:
                 code="not_admin",
             )
         parsed = parse_setting(name, value, self.catalog)
-        key = name.strip().lower().replace("-", "_")
+        key = clean_text(name).strip().lower().replace("-", "_")  # as parse_setting reads it
         stored = await self.store.chat_settings(origin.platform, origin.scope_id)
         stored[key] = parsed
         await self.store.save_chat_settings(
