@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import logging
 import mimetypes
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ __all__ = ["MediaStore", "download", "human_size", "sniff_image"]
 log = logging.getLogger(__name__)
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+# The names `host` gives: token_urlsafe characters and one of _EXT's endings, nothing else.
+_HOSTED_NAME = re.compile(r"[A-Za-z0-9_-]{16,64}\.(?:png|jpg|gif|webp)")
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -130,7 +133,7 @@ class MediaStore:
 
     def hosted_path(self, name: str, *, now: float | None = None) -> Path | None:
         """The file behind /media/<name>, if it exists and has not expired."""
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        if not _HOSTED_NAME.fullmatch(name):  # NUL, dots, slashes, odd endings: not ours
             return None
         path = self.hosted_dir / name
         try:
