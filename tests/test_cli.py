@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.media import UNREADABLE_IMAGE
 from bot.sandbox import SandboxGateway
-from tests.helpers import png_file
+from tests.helpers import corrupt_jpeg, png_file
 from tests.test_restart import _cli, _env
 
 
@@ -101,6 +102,21 @@ async def test_generate_exit_2_on_bad_input_without_upstream_call(
     code, out, err = await _cli(env, "generate", *args, "--json")
     assert code == 2
     assert words in err
+    assert json.loads(out)["status"] == "rejected"
+    assert sandbox.requests == []
+
+
+async def test_generate_refuses_a_file_that_does_not_decode(
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(corrupt_jpeg())  # JPEG magic bytes, the picture cut off
+    env = _env(settings, tmp_path)
+    code, out, err = await _cli(
+        env, "generate", "-m", "nanobanana", "-p", "a fox", "-i", str(broken), "--json"
+    )
+    assert code == 2
+    assert UNREADABLE_IMAGE in err
     assert json.loads(out)["status"] == "rejected"
     assert sandbox.requests == []
 

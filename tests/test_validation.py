@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from bot.app import Core
 from bot.errors import RequestRejected
 from bot.messages import progress_text, result_caption
 from bot.models import JobState, Kind, ReferenceImage
 from bot.sandbox import SandboxGateway
-from tests.helpers import PNG_1PX, RecordingSink, request, wait_delivered
+from tests.helpers import (
+    PNG_1PX,
+    RecordingSink,
+    corrupt_jpeg,
+    jpeg_bytes,
+    request,
+    wait_delivered,
+)
 
 
 def img(n: int = 1, **kw: object) -> list[ReferenceImage]:
@@ -125,6 +133,25 @@ async def test_bad_input_is_refused_with_words_and_no_upstream_call(
     assert row.state is JobState.REJECTED
     assert row.error_message == message
     assert row.charged_usd == 0
+
+
+def test_hosting_refuses_an_image_that_does_not_decode(core: Core) -> None:
+    for data in (corrupt_jpeg(), b"\xff\xd8\xff\xe0" + b"jpeg" * 20, PNG_1PX[:40]):
+        with pytest.raises(RequestRejected) as info:
+            core.media.host(data, filename="broken.jpg")
+        assert info.value.message == (
+            "That photo could not be read as an image; please send it again as a JPEG or PNG."
+        )
+    assert not core.media.hosted_dir.exists() or not any(core.media.hosted_dir.iterdir())
+    assert core.media.host(jpeg_bytes(3), filename="fine.jpg").mime == "image/jpeg"
+
+
+def test_a_decompression_bomb_is_refused(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow's MAX_IMAGE_PIXELS is the guard; lowered here so a small file passes it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for size in ((11, 11), (20, 20)):  # past it (a warning), past twice it (an error)
+        with pytest.raises(RequestRejected, match="could not be read as an image"):
+            core.media.host(jpeg_bytes(1, size), filename="bomb.jpg")
 
 
 def test_hosting_refuses_what_is_not_an_image_or_too_large(core: Core) -> None:
