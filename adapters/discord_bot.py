@@ -302,12 +302,14 @@ class DiscordAdapter:
             aspect_ratio=_blank(command.aspect_ratio),
             quality=_blank(command.quality),
         )
+        # Every refusal that needs no upstream call (the catalog, the chat's rules, its
+        # limits) comes before the public "thinking…", so it is the private first answer:
+        # withdrawing a deferred reply afterwards can meet 10008 Unknown Message.
         try:
-            self.core.service.check(request)
+            await self.core.service.precheck(request)
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
-            with contextlib.suppress(RequestRejected):
-                await self.core.service.submit(request)  # records the refusal as a rejected job
+            await self.core.service.record_rejected(request, exc)
             return
         message_id = await self._defer(interaction)
         request = dataclasses.replace(
@@ -315,7 +317,7 @@ class DiscordAdapter:
         )
         try:
             job = await self.core.service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:
+        except RequestRejected as exc:  # another request took the last slot meanwhile
             await self._withdraw(interaction, exc.message)
             return
         log.info(

@@ -82,6 +82,34 @@ async def test_user_over_concurrent_limit_is_told_to_wait(
     assert gw.requests == []
 
 
+async def test_precheck_finds_a_limit_without_recording_anything(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    """What Discord asks before its public "thinking…": the same words as submit's."""
+    async with Core(build(user_concurrent_jobs=1, operator_ids=""), clock=clock) as core:
+        await core.service.precheck(ask("ann"))
+        assert await core.store.recent(10) == []
+        await core.service.submit(ask("ann"))
+        with pytest.raises(RequestRejected) as info:
+            await core.service.precheck(ask("ann"))
+        assert info.value.code == "limit_user_unfinished"
+        assert info.value.message == (
+            "You have 1 job going already, the most at once here. "
+            "Try again when one of them finishes."
+        )
+        assert len(await core.store.recent(10)) == 1  # nothing recorded by the check
+        await core.service.record_rejected(ask("ann"), info.value)
+        with pytest.raises(RequestRejected, match="Your prompt is empty"):
+            await core.service.precheck(ask("bob", prompt="\x00\u202e"))
+        await core.service.precheck(ask("bob"))  # the limit is per person
+        jobs = await core.store.recent(10)
+        assert [(j.state, j.error_code) for j in jobs] == [
+            (JobState.REJECTED, "limit_user_unfinished"),
+            (JobState.RECEIVED, None),
+        ]
+    assert gw.requests == []
+
+
 async def test_daily_limit_says_when_to_come_back(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
