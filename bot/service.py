@@ -446,21 +446,8 @@ class Service:
         self, job_id: str, origin: Origin, *, status_message_id: str | None = None
     ) -> Job:
         """The same request again, owned by whoever asked."""
-        parent = await self._parent(job_id)
-        return await self.submit(
-            GenerationRequest(
-                kind=parent.kind,
-                prompt=parent.prompt,
-                origin=origin,
-                model=parent.model,
-                images=parent.images,
-                aspect_ratio=parent.aspect_ratio,
-                quality=parent.quality,
-                action="reroll",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
-        )
+        request = await self.action_request("reroll", job_id, origin)
+        return await self.submit(request, status_message_id=status_message_id)
 
     async def animate(
         self,
@@ -471,46 +458,64 @@ class Service:
         status_message_id: str | None = None,
     ) -> Job:
         """An image result as the first frame of a video with the default video model."""
-        parent = await self._succeeded_image(job_id, "animate")
-        spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
-        if spec is not None and spec.max_images == 0:
-            spec = self.catalog.default_for(Kind.VIDEO)
-        image = self._result_as_reference(parent)
-        return await self.submit(
-            GenerationRequest(
-                kind=Kind.VIDEO,
-                prompt=parent.prompt,
-                origin=origin,
-                model=spec.code if spec else None,
-                images=(image,),
-                action="animate",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
-        )
+        request = await self.action_request("animate", job_id, origin, model=model)
+        return await self.submit(request, status_message_id=status_message_id)
 
     async def upscale(
         self, job_id: str, origin: Origin, *, status_message_id: str | None = None
     ) -> Job:
         """A Nano Banana image again at 4K, from the result itself."""
+        request = await self.action_request("upscale", job_id, origin)
+        return await self.submit(request, status_message_id=status_message_id)
+
+    async def action_request(
+        self, action: str, job_id: str, origin: Origin, *, model: str | None = None
+    ) -> GenerationRequest:
+        """What a button under a result asks for (`reroll`, `animate`, `upscale`), for
+        `precheck` and `submit`; raises RequestRejected when the job cannot give it."""
+        if action == "reroll":
+            parent = await self._parent(job_id)
+            return GenerationRequest(
+                kind=parent.kind,
+                prompt=parent.prompt,
+                origin=origin,
+                model=parent.model,
+                images=parent.images,
+                aspect_ratio=parent.aspect_ratio,
+                quality=parent.quality,
+                action="reroll",
+                parent_job_id=parent.id,
+            )
+        if action == "animate":
+            parent = await self._succeeded_image(job_id, "animate")
+            spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
+            if spec is not None and spec.max_images == 0:
+                spec = self.catalog.default_for(Kind.VIDEO)
+            return GenerationRequest(
+                kind=Kind.VIDEO,
+                prompt=parent.prompt,
+                origin=origin,
+                model=spec.code if spec else None,
+                images=(self._result_as_reference(parent),),
+                action="animate",
+                parent_job_id=parent.id,
+            )
+        if action != "upscale":
+            raise ValueError(f"no button action {action!r}")
         parent = await self._succeeded_image(job_id, "upscale")
         spec = self.catalog.resolve(parent.model)
         if spec is None or "4k" not in spec.qualities:
             raise RequestRejected("4K is only offered for Nano Banana images.", code="no_4k")
-        image = self._result_as_reference(parent)
-        return await self.submit(
-            GenerationRequest(
-                kind=Kind.IMAGE,
-                prompt=parent.prompt,
-                origin=origin,
-                model=parent.model,
-                images=(image,),
-                aspect_ratio=parent.aspect_ratio,
-                quality="4k",
-                action="upscale",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
+        return GenerationRequest(
+            kind=Kind.IMAGE,
+            prompt=parent.prompt,
+            origin=origin,
+            model=parent.model,
+            images=(self._result_as_reference(parent),),
+            aspect_ratio=parent.aspect_ratio,
+            quality="4k",
+            action="upscale",
+            parent_job_id=parent.id,
         )
 
     def _result_as_reference(self, parent: Job) -> ReferenceImage:

@@ -421,6 +421,34 @@ async def test_a_video_is_sent_only_after_its_askers_confirm_even_after_a_restar
     assert "a paper boat" in call.body.decode()
 
 
+async def test_a_reroll_over_the_daily_limit_is_refused_before_any_thinking(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    build: Callable[..., Settings],
+    core_clock: CoreClock,
+) -> None:
+    async with serving(build(user_daily_images=1), core_clock) as (core, _):
+        image = await ask(fake, ALICE, "a red fox")
+        await delivered(core, image)
+        result = original(fake, image)
+        reroll = next(c for c in custom_ids(result) if c.startswith("genrelay:rr:"))
+
+        again = await press(fake, reroll, result, ALICE)
+        assert await refused_first(fake, again) == (
+            f"You've made 1 image today, the most allowed here. You can go again {RESETS}."
+        )
+        job = await job_for(core, again)
+        assert (job.state, job.action, job.error_code) == (
+            JobState.REJECTED,
+            "reroll",
+            "limit_user_daily",
+        )
+        by_bob = await press(fake, reroll, result, BOB)  # Bob has his own count
+        assert (await delivered(core, by_bob)).state is JobState.SUCCEEDED
+        assert [cb["type"] for cb in by_bob.callbacks] == [5]
+    assert prompts(sandbox) == ["a red fox", "a red fox"]
+
+
 async def test_animate_asks_its_presser_to_confirm_first(
     fake: FakeDiscord,
     sandbox: SandboxGateway,
