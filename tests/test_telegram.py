@@ -449,6 +449,19 @@ async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -
 # -- photos ------------------------------------------------------------------------------------
 
 
+async def test_a_phones_dashes_make_options_and_stay_in_the_prompt(bed: Bed) -> None:
+    typed = "/imagine a fox\u2014in snow \u2014ar 9:16 \u2010\u2010model nanobanana_pro"
+    ask = bed.fake.send_text(bed.group, bed.ann, typed)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    assert (job.prompt, job.aspect_ratio, job.model) == (
+        "a fox\u2014in snow",
+        "9:16",
+        "nanobanana_pro",
+    )
+    [create] = bed.sandbox.create_calls()
+    assert create.json["prompt"] == "a fox\u2014in snow"
+
+
 async def test_captioned_photo_video_sends_image_as_data_url(bed: Bed) -> None:
     fake, sandbox = bed.fake, bed.sandbox
     chat = fake.private_chat(bed.bob)
