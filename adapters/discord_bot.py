@@ -308,12 +308,14 @@ class DiscordAdapter:
             aspect_ratio=_blank(command.aspect_ratio),
             quality=_blank(command.quality),
         )
+        # Every refusal that needs no upstream call (the catalog, the chat's rules, its
+        # limits) comes before the public "thinking…", so it is the private first answer:
+        # withdrawing a deferred reply afterwards can meet 10008 Unknown Message.
         try:
-            self.core.service.check(request)
+            await self.core.service.precheck(request)
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
-            with contextlib.suppress(RequestRejected):
-                await self.core.service.submit(request)  # records the refusal as a rejected job
+            await self.core.service.record_rejected(request, exc)
             return
         message_id = await self._defer(interaction)
         request = dataclasses.replace(
@@ -321,7 +323,7 @@ class DiscordAdapter:
         )
         try:
             job = await self.core.service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:
+        except RequestRejected as exc:  # another request took the last slot meanwhile
             await self._withdraw(interaction, exc.message)
             return
         log.info(
@@ -355,27 +357,28 @@ class DiscordAdapter:
         if action == "sa":
             await self._send_again(interaction, job_id)
             return
-        try:
+        received_at = self.core.clock.now()
+        service = self.core.service
+        request: GenerationRequest | None = None
+        try:  # as for /imagine: a refusal is the private first answer, before any defer
             self._require_post_permission(interaction)
+            request = await service.action_request(
+                _BUTTON_ACTIONS[action], job_id, self._origin(interaction, None, received_at)
+            )
+            await service.precheck(request)
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
+            if request is not None:
+                await service.record_rejected(request, exc)
             return
-        received_at = self.core.clock.now()
         message_id = await self._defer(interaction)
         origin = self._origin(interaction, message_id, received_at)
-        service = self.core.service
+        request = dataclasses.replace(request, origin=origin)
         try:
-            if action == "an":
-                job = await service.animate(job_id, origin)
-            elif action == "4k":
-                job = await service.upscale(job_id, origin)
-            else:
-                job = await service.reroll(job_id, origin)
-        except RequestRejected as exc:
+            job = await service.submit(request, status_message_id=str(message_id))
+        except RequestRejected as exc:  # another request took the last slot meanwhile
             await self._withdraw(interaction, exc.message)
             return
-        await service.attach_status_message(job.id, str(message_id))
-        job.status_message_id = str(message_id)
         log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
         await self._started(interaction, job)
 
@@ -636,6 +639,10 @@ class DiscordAdapter:
                 await self._withdraw(interaction, text)
             else:
                 await interaction.response.send_message(text, ephemeral=True)
+
+
+# Buttons under a result that start a job, and what the core calls them.
+_BUTTON_ACTIONS = {"rr": "reroll", "an": "animate", "4k": "upscale"}
 
 
 def _is_admin(interaction: discord.Interaction[Any]) -> bool:

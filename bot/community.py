@@ -4,15 +4,17 @@ implementation for every platform; adapters only render what it says."""
 from __future__ import annotations
 
 import dataclasses
-import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bot.catalog import Catalog
 from bot.config import Settings
+from bot.constants import MAX_CHAT_BUDGET_USD, MAX_JOBS_AT_ONCE, MAX_JOBS_PER_DAY
 from bot.errors import RequestRejected
 from bot.models import Kind, Origin
+from bot.validation import clean_text
 
 __all__ = [
     "SETTING_NAMES",
@@ -86,7 +88,7 @@ class ChatRules:
         known = {f.name for f in dataclasses.fields(self)}
         values: dict[str, Any] = {}
         for key, value in stored.items():
-            if key in known:
+            if key in known and _fits(key, value):
                 values[key] = tuple(value) if isinstance(value, list) else value
         return dataclasses.replace(self, **values)
 
@@ -115,22 +117,61 @@ SETTING_NAMES: dict[str, str] = {
 }
 
 
-def _int(name: str, value: str, low: int) -> int:
-    try:
-        n = int(value)
-    except ValueError:
+# Whole-number settings: (lowest, highest, an example).
+_WHOLE: dict[str, tuple[int, int, int]] = {
+    "user_jobs_at_once": (1, MAX_JOBS_AT_ONCE, 2),
+    "user_images_per_day": (0, MAX_JOBS_PER_DAY, 50),
+    "user_videos_per_day": (0, MAX_JOBS_PER_DAY, 10),
+    "chat_jobs_at_once": (1, MAX_JOBS_AT_ONCE, 3),
+}
+_WHOLE_RE = re.compile(r"\+?[0-9]{1,12}")  # ASCII digits only: no "1e9", "inf", "５"
+_USD_RE = re.compile(r"\$?([0-9]{0,12})(?:\.([0-9]*))?")
+BUDGET_RULE = (
+    f"chat_budget_usd takes an amount in USD from 0.01 to {MAX_CHAT_BUDGET_USD:,} with at "
+    "most 2 decimals, or 0 for no budget, e.g. chat_budget_usd 12.50."
+)
+
+
+def _whole(name: str, value: str) -> int:
+    low, high, example = _WHOLE[name]
+    n = int(value) if _WHOLE_RE.fullmatch(value) else None
+    if n is None or not low <= n <= high:
         raise RequestRejected(
-            f"{name} needs a whole number, e.g. {name} 5.", code="bad_setting"
-        ) from None
-    if n < low:
-        raise RequestRejected(f"{name} must be at least {low}.", code="bad_setting")
+            f"{name} takes a whole number from {low} to {high:,}, e.g. {name} {example}.",
+            code="bad_setting",
+        )
     return n
+
+
+def _usd(value: str) -> float:
+    match = _USD_RE.fullmatch(value.replace(" ", ""))
+    if match is None or not (match[1] or match[2]) or len(match[2] or "") > 2:
+        raise RequestRejected(BUDGET_RULE, code="bad_setting")
+    cents = int(match[1] or 0) * 100 + int((match[2] or "").ljust(2, "0"))
+    if cents > MAX_CHAT_BUDGET_USD * 100:
+        raise RequestRejected(BUDGET_RULE, code="bad_setting")
+    return cents / 100
+
+
+def _fits(name: str, value: Any) -> bool:
+    """Whether a stored value is one /settings could have saved (older versions took any
+    number); one that is not falls back to the default."""
+    if name in _WHOLE:
+        low, high, _ = _WHOLE[name]
+        return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    if name == "chat_budget_usd":
+        return (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and 0 <= value <= MAX_CHAT_BUDGET_USD  # NaN fails both
+        )
+    return True
 
 
 def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
     """A value for `name` from what an admin typed; raises RequestRejected in plain words."""
-    name = name.strip().lower().replace("-", "_")
-    value = value.strip()
+    name = clean_text(name).strip().lower().replace("-", "_")
+    value = clean_text(value).strip()
     if name not in SETTING_NAMES:
         raise RequestRejected(
             f"There is no setting “{name}”. Settings: {', '.join(SETTING_NAMES)}.",
@@ -167,17 +208,8 @@ def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
             return False
         raise RequestRejected("video_confirm takes on or off.", code="bad_setting")
     if name == "chat_budget_usd":
-        try:
-            usd = float(value.lstrip("$"))
-        except ValueError:
-            raise RequestRejected(
-                "chat_budget_usd needs an amount, e.g. 5 or 12.50.", code="bad_setting"
-            ) from None
-        if usd < 0 or math.isnan(usd):
-            raise RequestRejected("chat_budget_usd can't be negative.", code="bad_setting")
-        return round(usd, 2)
-    low = 0 if name.endswith("per_day") else 1
-    return _int(name, value, low)
+        return _usd(value)
+    return _whole(name, value)
 
 
 def _shown(value: Any) -> str:

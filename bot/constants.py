@@ -11,6 +11,9 @@ __all__ = [
     "ERROR_BACKOFF_BASE_S",
     "ERROR_BACKOFF_CAP_S",
     "JOB_KEY_LENGTH",
+    "MAX_CHAT_BUDGET_USD",
+    "MAX_JOBS_AT_ONCE",
+    "MAX_JOBS_PER_DAY",
     "MAX_PROMPT_CHARS",
     "MAX_REFERENCE_BYTES",
     "MEDIA_NAME_BYTES",
@@ -29,6 +32,11 @@ __all__ = [
 MAX_PROMPT_CHARS = 4000
 MAX_REFERENCE_BYTES = 20 * 1024 * 1024
 RESULT_MAX_BYTES = 200 * 1024 * 1024
+
+# The largest values /settings takes: far past any real chat, small enough for SQLite.
+MAX_JOBS_AT_ONCE = 100  # user_jobs_at_once, chat_jobs_at_once
+MAX_JOBS_PER_DAY = 10_000  # user_images_per_day, user_videos_per_day
+MAX_CHAT_BUDGET_USD = 100_000  # chat_budget_usd
 
 JOB_KEY_LENGTH = 10  # base32 characters: short enough for Telegram's 64-byte callback_data
 MEDIA_NAME_BYTES = 24  # token_urlsafe bytes for hosted reference images

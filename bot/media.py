@@ -4,26 +4,32 @@ downloads of results (their URLs expire)."""
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import mimetypes
+import re
 import secrets
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+from PIL import Image
 
 from bot.constants import MEDIA_NAME_BYTES, MEDIA_TTL_S
 from bot.errors import MediaError, RequestRejected
 from bot.models import ReferenceImage
 from bot.ports import ResultFile
 
-__all__ = ["MediaStore", "download", "human_size", "sniff_image"]
+__all__ = ["UNREADABLE_IMAGE", "MediaStore", "decodes", "download", "human_size", "sniff_image"]
 
 log = logging.getLogger(__name__)
 
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
+# The names `host` gives: token_urlsafe characters and one of _EXT's endings, nothing else.
+_HOSTED_NAME = re.compile(r"[A-Za-z0-9_-]{16,64}\.(?:png|jpg|gif|webp)")
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -37,6 +43,33 @@ def sniff_image(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
+
+
+UNREADABLE_IMAGE = (
+    "That photo could not be read as an image; please send it again as a JPEG or PNG."
+)
+
+
+def decodes(data: bytes) -> bool:
+    """Whether `data` decodes as a whole image (its first frame), so nothing corrupt is paid
+    for. Pillow's MAX_IMAGE_PIXELS stays the guard against decompression bombs: an image past
+    it counts as unreadable, warned about or not."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                image.draft("RGB", (512, 512))  # JPEG: decode every block, at a smaller scale
+                image.load()
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ):
+        return False
+    return True
 
 
 def human_size(n: int) -> str:
@@ -109,7 +142,8 @@ class MediaStore:
         )
 
     def check(self, data: bytes) -> str:
-        """The image type of `data` if we take it; raises RequestRejected otherwise."""
+        """The image type of `data` if we take it (it decodes); raises RequestRejected
+        otherwise."""
         if len(data) > self.max_reference_bytes:
             raise self.too_large(len(data))
         mime = sniff_image(data)
@@ -118,6 +152,9 @@ class MediaStore:
                 "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
                 code="not_an_image",
             )
+        if not decodes(data):
+            log.info("a %s reference image of %d bytes did not decode", mime, len(data))
+            raise RequestRejected(UNREADABLE_IMAGE, code="unreadable_image")
         return mime
 
     def host(self, data: bytes, *, filename: str | None = None) -> ReferenceImage:
@@ -130,7 +167,7 @@ class MediaStore:
 
     def hosted_path(self, name: str, *, now: float | None = None) -> Path | None:
         """The file behind /media/<name>, if it exists and has not expired."""
-        if not name or "/" in name or "\\" in name or name.startswith("."):
+        if not _HOSTED_NAME.fullmatch(name):  # NUL, dots, slashes, odd endings: not ours
             return None
         path = self.hosted_dir / name
         try:

@@ -33,7 +33,7 @@ from bot.models import (
     new_job_id,
 )
 from bot.ports import Clock, CommunityStore
-from bot.validation import validate
+from bot.validation import Checked, clean_request, clean_text, validate
 
 __all__ = ["CANCELLED", "Service"]
 
@@ -128,24 +128,51 @@ class Service:
         """Validate without recording anything; raises RequestRejected."""
         validate(req, self.catalog, max_image_bytes=self.max_image_bytes)
 
-    async def submit(self, req: GenerationRequest, *, status_message_id: str | None = None) -> Job:
-        """Check the request against the catalog and the chat's rules and record it. A job
-        over a limit is refused atomically in the store. A refused request is recorded as
-        `rejected` (nothing is sent upstream) and RequestRejected is raised with the words.
-        A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
-        the chat's concurrency waits its turn (`queue_position`)."""
+    async def precheck(self, req: GenerationRequest) -> None:
+        """Every refusal `submit` would give, found without recording anything: the catalog,
+        the chat's rules, and its limits as they stand (one read in a write transaction).
+        Quick enough for a platform's first answer (Discord wants one within 3 s), so a
+        refusal can be that answer. Raises RequestRejected; the caller records it with
+        `record_rejected` once it has answered. `submit` checks the limits again
+        atomically: another request may take the last slot meanwhile."""
         now = self.clock.now()
+        req, rules = await self._prepared(req)
+        checked = self._validated(req, rules)
+        job = self._new_job(req, rules, checked, now, status_message_id=None)
+        refusal = await self.store.over_limit(job, self._quota(rules, req.kind, now))
+        if refusal is not None:
+            raise self._over(refusal, req, job, now)
+
+    async def record_rejected(self, req: GenerationRequest, exc: RequestRejected) -> None:
+        """Record a request `precheck` refused as a `rejected` job (nothing was sent)."""
+        req, _ = await self._prepared(req)
+        await self._record_rejected(req, exc, self.clock.now())
+
+    async def _prepared(self, req: GenerationRequest) -> tuple[GenerationRequest, ChatRules]:
+        """The cleaned request with the chat's model if it named none, and the chat's rules."""
+        req = clean_request(req)  # no control or bidi characters upstream, or back in chat
         rules = await self.rules(req.origin)
         if req.model is None:
             req = dataclasses.replace(req, model=rules.model_for(req.kind))
-        try:
-            checked = validate(req, self.catalog, max_image_bytes=self.max_image_bytes)
-            self._chat_rule_check(req, checked.model, rules)
-        except RequestRejected as exc:
-            await self._record_rejected(req, exc, now)
-            raise
+        return req, rules
+
+    def _validated(self, req: GenerationRequest, rules: ChatRules) -> Checked:
+        """The catalog's and the chat's checks; raises RequestRejected."""
+        checked = validate(req, self.catalog, max_image_bytes=self.max_image_bytes)
+        self._chat_rule_check(req, checked.model, rules)
+        return checked
+
+    def _new_job(
+        self,
+        req: GenerationRequest,
+        rules: ChatRules,
+        checked: Checked,
+        now: float,
+        *,
+        status_message_id: str | None,
+    ) -> Job:
         held = rules.video_confirm and req.kind is Kind.VIDEO
-        job = _job_for(
+        return _job_for(
             req,
             now,
             model=checked.model,
@@ -159,14 +186,33 @@ class Service:
             hold="confirm" if held else None,
             hold_expires_at=now + self.settings.confirm_timeout_s if held else None,
         )
+
+    def _over(
+        self, refusal: Refusal, req: GenerationRequest, job: Job, now: float
+    ) -> RequestRejected:
+        log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
+        self.on_limit(refusal.limit)
+        return RequestRejected(self._limit_words(refusal, job, now), code=f"limit_{refusal.limit}")
+
+    async def submit(self, req: GenerationRequest, *, status_message_id: str | None = None) -> Job:
+        """Check the request against the catalog and the chat's rules and record it. A job
+        over a limit is refused atomically in the store. A refused request is recorded as
+        `rejected` (nothing is sent upstream) and RequestRejected is raised with the words.
+        A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
+        the chat's concurrency waits its turn (`queue_position`)."""
+        now = self.clock.now()
+        req, rules = await self._prepared(req)
+        try:
+            checked = self._validated(req, rules)
+        except RequestRejected as exc:
+            await self._record_rejected(req, exc, now)
+            raise
+        job = self._new_job(req, rules, checked, now, status_message_id=status_message_id)
+        held = job.hold is not None
         refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
         if refusal is not None:
-            over = RequestRejected(
-                self._limit_words(refusal, job, now), code=f"limit_{refusal.limit}"
-            )
+            over = self._over(refusal, req, job, now)
             await self._record_rejected(req, over, now)
-            log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
-            self.on_limit(refusal.limit)
             raise over
         crash_point("job_recorded")
         log.info(
@@ -291,7 +337,7 @@ class Service:
                 code="not_admin",
             )
         parsed = parse_setting(name, value, self.catalog)
-        key = name.strip().lower().replace("-", "_")
+        key = clean_text(name).strip().lower().replace("-", "_")  # as parse_setting reads it
         stored = await self.store.chat_settings(origin.platform, origin.scope_id)
         stored[key] = parsed
         await self.store.save_chat_settings(
@@ -401,21 +447,8 @@ class Service:
         self, job_id: str, origin: Origin, *, status_message_id: str | None = None
     ) -> Job:
         """The same request again, owned by whoever asked."""
-        parent = await self._parent(job_id)
-        return await self.submit(
-            GenerationRequest(
-                kind=parent.kind,
-                prompt=parent.prompt,
-                origin=origin,
-                model=parent.model,
-                images=parent.images,
-                aspect_ratio=parent.aspect_ratio,
-                quality=parent.quality,
-                action="reroll",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
-        )
+        request = await self.action_request("reroll", job_id, origin)
+        return await self.submit(request, status_message_id=status_message_id)
 
     async def animate(
         self,
@@ -426,46 +459,64 @@ class Service:
         status_message_id: str | None = None,
     ) -> Job:
         """An image result as the first frame of a video with the default video model."""
-        parent = await self._succeeded_image(job_id, "animate")
-        spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
-        if spec is not None and spec.max_images == 0:
-            spec = self.catalog.default_for(Kind.VIDEO)
-        image = self._result_as_reference(parent)
-        return await self.submit(
-            GenerationRequest(
-                kind=Kind.VIDEO,
-                prompt=parent.prompt,
-                origin=origin,
-                model=spec.code if spec else None,
-                images=(image,),
-                action="animate",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
-        )
+        request = await self.action_request("animate", job_id, origin, model=model)
+        return await self.submit(request, status_message_id=status_message_id)
 
     async def upscale(
         self, job_id: str, origin: Origin, *, status_message_id: str | None = None
     ) -> Job:
         """A Nano Banana image again at 4K, from the result itself."""
+        request = await self.action_request("upscale", job_id, origin)
+        return await self.submit(request, status_message_id=status_message_id)
+
+    async def action_request(
+        self, action: str, job_id: str, origin: Origin, *, model: str | None = None
+    ) -> GenerationRequest:
+        """What a button under a result asks for (`reroll`, `animate`, `upscale`), for
+        `precheck` and `submit`; raises RequestRejected when the job cannot give it."""
+        if action == "reroll":
+            parent = await self._parent(job_id)
+            return GenerationRequest(
+                kind=parent.kind,
+                prompt=parent.prompt,
+                origin=origin,
+                model=parent.model,
+                images=parent.images,
+                aspect_ratio=parent.aspect_ratio,
+                quality=parent.quality,
+                action="reroll",
+                parent_job_id=parent.id,
+            )
+        if action == "animate":
+            parent = await self._succeeded_image(job_id, "animate")
+            spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
+            if spec is not None and spec.max_images == 0:
+                spec = self.catalog.default_for(Kind.VIDEO)
+            return GenerationRequest(
+                kind=Kind.VIDEO,
+                prompt=parent.prompt,
+                origin=origin,
+                model=spec.code if spec else None,
+                images=(self._result_as_reference(parent),),
+                action="animate",
+                parent_job_id=parent.id,
+            )
+        if action != "upscale":
+            raise ValueError(f"no button action {action!r}")
         parent = await self._succeeded_image(job_id, "upscale")
         spec = self.catalog.resolve(parent.model)
         if spec is None or "4k" not in spec.qualities:
             raise RequestRejected("4K is only offered for Nano Banana images.", code="no_4k")
-        image = self._result_as_reference(parent)
-        return await self.submit(
-            GenerationRequest(
-                kind=Kind.IMAGE,
-                prompt=parent.prompt,
-                origin=origin,
-                model=parent.model,
-                images=(image,),
-                aspect_ratio=parent.aspect_ratio,
-                quality="4k",
-                action="upscale",
-                parent_job_id=parent.id,
-            ),
-            status_message_id=status_message_id,
+        return GenerationRequest(
+            kind=Kind.IMAGE,
+            prompt=parent.prompt,
+            origin=origin,
+            model=parent.model,
+            images=(self._result_as_reference(parent),),
+            aspect_ratio=parent.aspect_ratio,
+            quality="4k",
+            action="upscale",
+            parent_job_id=parent.id,
         )
 
     def _result_as_reference(self, parent: Job) -> ReferenceImage:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
+import unicodedata
 from dataclasses import dataclass
 
 from bot.catalog import Catalog, ModelSpec, normalize_quality, normalize_ratio
@@ -9,7 +12,13 @@ from bot.errors import RequestRejected
 from bot.media import human_size
 from bot.models import GenerationRequest, Kind
 
-__all__ = ["Checked", "validate"]
+__all__ = ["Checked", "clean_request", "clean_text", "validate"]
+
+# Tabs and line breaks read as spaces; other control characters (NUL, escapes, C1), bidi
+# overrides and isolates (U+202E shows a caption backwards), stray surrogates, noncharacters
+# and byte order marks are dropped. Joiners (U+200D in emoji) and variation selectors stay.
+_SPACES = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_BIDI = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,8 +33,42 @@ def _choices(values: tuple[str, ...]) -> str:
     return values[0] if len(values) == 1 else ", ".join(values[:-1]) + f" or {values[-1]}"
 
 
+def _kept(ch: str) -> bool:
+    if ch in _BIDI:
+        return False
+    code = ord(ch)
+    if 0xFDD0 <= code <= 0xFDEF or code & 0xFFFE == 0xFFFE:  # noncharacters
+        return False
+    return unicodedata.category(ch) not in ("Cc", "Cs") and ch != "\ufeff"
+
+
+def clean_text(text: str) -> str:
+    """`text` without the characters that must never go upstream or back into a chat."""
+    if text.isprintable():
+        return text
+    return "".join(filter(_kept, _SPACES.sub(" ", text)))
+
+
+def clean_request(req: GenerationRequest) -> GenerationRequest:
+    """The request with its typed words cleaned (see `clean_text`)."""
+
+    def clean(value: str | None) -> str | None:
+        return clean_text(value) if value is not None else None
+
+    cleaned = dataclasses.replace(
+        req,
+        prompt=clean_text(req.prompt),
+        model=clean(req.model),
+        aspect_ratio=clean(req.aspect_ratio),
+        quality=clean(req.quality),
+    )
+    return req if cleaned == req else cleaned
+
+
 def validate(req: GenerationRequest, catalog: Catalog, *, max_image_bytes: int) -> Checked:
-    """Resolve the model and check every field; raises RequestRejected."""
+    """Resolve the model and check every field; raises RequestRejected. Words are checked
+    as `clean_text` leaves them (the service records them so)."""
+    req = clean_request(req)
     if req.model:
         spec = catalog.resolve(req.model)
         if spec is None:

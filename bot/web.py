@@ -7,9 +7,11 @@ import logging
 import mimetypes
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from bot.media import MediaStore
 from bot.metrics import CONTENT_TYPE, Metrics
@@ -20,6 +22,24 @@ __all__ = ["Connectable", "WebServer"]
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
+
+
+class _ServerLog(logging.Logger):
+    """aiohttp's server log, except that a request it could not parse (a header too long,
+    both Content-Length and Transfer-Encoding, garbage) is one INFO line, not an ERROR with
+    a traceback: anyone on the internet can send one, and aiohttp answers it with a 4xx."""
+
+    def __init__(self) -> None:
+        super().__init__(server_logger.name)
+        self.parent = server_logger.parent
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kw: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            self.info(
+                "HTTP: refused a malformed request (%s %s)", exc_info.code, type(exc_info).__name__
+            )
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kw)
 
 
 class Connectable(Protocol):
@@ -79,7 +99,7 @@ class WebServer:
         return f"http://{self.host}:{self.port}"
 
     async def __aenter__(self) -> WebServer:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        self._runner = web.AppRunner(self.app, access_log=None, logger=_ServerLog())
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()

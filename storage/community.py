@@ -61,6 +61,11 @@ class CommunityQueries:
                 await db.execute(self._insert_sql(), self._insert_params(job))
         return refusal
 
+    async def over_limit(self, job: Job, quota: Quota) -> Refusal | None:
+        """The limit `job` would go over if it were admitted now; inserts nothing."""
+        async with self.transaction() as db:
+            return await self._check(db, job, quota)
+
     async def _scalar(self, db: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> float:
         async with db.execute(sql, params) as cur:
             row = await cur.fetchone()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 from collections.abc import Sequence
 from pathlib import Path
+
+from PIL import Image
 
 from bot.app import Core
 from bot.models import Delivery, GenerationRequest, Job, Kind, Origin, ReferenceImage
@@ -14,6 +17,19 @@ from bot.ports import ResultFile
 PNG_1PX = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
+
+
+def jpeg_bytes(n: int = 0, size: tuple[int, int] = (16, 12)) -> bytes:
+    """A real JPEG that decodes, distinct per n (its colour)."""
+    out = io.BytesIO()
+    Image.new("RGB", size, (n * 37 % 256, n * 91 % 256, 200)).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def corrupt_jpeg() -> bytes:
+    """JPEG magic bytes and a real header, then the picture cut off: it does not decode."""
+    whole = jpeg_bytes(1, (64, 64))
+    return whole[: len(whole) // 2]
 
 
 class RecordingSink:

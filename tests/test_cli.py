@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
+from bot.media import UNREADABLE_IMAGE
 from bot.sandbox import SandboxGateway
 from tests.fakes.aggregator import FakeAggregator
-from tests.helpers import PNG_1PX, png_file
+from tests.helpers import PNG_1PX, corrupt_jpeg, png_file
 from tests.test_restart import _cli, _env
 
 
@@ -174,6 +175,21 @@ async def test_generate_json_is_about_this_request_after_an_earlier_rejection(
     assert code == 2 and own["id"] not in (None, earlier["id"])
     assert own["prompt"] == "yo" and own["status"] == "rejected"
     assert sandbox.create_calls() == []
+
+
+async def test_generate_refuses_a_file_that_does_not_decode(
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(corrupt_jpeg())  # JPEG magic bytes, the picture cut off
+    env = _env(settings, tmp_path)
+    code, out, err = await _cli(
+        env, "generate", "-m", "nanobanana", "-p", "a fox", "-i", str(broken), "--json"
+    )
+    assert code == 2
+    assert UNREADABLE_IMAGE in err
+    assert json.loads(out)["status"] == "rejected"
+    assert sandbox.requests == []
 
 
 async def test_generate_exit_2_without_a_key(settings: Settings, tmp_path: Path) -> None:

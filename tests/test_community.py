@@ -82,6 +82,34 @@ async def test_user_over_concurrent_limit_is_told_to_wait(
     assert gw.requests == []
 
 
+async def test_precheck_finds_a_limit_without_recording_anything(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    """What Discord asks before its public "thinking…": the same words as submit's."""
+    async with Core(build(user_concurrent_jobs=1, operator_ids=""), clock=clock) as core:
+        await core.service.precheck(ask("ann"))
+        assert await core.store.recent(10) == []
+        await core.service.submit(ask("ann"))
+        with pytest.raises(RequestRejected) as info:
+            await core.service.precheck(ask("ann"))
+        assert info.value.code == "limit_user_unfinished"
+        assert info.value.message == (
+            "You have 1 job going already, the most at once here. "
+            "Try again when one of them finishes."
+        )
+        assert len(await core.store.recent(10)) == 1  # nothing recorded by the check
+        await core.service.record_rejected(ask("ann"), info.value)
+        with pytest.raises(RequestRejected, match="Your prompt is empty"):
+            await core.service.precheck(ask("bob", prompt="\x00\u202e"))
+        await core.service.precheck(ask("bob"))  # the limit is per person
+        jobs = await core.store.recent(10)
+        assert [(j.state, j.error_code) for j in jobs] == [
+            (JobState.REJECTED, "limit_user_unfinished"),
+            (JobState.RECEIVED, None),
+        ]
+    assert gw.requests == []
+
+
 async def test_daily_limit_says_when_to_come_back(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
@@ -377,3 +405,99 @@ async def test_a_chats_own_concurrency_reaches_the_scheduler(
         assert waiting.queue_position == 1
         await step(core, clock, 1)
         assert len(gw.create_calls()) == 1
+
+
+BUDGET_RULE = (
+    "chat_budget_usd takes an amount in USD from 0.01 to 100,000 with at most 2 decimals, "
+    "or 0 for no budget, e.g. chat_budget_usd 12.50."
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        (
+            "chat_jobs_at_once",
+            "99999999999999999999",
+            "chat_jobs_at_once takes a whole number from 1 to 100, e.g. chat_jobs_at_once 3.",
+        ),
+        (
+            "chat_jobs_at_once",
+            "0",
+            "chat_jobs_at_once takes a whole number from 1 to 100, e.g. chat_jobs_at_once 3.",
+        ),
+        (
+            "user_jobs_at_once",
+            "-2",
+            "user_jobs_at_once takes a whole number from 1 to 100, e.g. user_jobs_at_once 2.",
+        ),
+        (
+            "user_images_per_day",
+            "1e9",
+            "user_images_per_day takes a whole number from 0 to 10,000, "
+            "e.g. user_images_per_day 50.",
+        ),
+        (
+            "user_videos_per_day",
+            "10001",
+            "user_videos_per_day takes a whole number from 0 to 10,000, "
+            "e.g. user_videos_per_day 10.",
+        ),
+        (
+            "user_videos_per_day",
+            "2.5",
+            "user_videos_per_day takes a whole number from 0 to 10,000, "
+            "e.g. user_videos_per_day 10.",
+        ),
+        ("chat_budget_usd", "0.001", BUDGET_RULE),
+        ("chat_budget_usd", "inf", BUDGET_RULE),
+        ("chat_budget_usd", "$inf", BUDGET_RULE),
+        ("chat_budget_usd", "nan", BUDGET_RULE),
+        ("chat_budget_usd", "-5", BUDGET_RULE),
+        ("chat_budget_usd", "1e300", BUDGET_RULE),
+        ("chat_budget_usd", "100000.01", BUDGET_RULE),
+        ("chat_budget_usd", "five", BUDGET_RULE),
+    ],
+)
+async def test_a_setting_out_of_range_is_refused_with_the_range(
+    build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
+) -> None:
+    async with Core(build(), clock=clock) as core:
+        before = await core.service.settings_text(who("ann"))
+        with pytest.raises(RequestRejected) as info:
+            await core.service.change_setting(who("ann"), name, value, is_admin=True)
+        assert info.value.message == said
+        assert await core.service.settings_text(who("ann")) == before
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "said"),
+    [
+        ("chat_jobs_at_once", "100", "✅ chat_jobs_at_once: 100"),
+        ("user_images_per_day", "0", "✅ user_images_per_day: 0"),
+        ("chat_budget_usd", "0.01", "✅ chat_budget_usd: $0.01"),
+        ("chat_budget_usd", "$100000", "✅ chat_budget_usd: $100000.00"),
+        ("chat_budget_usd", ".5", "✅ chat_budget_usd: $0.50"),
+        ("chat_budget_usd", "0", "✅ chat_budget_usd: no budget"),
+    ],
+)
+async def test_a_setting_at_the_edge_of_its_range_is_taken(
+    build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
+) -> None:
+    async with Core(build(), clock=clock) as core:
+        assert await core.service.change_setting(who("ann"), name, value, is_admin=True) == said
+
+
+async def test_a_stored_value_out_of_range_falls_back_to_the_default(
+    build: Callable[..., Settings], clock: FakeClock
+) -> None:
+    """Older versions saved any number: an infinite budget is not shown as "$inf"."""
+    async with Core(build(), clock=clock) as core:
+        origin = who("ann")
+        bad = {"chat_budget_usd": float("inf"), "user_jobs_at_once": 10**30, "video_confirm": True}
+        await core.store.save_chat_settings(
+            origin.platform, origin.scope_id, bad, by="old", now=clock.now()
+        )
+        text = await core.service.settings_text(origin)
+    assert "• chat_budget_usd: $10.00" in text and "$inf" not in text
+    assert "• user_jobs_at_once: 2" in text and "• video_confirm: on" in text

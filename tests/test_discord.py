@@ -206,6 +206,16 @@ async def refusal(fake: FakeDiscord, rec: FakeInteraction) -> str:
     return str(followup["content"])
 
 
+async def refused_first(fake: FakeDiscord, rec: FakeInteraction) -> str:
+    """A refusal that was the interaction's first and only callback: a private message
+    (type 4, ephemeral), never a public "thinking…" defer (type 5) taken back later."""
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert [cb["type"] for cb in rec.callbacks] == [4]
+    assert rec.callbacks[0]["data"]["flags"] & EPHEMERAL
+    assert fake.followups(rec.token) == []
+    return str(rec.callbacks[0]["data"]["content"])
+
+
 # -- slash commands ------------------------------------------------------------------------
 
 
@@ -758,9 +768,7 @@ async def test_a_refused_button_press_is_answered_privately(
         channel_id=CHAN,
         user_id=OTHER,
     )
-    assert await refusal(fake, press) == "I can't find that job any more."
-    assert [cb["type"] for cb in press.callbacks] == [5]
-    assert fake.original_response(press.token) is None  # the thinking message was removed
+    assert await refused_first(fake, press) == "I can't find that job any more."
     assert sandbox.requests == []
     assert [m["id"] for m in fake.channel_messages(CHAN)] == [str(posted.id)]
 

@@ -47,6 +47,7 @@ from tests.test_discord import (
     labels,
     original,
     refusal,
+    refused_first,
     until,
     with_task,
 )
@@ -226,8 +227,7 @@ async def test_a_user_over_the_limits_is_told_when_to_come_back(
         running_job = await sent(core, first)
 
         too_many = await ask(fake, ALICE, "a blue fox")
-        assert await refusal(fake, too_many) == TOO_MANY_AT_ONCE
-        assert fake.original_response(too_many.token) is None  # no public trace
+        assert await refused_first(fake, too_many) == TOO_MANY_AT_ONCE  # no public trace
 
         sandbox.finish(str(running_job.upstream_task_id))
         await delivered(core, first)
@@ -235,7 +235,7 @@ async def test_a_user_over_the_limits_is_told_when_to_come_back(
         assert (await delivered(core, second)).state is JobState.SUCCEEDED
 
         over = await ask(fake, ALICE, "a pink fox")
-        assert await refusal(fake, over) == (
+        assert await refused_first(fake, over) == (
             f"You've made 2 images today, the most allowed here. You can go again {RESETS}."
         )
         others = await ask(fake, BOB, "a grey fox")  # the limits are per person
@@ -264,7 +264,7 @@ async def test_a_spent_chat_budget_refuses_until_a_refund_frees_it(
         running_job = await sent(core, storm)
 
         calm = await ask(fake, BOB, "a calm sea")
-        assert await refusal(fake, calm) == OVER_BUDGET
+        assert await refused_first(fake, calm) == OVER_BUDGET
 
         sandbox.finish(str(running_job.upstream_task_id), "refunded")
         refunded = await delivered(core, storm)
@@ -275,7 +275,7 @@ async def test_a_spent_chat_budget_refuses_until_a_refund_frees_it(
         again = await ask(fake, BOB, "a calm sea")
         assert (await delivered(core, again)).state is JobState.SUCCEEDED
         still = await ask(fake, ALICE, "one more")
-        assert await refusal(fake, still) == OVER_BUDGET
+        assert await refused_first(fake, still) == OVER_BUDGET
     assert prompts(sandbox) == ["a storm", "a calm sea"]
 
 
@@ -288,9 +288,10 @@ async def test_the_service_budget_stops_every_server(
     async with serving(build(global_daily_budget_usd=0.04), core_clock) as (core, _):
         await delivered(core, await ask(fake, ALICE, "a red fox"))
         rec = await ask(fake, BOB, "a blue whale")
-        assert await refusal(fake, rec) == (
+        assert await refused_first(fake, rec) == (
             f"genrelay has reached its spending limit for today. It resets {RESETS}."
         )
+        assert (await job_for(core, rec)).error_code == "limit_global_budget"
     assert prompts(sandbox) == ["a red fox"]
 
 
@@ -418,6 +419,34 @@ async def test_a_video_is_sent_only_after_its_askers_confirm_even_after_a_restar
         assert labels(message) == ["Reroll"]
     (call,) = sandbox.create_calls()
     assert "a paper boat" in call.body.decode()
+
+
+async def test_a_reroll_over_the_daily_limit_is_refused_before_any_thinking(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    build: Callable[..., Settings],
+    core_clock: CoreClock,
+) -> None:
+    async with serving(build(user_daily_images=1), core_clock) as (core, _):
+        image = await ask(fake, ALICE, "a red fox")
+        await delivered(core, image)
+        result = original(fake, image)
+        reroll = next(c for c in custom_ids(result) if c.startswith("genrelay:rr:"))
+
+        again = await press(fake, reroll, result, ALICE)
+        assert await refused_first(fake, again) == (
+            f"You've made 1 image today, the most allowed here. You can go again {RESETS}."
+        )
+        job = await job_for(core, again)
+        assert (job.state, job.action, job.error_code) == (
+            JobState.REJECTED,
+            "reroll",
+            "limit_user_daily",
+        )
+        by_bob = await press(fake, reroll, result, BOB)  # Bob has his own count
+        assert (await delivered(core, by_bob)).state is JobState.SUCCEEDED
+        assert [cb["type"] for cb in by_bob.callbacks] == [5]
+    assert prompts(sandbox) == ["a red fox", "a red fox"]
 
 
 async def test_animate_asks_its_presser_to_confirm_first(
@@ -575,15 +604,14 @@ async def test_a_blocked_word_or_model_is_refused_before_anything_is_sent(
             == "✅ allowed_models: nanobanana"
         )
         spoiler = await ask(fake, BOB, "a SPOILER of the finale")
-        assert await refusal(fake, spoiler) == (
+        assert await refused_first(fake, spoiler) == (
             "Your prompt contains “spoiler”, which this chat does not allow. Please rephrase it."
         )
         pro = await ask(fake, BOB, "a fox", model="nanobanana_pro")
-        assert await refusal(fake, pro) == (
+        assert await refused_first(fake, pro) == (
             "This chat doesn't allow Nano Banana Pro. Allowed here: nanobanana."
         )
         for rec in (spoiler, pro):
-            assert fake.original_response(rec.token) is None
             assert (await job_for(core, rec)).state is JobState.REJECTED
     assert sandbox.requests == []
     assert fake.channel_messages(CHAN) == []
@@ -610,6 +638,13 @@ async def test_only_admins_change_settings_and_they_survive_a_restart(
         assert (  # an operator from the configuration, without Manage Server
             await say(fake, DAVE, "settings", "set", name="chat_budget_usd", value="$2.5")
             == "✅ chat_budget_usd: $2.50"
+        )
+        assert await say(
+            fake, CAROL, "settings", "set", name="chat_jobs_at_once", value="99999999999999999999"
+        ) == ("chat_jobs_at_once takes a whole number from 1 to 100, e.g. chat_jobs_at_once 3.")
+        assert await say(fake, CAROL, "settings", "set", name="chat_budget_usd", value="inf") == (
+            "chat_budget_usd takes an amount in USD from 0.01 to 100,000 with at most "
+            "2 decimals, or 0 for no budget, e.g. chat_budget_usd 12.50."
         )
 
     async with serving(settings, core_clock) as (core, _):  # a new process, same database
@@ -690,7 +725,7 @@ async def test_settings_set_offers_the_names_and_suggests_values(
             options={"name": "user_images_per_day", "value": "many"},
         )
         assert await refusal(fake, rec) == (
-            "user_images_per_day needs a whole number, e.g. user_images_per_day 5."
+            "user_images_per_day takes a whole number from 0 to 10,000, e.g. user_images_per_day 50."
         )
 
 

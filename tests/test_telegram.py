@@ -29,20 +29,21 @@ from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.helpers import PNG_1PX, corrupt_jpeg, jpeg_bytes
 
 JSONDict = dict[str, Any]
 
 TOKEN = "7012345678:AAHfake-Token_for-genrelay-tests-0123"
 GROUP_ID = -1001234567890
 FORUM_ID = -1009876543210
-JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 4
+JPEG = jpeg_bytes(0)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EMPTY_PROMPT = "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”."
 
 
 def jpeg(n: int) -> bytes:
-    """A distinct JPEG-looking payload per n."""
-    return JPEG + bytes([n]) * 64
+    """A distinct JPEG per n."""
+    return jpeg_bytes(n)
 
 
 @dataclass
@@ -448,6 +449,19 @@ async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -
 # -- photos ------------------------------------------------------------------------------------
 
 
+async def test_a_phones_dashes_make_options_and_stay_in_the_prompt(bed: Bed) -> None:
+    typed = "/imagine a fox\u2014in snow \u2014ar 9:16 \u2010\u2010model nanobanana_pro"
+    ask = bed.fake.send_text(bed.group, bed.ann, typed)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    assert (job.prompt, job.aspect_ratio, job.model) == (
+        "a fox\u2014in snow",
+        "9:16",
+        "nanobanana_pro",
+    )
+    [create] = bed.sandbox.create_calls()
+    assert create.json["prompt"] == "a fox\u2014in snow"
+
+
 async def test_captioned_photo_video_sends_image_as_data_url(bed: Bed) -> None:
     fake, sandbox = bed.fake, bed.sandbox
     chat = fake.private_chat(bed.bob)
@@ -619,6 +633,21 @@ async def test_download_refusals(bed: Bed) -> None:
     )
     assert await reply_text(fake, fake_png) == (
         "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF."
+    )
+    broken = fake.send_photo(bed.group, bed.ann, corrupt_jpeg(), caption="/imagine make it gold")
+    assert await reply_text(fake, broken) == (
+        "That photo could not be read as an image; please send it again as a JPEG or PNG."
+    )
+    broken_file = fake.send_document(
+        bed.group,
+        bed.ann,
+        corrupt_jpeg(),
+        mime_type="image/jpeg",
+        file_name="scan.jpg",
+        caption="/video make it move",
+    )
+    assert await reply_text(fake, broken_file) == (
+        "That photo could not be read as an image; please send it again as a JPEG or PNG."
     )
     assert bed.sandbox.create_calls() == []
 
@@ -899,9 +928,7 @@ async def test_token_never_reaches_the_gateway_or_the_logs(
             bed.group,
             bed.bob,
             "/video make it spin",
-            reply_to=fake.send_document(
-                bed.group, bed.bob, PNG_SIGNATURE + b"\x00" * 64, mime_type="image/png"
-            ),
+            reply_to=fake.send_document(bed.group, bed.bob, PNG_1PX, mime_type="image/png"),
         )
         for message in (ask, reply_msg):
             await bed.wait_delivered((await bed.job_for(message)).id)

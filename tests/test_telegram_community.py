@@ -553,6 +553,13 @@ async def test_settings_are_for_admins_and_survive_a_restart(open_room: OpenRoom
         assert await answer(say(room.dee, "/settings chat_budget_usd 2.5")) == (
             "✅ chat_budget_usd: $2.50"
         )
+        assert await answer(say(room.ann, "/settings chat_jobs_at_once 99999999999999999999")) == (
+            "chat_jobs_at_once takes a whole number from 1 to 100, e.g. chat_jobs_at_once 3."
+        )
+        assert await answer(say(room.ann, "/settings chat_budget_usd 0.001")) == (
+            "chat_budget_usd takes an amount in USD from 0.01 to 100,000 with at most "
+            "2 decimals, or 0 for no budget, e.g. chat_budget_usd 12.50."
+        )
         # An anonymous admin posts as the group itself.
         anonymous = room.fake.user(1087968824, "Group", "GroupAnonymousBot")
         sent = room.fake.send_text(

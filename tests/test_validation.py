@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import pytest
+from PIL import Image
 
 from bot.app import Core
 from bot.errors import RequestRejected
+from bot.messages import progress_text, result_caption
 from bot.models import JobState, Kind, ReferenceImage
 from bot.sandbox import SandboxGateway
-from tests.helpers import PNG_1PX, request
+from tests.helpers import (
+    PNG_1PX,
+    RecordingSink,
+    corrupt_jpeg,
+    jpeg_bytes,
+    request,
+    wait_delivered,
+)
 
 
 def img(n: int = 1, **kw: object) -> list[ReferenceImage]:
@@ -126,6 +135,25 @@ async def test_bad_input_is_refused_with_words_and_no_upstream_call(
     assert row.charged_usd == 0
 
 
+def test_hosting_refuses_an_image_that_does_not_decode(core: Core) -> None:
+    for data in (corrupt_jpeg(), b"\xff\xd8\xff\xe0" + b"jpeg" * 20, PNG_1PX[:40]):
+        with pytest.raises(RequestRejected) as info:
+            core.media.host(data, filename="broken.jpg")
+        assert info.value.message == (
+            "That photo could not be read as an image; please send it again as a JPEG or PNG."
+        )
+    assert not core.media.hosted_dir.exists() or not any(core.media.hosted_dir.iterdir())
+    assert core.media.host(jpeg_bytes(3), filename="fine.jpg").mime == "image/jpeg"
+
+
+def test_a_decompression_bomb_is_refused(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow's MAX_IMAGE_PIXELS is the guard; lowered here so a small file passes it."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    for size in ((11, 11), (20, 20)):  # past it (a warning), past twice it (an error)
+        with pytest.raises(RequestRejected, match="could not be read as an image"):
+            core.media.host(jpeg_bytes(1, size), filename="bomb.jpg")
+
+
 def test_hosting_refuses_what_is_not_an_image_or_too_large(core: Core) -> None:
     with pytest.raises(RequestRejected, match="not an image I can use"):
         core.media.host(b"%PDF-1.7 not a picture", filename="doc.pdf")
@@ -181,3 +209,65 @@ def test_prices_are_configurable(make_settings: object) -> None:
     assert catalog.get("veo").price_usd == 0.9
     assert catalog.get("nanobanana_pro").price_usd == 0.2
     assert catalog.get("veo_fast").price_usd == 0.25
+
+
+# -- what people type: control and bidi characters --------------------------------------------
+
+BAD_CHARS = ("\x00", "\x1b", "\x7f", "\x85", "\u202e", "\u202d", "\u2066", "\u200f", "\ufeff")
+
+
+async def test_control_and_bidi_characters_never_go_upstream_or_back(
+    core: Core, sandbox: SandboxGateway
+) -> None:
+    sink = RecordingSink()
+    core.notifier.register(sink)
+    typed = "a red\x00 fox\u202e in\tthe\nsnow\x1b[31m\u2069 👩\u200d💻"
+    job = await core.service.submit(request(typed, model="nanobanana"))
+    assert job.prompt == "a red fox in the snow[31m 👩\u200d💻"  # tabs, newlines: spaces
+    done = await wait_delivered(core, job.id)
+    (call,) = sandbox.create_calls()
+    assert call.json["prompt"] == job.prompt
+    ((delivered, _),) = sink.delivered
+    caption = result_caption(delivered, core.catalog)
+    assert "a red fox in the snow" in caption
+    for shown in (caption, progress_text(done, core.catalog)):
+        assert not any(ch in shown for ch in BAD_CHARS)
+
+
+@pytest.mark.parametrize(
+    ("req", "message"),
+    [
+        (
+            request("\x00\u202e\x1b\u2066", model="nanobanana"),
+            "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”.",
+        ),
+        (
+            request("a fox", model="dal\u202ele\x00"),
+            "I don't know the model “dalle”. See /models for the list.",
+        ),
+        (
+            request("a fox", kind=Kind.VIDEO, model="veo_fast", aspect_ratio="4:3\u202e"),
+            "Veo 3.1 Fast takes aspect ratio 16:9 or 9:16, not 4:3.",
+        ),
+    ],
+)
+async def test_a_refusal_never_echoes_control_characters(
+    core: Core, sandbox: SandboxGateway, req: object, message: str
+) -> None:
+    with pytest.raises(RequestRejected) as info:
+        await core.service.submit(req)  # type: ignore[arg-type]
+    assert info.value.message == message
+    (row,) = await core.store.recent(5)
+    assert row.state is JobState.REJECTED and not any(ch in row.prompt for ch in BAD_CHARS)
+    assert sandbox.requests == []
+
+
+async def test_a_setting_name_or_value_is_read_without_control_characters(core: Core) -> None:
+    origin = request("x").origin
+    said = await core.service.change_setting(
+        origin, "blocked_words\x00", "gore\u202e, spoiler", is_admin=True
+    )
+    assert said == "✅ blocked_words: gore, spoiler"
+    with pytest.raises(RequestRejected) as info:
+        await core.service.change_setting(origin, "colour\u202e", "red", is_admin=True)
+    assert info.value.message.startswith("There is no setting “colour”.")
