@@ -2,6 +2,7 @@
 
 GenrelayError
  ├── RequestRejected          our validation refused a request; nothing was sent
+ ├── DuplicateRequest         a job with this request key is recorded already (job_id)
  ├── ConfigError              the service is configured wrongly
  ├── GatewayError             an upstream call failed (status, detail, endpoint)
  │    ├── AuthError           401/403: the API key is wrong
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "DeliveryError",
+    "DuplicateRequest",
     "GatewayError",
     "GenrelayError",
     "MediaError",
@@ -51,6 +53,14 @@ class RequestRejected(GenrelayError):
         super().__init__(message)
         self.message = message
         self.code = code
+
+
+class DuplicateRequest(GenrelayError):
+    """The store already holds a job for this request key: `job_id` is that job."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job for this request is recorded already: {job_id}")
+        self.job_id = job_id
 
 
 class ConfigError(GenrelayError):

@@ -19,7 +19,7 @@ from bot.community import (
     rules_text,
 )
 from bot.config import Settings
-from bot.errors import RequestRejected
+from bot.errors import DuplicateRequest, RequestRejected
 from bot.faults import crash_point
 from bot.media import MediaStore
 from bot.messages import plural
@@ -35,9 +35,20 @@ from bot.models import (
 from bot.ports import Clock, CommunityStore
 from bot.validation import validate
 
-__all__ = ["CANCELLED", "Service"]
+__all__ = [
+    "CANCELLED",
+    "NOT_YOURS_CANCEL",
+    "NOT_YOURS_CONFIRM",
+    "NOT_YOURS_RESEND",
+    "OTHER_CHAT",
+    "Service",
+]
 
 CANCELLED = "Cancelled. Nothing was sent, so nothing was charged."
+OTHER_CHAT = "That button is for a job from another chat, so it does nothing here."
+NOT_YOURS_CONFIRM = "Only the person who asked can confirm this."
+NOT_YOURS_CANCEL = "Only the person who asked can cancel it."
+NOT_YOURS_RESEND = "Only the person who asked can get this result again."
 RESULT_KEPT_S = 24 * 3600  # gateway result URLs expire after a day
 
 log = logging.getLogger(__name__)
@@ -133,7 +144,15 @@ class Service:
         over a limit is refused atomically in the store. A refused request is recorded as
         `rejected` (nothing is sent upstream) and RequestRejected is raised with the words.
         A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
-        the chat's concurrency waits its turn (`queue_position`)."""
+        the chat's concurrency waits its turn (`queue_position`).
+
+        Idempotent per `req.request_key`: a request already recorded (a replayed or
+        twice-delivered update) returns its job, or raises its refusal again, and records
+        nothing new."""
+        if req.request_key is not None:
+            existing = await self.store.find_request(req.request_key)
+            if existing is not None:
+                return await self._again(existing)
         now = self.clock.now()
         rules = await self.rules(req.origin)
         if req.model is None:
@@ -159,7 +178,10 @@ class Service:
             hold="confirm" if held else None,
             hold_expires_at=now + self.settings.confirm_timeout_s if held else None,
         )
-        refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+        try:
+            refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+        except DuplicateRequest as dup:  # the same request, recorded meanwhile
+            return await self._again(await self._parent(dup.job_id))
         if refusal is not None:
             over = RequestRejected(
                 self._limit_words(refusal, job, now), code=f"limit_{refusal.limit}"
@@ -179,11 +201,29 @@ class Service:
             " held for confirmation" if held else "",
         )
         if not held:
-            job.queue_position = await self._position(job)
             self.wake_tracker()
+            try:
+                job.queue_position = await self._position(job)
+            except Exception:  # the job is recorded: its place is only for show
+                log.exception("job %s: place in line not known", job.id)
             if job.queue_position:  # it may go ahead of others: turns alternate
                 self.on_line_changed(job.origin.platform, job.origin.scope_id)
         return job
+
+    async def _again(self, job: Job) -> Job:
+        """A request that was recorded already: its job as it is now, or its refusal."""
+        log.info("job %s: its request (%s) came again; not recorded twice", job.id, job.request_key)
+        if job.state is JobState.REJECTED:
+            raise RequestRejected(
+                job.error_message or "That request was refused.", code=job.error_code or "rejected"
+            )
+        if job.state is JobState.RECEIVED and job.hold is None:
+            job.queue_position = await self._position(job)
+        return job
+
+    async def find_request(self, request_key: str) -> Job | None:
+        """The job recorded for this request key, if any."""
+        return await self.store.find_request(request_key)
 
     async def _position(self, job: Job) -> int | None:
         """Its place in line when its chat is at its concurrency limit, else None."""
@@ -213,12 +253,9 @@ class Service:
 
     # -- confirmation and cancel -------------------------------------------------------------
 
-    async def confirm(self, job_id: str, user_id: str) -> Job:
-        job = await self._parent(job_id)
-        if job.origin.user_id != user_id:
-            raise RequestRejected(
-                "Only the person who asked can confirm this.", code="not_the_asker"
-            )
+    async def confirm(self, job_id: str, origin: Origin) -> Job:
+        """Release a held job; only its asker, in its chat, may."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_CONFIRM)
         if job.hold is None or not await self.store.release_hold(job.id, self.clock.now()):
             raise RequestRejected(
                 "This request is no longer waiting for confirmation.", code="not_held"
@@ -232,11 +269,10 @@ class Service:
             self.on_line_changed(fresh.origin.platform, fresh.origin.scope_id)
         return fresh
 
-    async def cancel(self, job_id: str, user_id: str) -> str:
-        """Stop a job that was not sent yet. Returns what to tell the user."""
-        job = await self._parent(job_id)
-        if job.origin.user_id != user_id:
-            raise RequestRejected("Only the person who asked can cancel it.", code="not_the_asker")
+    async def cancel(self, job_id: str, origin: Origin) -> str:
+        """Stop a job that was not sent yet; only its asker, in its chat, may. Returns what
+        to tell the user."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_CANCEL)
         if job.state is JobState.RECEIVED and await self.store.stop_waiting(
             job.id, self.clock.now(), code="cancelled", message=CANCELLED
         ):
@@ -260,7 +296,7 @@ class Service:
         if not jobs:
             return "You have nothing waiting or running here."
         waiting = [j for j in jobs if j.state is JobState.RECEIVED]
-        return await self.cancel((waiting or jobs)[0].id, origin.user_id)
+        return await self.cancel((waiting or jobs)[0].id, origin)
 
     async def expire_holds(self) -> int:
         """Held jobs nobody confirmed in time end as `rejected` (the asker is told)."""
@@ -309,9 +345,9 @@ class Service:
             origin.platform, origin.scope_id, origin.user_id, limit
         )
 
-    async def stored_result(self, job_id: str) -> Job:
-        """A finished job whose result can still be sent again."""
-        job = await self._parent(job_id)
+    async def stored_result(self, job_id: str, origin: Origin) -> Job:
+        """A finished job whose result can still be sent again, to its asker in its chat."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_RESEND)
         fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
         if job.state is not JobState.SUCCEEDED or not (
             self.media.local_result(job.id) is not None or (fresh and job.result_urls)
@@ -379,11 +415,23 @@ class Service:
             error_message=exc.message,
             finished_at=now,
         )
-        await self.store.create(job)
+        try:
+            await self.store.create(job)
+        except DuplicateRequest:  # recorded already (a replay): once is enough
+            return
         log.info("job %s: rejected (%s) from %s", job.id, exc.code, req.origin.platform)
 
     async def attach_status_message(self, job_id: str, message_id: str) -> None:
         await self.store.set_status_message(job_id, message_id)
+
+    async def claim_status(self, job_id: str) -> bool:
+        """Before a status message for the job is sent: False when it has one or one was
+        being sent (perhaps by a process that died before it stored the id): send none."""
+        return await self.store.claim_status(job_id, self.clock.now())
+
+    async def release_status(self, job_id: str) -> None:
+        """The platform surely did not take the status message: another may be sent."""
+        await self.store.release_status(job_id)
 
     async def get(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
@@ -396,11 +444,39 @@ class Service:
             raise RequestRejected("I can't find that job any more.", code="unknown_job")
         return job
 
+    async def _here(self, job_id: str, origin: Origin) -> Job:
+        """The job a button names, if it belongs to the chat the button was pressed in (a
+        button's payload comes from the client and is not trusted)."""
+        job = await self._parent(job_id)
+        if (job.origin.platform, job.origin.scope_id) != (origin.platform, origin.scope_id):
+            log.warning(
+                "job %s of %s chat %s named by a button in %s chat %s: refused",
+                job.id,
+                job.origin.platform,
+                job.origin.scope_id,
+                origin.platform,
+                origin.scope_id,
+            )
+            raise RequestRejected(OTHER_CHAT, code="other_chat")
+        return job
+
+    async def _asked_by(self, job_id: str, origin: Origin, refusal: str) -> Job:
+        """The job, if `origin` is its asker in its chat."""
+        job = await self._here(job_id, origin)
+        if job.origin.user_id != origin.user_id:
+            raise RequestRejected(refusal, code="not_the_asker")
+        return job
+
     async def reroll(
-        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+        self,
+        job_id: str,
+        origin: Origin,
+        *,
+        status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
-        """The same request again, owned by whoever asked."""
-        parent = await self._parent(job_id)
+        """The same request again, owned (and paid) by whoever pressed, in the parent's chat."""
+        parent = await self._here(job_id, origin)
         return await self.submit(
             GenerationRequest(
                 kind=parent.kind,
@@ -412,6 +488,7 @@ class Service:
                 quality=parent.quality,
                 action="reroll",
                 parent_job_id=parent.id,
+                request_key=request_key,
             ),
             status_message_id=status_message_id,
         )
@@ -423,9 +500,10 @@ class Service:
         *,
         model: str | None = None,
         status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
         """An image result as the first frame of a video with the default video model."""
-        parent = await self._succeeded_image(job_id, "animate")
+        parent = await self._succeeded_image(job_id, origin, "animate")
         spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
         if spec is not None and spec.max_images == 0:
             spec = self.catalog.default_for(Kind.VIDEO)
@@ -439,15 +517,21 @@ class Service:
                 images=(image,),
                 action="animate",
                 parent_job_id=parent.id,
+                request_key=request_key,
             ),
             status_message_id=status_message_id,
         )
 
     async def upscale(
-        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+        self,
+        job_id: str,
+        origin: Origin,
+        *,
+        status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
         """A Nano Banana image again at 4K, from the result itself."""
-        parent = await self._succeeded_image(job_id, "upscale")
+        parent = await self._succeeded_image(job_id, origin, "upscale")
         spec = self.catalog.resolve(parent.model)
         if spec is None or "4k" not in spec.qualities:
             raise RequestRejected("4K is only offered for Nano Banana images.", code="no_4k")
@@ -463,6 +547,7 @@ class Service:
                 quality="4k",
                 action="upscale",
                 parent_job_id=parent.id,
+                request_key=request_key,
             ),
             status_message_id=status_message_id,
         )
@@ -477,8 +562,8 @@ class Service:
                 pass
         return ReferenceImage(ref=parent.result_urls[0], mime="image/png", filename="result.png")
 
-    async def _succeeded_image(self, job_id: str, action: str) -> Job:
-        parent = await self._parent(job_id)
+    async def _succeeded_image(self, job_id: str, origin: Origin, action: str) -> Job:
+        parent = await self._here(job_id, origin)
         if parent.state is not JobState.SUCCEEDED or not parent.result_urls:
             raise RequestRejected(
                 "That job has no finished image to work from.", code=f"no_result_{action}"
@@ -500,6 +585,7 @@ def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
         images=req.images,
         action=req.action,
         parent_job_id=req.parent_job_id,
+        request_key=req.request_key,
         created_at=now,
         updated_at=now,
         **fields,

@@ -198,14 +198,14 @@ async def test_video_needs_the_askers_confirm(
         with pytest.raises(
             RequestRejected, match=re.escape("Only the person who asked can confirm this.")
         ):
-            await core.service.confirm(job.id, "bob")
+            await core.service.confirm(job.id, who("bob"))
         await step(core, clock, 5)
         assert gw.requests == []
-        await core.service.confirm(job.id, "ann")
+        await core.service.confirm(job.id, who("ann"))
         await step(core, clock)
         assert len(gw.create_calls()) == 1
         with pytest.raises(RequestRejected, match="no longer waiting for confirmation"):
-            await core.service.confirm(job.id, "ann")
+            await core.service.confirm(job.id, who("ann"))
         image = await core.service.submit(ask("ann"))
         assert image.hold is None  # images never wait
 
@@ -240,11 +240,11 @@ async def test_cancel_before_submit_and_after(
         with pytest.raises(
             RequestRejected, match=re.escape("Only the person who asked can cancel it.")
         ):
-            await core.service.cancel(waiting.id, "bob")
+            await core.service.cancel(waiting.id, who("bob"))
         assert await core.service.cancel_latest(who("ann")) == (
             "Cancelled. Nothing was sent, so nothing was charged."
         )
-        assert await core.service.cancel(first.id, "ann") == (
+        assert await core.service.cancel(first.id, who("ann")) == (
             "That job is already with Nano Banana and can't be stopped; "
             "I'll still post the result when it's ready."
         )
@@ -346,7 +346,7 @@ async def test_history_and_usage(
             "1. Veo 3.1 Fast · succeeded · just now · “waves”\n"
             "2. Nano Banana · succeeded · just now · “a red fox”"
         )
-        assert (await core.service.stored_result(jobs[1].id)).id == jobs[1].id
+        assert (await core.service.stored_result(jobs[1].id, who("ann"))).id == jobs[1].id
         assert await core.service.usage_text(who("ann")) == (
             "📊 Today you made 1 of 50 images and 1 of 10 videos here, spending $0.29.\n"
             "This chat has $9.67 of its $10.00 daily budget left.\n"
