@@ -1098,3 +1098,31 @@ async def test_a_button_from_another_chat_is_refused_and_costs_nothing(bed: Bed)
     assert len(await bed.core.store.recent(50)) == 1  # nothing recorded, nothing charged
     assert len(bed.sandbox.create_calls()) == 1
     assert fake.sent("sendMessage", chat_id=other["id"]) == []
+
+
+async def test_an_album_still_being_collected_when_the_process_stops_is_made_after_a_restart(
+    open_bed: OpenBed,
+) -> None:
+    slow = {"adapter_kwargs": {"album_debounce_s": 60.0}}
+    async with open_bed(**slow) as bed:
+        fake = bed.fake
+        first = fake.send_photo(
+            bed.group, bed.ann, jpeg(1), caption="/imagine two as one", media_group_id="alb-9"
+        )
+        fake.send_photo(bed.group, bed.ann, jpeg(2), media_group_id="alb-9")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(bed.adapter._album_updates) < 2:  # both photos wait in the collector
+            assert loop.time() < deadline, "the album never reached the collector"
+            await asyncio.sleep(0.02)
+        assert await jobs_for(bed, first) == []
+    assert fake._updates == []  # Telegram was told we have both
+
+    async with open_bed() as bed:
+        job = await bed.wait_delivered((await bed.job_for(first)).id)
+        assert len(job.images) == 2 and job.state is JobState.SUCCEEDED
+        [create] = bed.sandbox.create_calls()
+        images = [base64.b64decode(u.split(",", 1)[1]) for u in create.json["images"]]
+        assert images == [jpeg(1), jpeg(2)]
+        assert len(await jobs_for(bed, first)) == 1
+        assert await bed.core.store.inbox_pending(f"telegram:{TOKEN.partition(':')[0]}") == []
