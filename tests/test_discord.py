@@ -901,3 +901,17 @@ async def test_a_button_naming_a_job_of_another_server_is_refused_and_costs_noth
         )
     assert [j.id for j in await core.store.recent(10)] == [first.id]  # nothing recorded
     assert len(sandbox.create_calls()) == 1
+
+
+async def test_a_garbled_answer_to_the_first_status_never_says_nothing_was_started(
+    fake: FakeDiscord, sandbox: SandboxGateway, app: tuple[Core, DiscordAdapter]
+) -> None:
+    core, _ = app
+    # Discord takes the first status edit but answers what discord.py cannot read.
+    fake.fail_next("PATCH", f"/webhooks/{APP_ID}/", status=200, body={"garbled": True})
+    rec = await imagine(fake, prompt="a glass whale")
+    job = await delivered(core, rec)
+    assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
+    assert fake.message_files(original(fake, rec))  # the result still came
+    assert fake.followups(rec.token) == []  # and no apology claiming nothing was started
+    assert len(sandbox.create_calls()) == 1
