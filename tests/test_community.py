@@ -373,3 +373,48 @@ async def test_a_chats_own_concurrency_reaches_the_scheduler(
         assert waiting.queue_position == 1
         await step(core, clock, 1)
         assert len(gw.create_calls()) == 1
+
+
+async def test_buttons_act_only_in_their_jobs_chat_and_asker_only_ones_only_for_the_asker(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(video_needs_confirmation=True), clock=clock) as core:
+        image = await core.service.submit(ask("ann", "a lamp"))
+        held = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
+        for _ in range(10):
+            await step(core, clock, 1.0)
+        service, elsewhere = core.service, who("ann", chat="g2")
+        other_chat = "That button is for a job from another chat, so it does nothing here."
+        refused = [
+            service.reroll(image.id, elsewhere),
+            service.animate(image.id, elsewhere),
+            service.upscale(image.id, elsewhere),
+            service.stored_result(image.id, elsewhere),
+            service.confirm(held.id, elsewhere),
+            service.cancel(held.id, elsewhere),
+        ]
+        for call in refused:
+            with pytest.raises(RequestRejected, match=re.escape(other_chat)):
+                await call
+        with pytest.raises(RequestRejected, match="Only the person who asked can get this"):
+            await service.stored_result(image.id, who("bob"))
+        assert (await service.stored_result(image.id, who("ann"))).id == image.id
+        rerolled = await service.reroll(image.id, who("bob"))  # anyone in the chat; bob's
+        assert rerolled.origin.user_id == "bob" and rerolled.parent_job_id == image.id
+        assert len(await core.store.recent(20)) == 3  # refusals recorded nothing
+
+
+async def test_a_request_key_makes_one_job_and_repeats_its_refusal(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(), clock=clock) as core:
+        req = GenerationRequest(Kind.IMAGE, "a fox", who("ann"), request_key="test:g1:7")
+        first = await core.service.submit(req)
+        again = await core.service.submit(req)
+        assert again.id == first.id
+        empty = GenerationRequest(Kind.IMAGE, " ", who("ann"), request_key="test:g1:8")
+        for _ in range(2):
+            with pytest.raises(RequestRejected) as refused:
+                await core.service.submit(empty)
+            assert refused.value.code == "empty_prompt"
+        assert len(await core.store.recent(20)) == 2  # one job, one refusal
