@@ -416,7 +416,8 @@ class TelegramAdapter:
         recorded = await service.find_request(key)
         if recorded is not None:  # a replayed update: the job exists, fetch nothing again
             job = await service.submit(GenerationRequest(kind, "", origin, request_key=key))
-            await self._show_new_status(job)
+            if not job.terminal and job.status_message_id is None:
+                await self._show_new_status(job)  # unless one was (maybe) sent: the claim
             return job
         draft = GenerationRequest(
             kind=kind,

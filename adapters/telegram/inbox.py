@@ -39,10 +39,13 @@ class TelegramInbox:
 
     async def keep(self, updates: Sequence[Update]) -> None:
         """Write the updates before Telegram may forget them; only new ones will be handled."""
-        items = [
-            (u.update_id, json.dumps(u.to_dict(), separators=(",", ":"), ensure_ascii=False))
-            for u in updates
-        ]
+        items: list[tuple[int, str]] = []
+        for u in updates:
+            try:
+                items.append((u.update_id, u.to_json()))
+            except (TypeError, ValueError):  # never stall polling on one odd update
+                log.exception("telegram: update %s not recorded; handled unrecorded", u.update_id)
+                self._admitted.add(u.update_id)
         try:
             new = await self.store.inbox_add(self.source, items, self.clock.now())
         except Exception as exc:
