@@ -8,6 +8,9 @@ import base64
 import itertools
 import json
 import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -28,7 +31,7 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
-from tests.conftest import running
+from tests.conftest import API_KEY, running
 from tests.fakes.telegram_api import Call, FakeTelegram
 
 JSONDict = dict[str, Any]
@@ -1126,3 +1129,47 @@ async def test_an_album_still_being_collected_when_the_process_stops_is_made_aft
         assert images == [jpeg(1), jpeg(2)]
         assert len(await jobs_for(bed, first)) == 1
         assert await bed.core.store.inbox_pending(f"telegram:{TOKEN.partition(':')[0]}") == []
+
+
+@pytest.mark.parametrize("point", ["update_received", "photo_downloading"])
+async def test_a_process_killed_while_handling_a_photo_request_loses_nothing(
+    open_bed: OpenBed, fake: FakeTelegram, sandbox: SandboxGateway, tmp_path: Path, point: str
+) -> None:
+    """A real `genrelay run`, SIGKILLed at a crash point; then a new process on its store."""
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_API_BASE_URL": fake.api_base,
+        "TELEGRAM_FILE_BASE_URL": fake.file_base,
+        "AA_BASE_URL": sandbox.base_url,
+        "AA_API_KEY": API_KEY,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'genrelay.db'}",
+        "DATA_DIR": str(tmp_path / "data"),
+        "HTTP_PORT": "0",
+        "GENRELAY_CRASH_AT": point,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await fake.wait_for("getUpdates", timeout=20)
+        group, ann = fake.group(GROUP_ID, "Art club"), fake.user(42, "Ann <3", "ann")
+        ask = fake.send_photo(group, ann, jpeg(1), caption="/imagine make it green")
+        assert await asyncio.wait_for(process.wait(), 20) == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async with open_bed() as bed:
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+        assert job.state is JobState.SUCCEEDED
+        assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
+        assert len(bed.sandbox.create_calls()) == 1
+        assert len(fake.sent("sendPhoto")) == 1
