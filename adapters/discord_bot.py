@@ -332,7 +332,7 @@ class DiscordAdapter:
             interaction.id,
             job.origin.chat_id,
         )
-        await self._started(interaction, job)
+        await self._show_started(interaction, job)
 
     async def on_button(
         self, interaction: discord.Interaction[Any], action: str, job_id: str
@@ -380,7 +380,20 @@ class DiscordAdapter:
             await self._withdraw(interaction, exc.message)
             return
         log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
-        await self._started(interaction, job)
+        try:
+            await service.attach_status_message(job.id, str(message_id))
+        except Exception:  # the job is recorded and goes on; its progress finds no message
+            log.exception("job %s: status message id not stored", job.id)
+        job.status_message_id = str(message_id)
+        await self._show_started(interaction, job)
+
+    async def _show_started(self, interaction: discord.Interaction[Any], job: Job) -> None:
+        """After the job is recorded nothing may say it was not made: a failure to show its
+        first status is logged, and the job goes on (its result still comes)."""
+        try:
+            await self._started(interaction, job)
+        except Exception:
+            log.exception("job %s: first status not shown; the job goes on", job.id)
 
     # -- waiting: the line, confirmation, cancel ---------------------------------------------
 
@@ -395,7 +408,7 @@ class DiscordAdapter:
                 # Nobody could confirm it: rather than leave it waiting for a button nobody
                 # sees, end it now; its delivery tells the asker nothing was sent.
                 log.warning("job %s: confirmation not shown (%r); cancelling it", job.id, exc)
-                await self.core.service.cancel(job.id, job.origin.user_id)
+                await self.core.service.cancel(job.id, job.origin)
                 self.core.notifier.wake()
                 return
             log.info("job %s: waiting for its asker's confirmation", job.id)
@@ -404,7 +417,7 @@ class DiscordAdapter:
 
     async def _confirm(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
-            job = await self.core.service.confirm(job_id, str(interaction.user.id))
+            job = await self.core.service.confirm(job_id, self._presser(interaction))
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
             return
@@ -418,7 +431,7 @@ class DiscordAdapter:
 
     async def _cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
-            said = await self.core.service.cancel(job_id, str(interaction.user.id))
+            said = await self.core.service.cancel(job_id, self._presser(interaction))
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
             return
@@ -434,7 +447,7 @@ class DiscordAdapter:
 
     async def _send_again(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
-            job = await self.core.service.stored_result(job_id)
+            job = await self.core.service.stored_result(job_id, self._presser(interaction))
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
             return
@@ -592,6 +605,10 @@ class DiscordAdapter:
                 raise self.core.media.too_large(att.size)
             out.append(ReferenceImage(ref=att.url, mime=mime, size=att.size, filename=att.filename))
         return tuple(out)
+
+    def _presser(self, interaction: discord.Interaction[Any]) -> Origin:
+        """Who pressed a button, and where: what the core checks a job against."""
+        return self._origin(interaction, None, self.core.clock.now())
 
     def _origin(
         self, interaction: discord.Interaction[Any], message_id: int | None, received_at: float

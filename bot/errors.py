@@ -2,6 +2,7 @@
 
 GenrelayError
  ├── RequestRejected          our validation refused a request; nothing was sent
+ ├── DuplicateRequest         a job with this request key is recorded already (job_id)
  ├── ConfigError              the service is configured wrongly (exit 2; retrying cannot help)
  ├── PlatformUnavailable      a chat platform could not be reached at start (network, 5xx,
  │                            no READY in time); `genrelay run` tries again with backoff
@@ -28,6 +29,7 @@ __all__ = [
     "ConfigError",
     "ConnectFailed",
     "DeliveryError",
+    "DuplicateRequest",
     "GatewayError",
     "GenrelayError",
     "MediaError",
@@ -55,6 +57,14 @@ class RequestRejected(GenrelayError):
         self.message = message
         self.code = code
         self.job_id: str | None = None  # the rejected job recorded for it, if one was
+
+
+class DuplicateRequest(GenrelayError):
+    """The store already holds a job for this request key: `job_id` is that job."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"a job for this request is recorded already: {job_id}")
+        self.job_id = job_id
 
 
 class ConfigError(GenrelayError):

@@ -135,6 +135,9 @@ class GenerationRequest:
     quality: str | None = None
     action: str = "generate"  # generate, reroll, animate, upscale
     parent_job_id: str | None = None
+    # The chat message (or button press) it came from, e.g. "telegram:<chat>:<message>":
+    # asking again with the same key finds the job it already made.
+    request_key: str | None = None
 
 
 @dataclass(slots=True)
@@ -176,6 +179,8 @@ class Job:
     webhook_token: str | None = None  # the secret part of its webhook URL (providers that call)
     hold: str | None = None  # "confirm": waits for the asker's Confirm before it is sent
     hold_expires_at: float | None = None
+    request_key: str | None = None  # see GenerationRequest.request_key; unique when set
+    status_claimed_at: float | None = None  # a status message was being sent from then
     queue_position: int | None = None  # place in its chat's line; computed, never stored
 
     @property

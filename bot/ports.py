@@ -19,6 +19,7 @@ __all__ = [
     "Clock",
     "CommunityStore",
     "DeliverySink",
+    "InboxStore",
     "JobStore",
     "ResultFile",
     "SystemClock",
@@ -44,6 +45,20 @@ class JobStore(Protocol):
         ...
 
     async def set_status_message(self, job_id: str, message_id: str) -> None: ...
+
+    async def find_request(self, request_key: str) -> Job | None:
+        """The job made for this request key, if any (create/admit refuse a second one
+        with DuplicateRequest)."""
+        ...
+
+    async def claim_status(self, job_id: str, now: float) -> bool:
+        """Record, before sending it, that a status message is being sent; False when the
+        job has one or one was being sent already (then never send another)."""
+        ...
+
+    async def release_status(self, job_id: str) -> None:
+        """Undo claim_status when the platform surely did not take the message."""
+        ...
 
     async def deliveries_due(self, platform: str, now: float) -> None:
         """Make the platform's pending deliveries due now (its adapter just connected)."""
@@ -116,6 +131,20 @@ class CommunityStore(JobStore, Protocol):
     ) -> list[Job]: ...
 
     async def cancellable(self, platform: str, scope_id: str, user_id: str) -> list[Job]: ...
+
+
+class InboxStore(Protocol):
+    """Platform updates kept from their fetch until their handling finished."""
+
+    async def inbox_add(
+        self, source: str, items: Sequence[tuple[int, str]], now: float
+    ) -> list[int]: ...
+
+    async def inbox_done(self, source: str, item_ids: Sequence[int], now: float) -> None: ...
+
+    async def inbox_pending(self, source: str) -> list[tuple[int, str]]: ...
+
+    async def inbox_prune(self, before: float) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ from bot.community import (
     rules_text,
 )
 from bot.config import Settings
-from bot.errors import RequestRejected
+from bot.errors import DuplicateRequest, RequestRejected
 from bot.faults import crash_point
 from bot.media import MediaStore
 from bot.messages import plural
@@ -35,9 +35,20 @@ from bot.models import (
 from bot.ports import Clock, CommunityStore
 from bot.validation import Checked, clean_request, clean_text, validate
 
-__all__ = ["CANCELLED", "Service"]
+__all__ = [
+    "CANCELLED",
+    "NOT_YOURS_CANCEL",
+    "NOT_YOURS_CONFIRM",
+    "NOT_YOURS_RESEND",
+    "OTHER_CHAT",
+    "Service",
+]
 
 CANCELLED = "Cancelled. Nothing was sent, so nothing was charged."
+OTHER_CHAT = "That button is for a job from another chat, so it does nothing here."
+NOT_YOURS_CONFIRM = "Only the person who asked can confirm this."
+NOT_YOURS_CANCEL = "Only the person who asked can cancel it."
+NOT_YOURS_RESEND = "Only the person who asked can get this result again."
 RESULT_KEPT_S = 24 * 3600  # gateway result URLs expire after a day
 
 log = logging.getLogger(__name__)
@@ -199,7 +210,15 @@ class Service:
         over a limit is refused atomically in the store. A refused request is recorded as
         `rejected` (nothing is sent upstream) and RequestRejected is raised with the words.
         A video in a chat that wants confirmation waits with `hold == "confirm"`; one over
-        the chat's concurrency waits its turn (`queue_position`)."""
+        the chat's concurrency waits its turn (`queue_position`).
+
+        Idempotent per `req.request_key`: a request already recorded (a replayed or
+        twice-delivered update) returns its job, or raises its refusal again, and records
+        nothing new."""
+        if req.request_key is not None:
+            existing = await self.store.find_request(req.request_key)
+            if existing is not None:
+                return await self._again(existing)
         now = self.clock.now()
         req, rules = await self._prepared(req)
         try:
@@ -209,7 +228,10 @@ class Service:
             raise
         job = self._new_job(req, rules, checked, now, status_message_id=status_message_id)
         held = job.hold is not None
-        refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+        try:
+            refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+        except DuplicateRequest as dup:  # the same request, recorded meanwhile
+            return await self._again(await self._parent(dup.job_id))
         if refusal is not None:
             over = self._over(refusal, req, job, now)
             await self._record_rejected(req, over, now)
@@ -225,11 +247,29 @@ class Service:
             " held for confirmation" if held else "",
         )
         if not held:
-            job.queue_position = await self._position(job)
             self.wake_tracker()
+            try:
+                job.queue_position = await self._position(job)
+            except Exception:  # the job is recorded: its place is only for show
+                log.exception("job %s: place in line not known", job.id)
             if job.queue_position:  # it may go ahead of others: turns alternate
                 self.on_line_changed(job.origin.platform, job.origin.scope_id)
         return job
+
+    async def _again(self, job: Job) -> Job:
+        """A request that was recorded already: its job as it is now, or its refusal."""
+        log.info("job %s: its request (%s) came again; not recorded twice", job.id, job.request_key)
+        if job.state is JobState.REJECTED:
+            raise RequestRejected(
+                job.error_message or "That request was refused.", code=job.error_code or "rejected"
+            )
+        if job.state is JobState.RECEIVED and job.hold is None:
+            job.queue_position = await self._position(job)
+        return job
+
+    async def find_request(self, request_key: str) -> Job | None:
+        """The job recorded for this request key, if any."""
+        return await self.store.find_request(request_key)
 
     async def _position(self, job: Job) -> int | None:
         """Its place in line when its chat is at its concurrency limit, else None."""
@@ -259,12 +299,9 @@ class Service:
 
     # -- confirmation and cancel -------------------------------------------------------------
 
-    async def confirm(self, job_id: str, user_id: str) -> Job:
-        job = await self._parent(job_id)
-        if job.origin.user_id != user_id:
-            raise RequestRejected(
-                "Only the person who asked can confirm this.", code="not_the_asker"
-            )
+    async def confirm(self, job_id: str, origin: Origin) -> Job:
+        """Release a held job; only its asker, in its chat, may."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_CONFIRM)
         if job.hold is None or not await self.store.release_hold(job.id, self.clock.now()):
             raise RequestRejected(
                 "This request is no longer waiting for confirmation.", code="not_held"
@@ -278,11 +315,10 @@ class Service:
             self.on_line_changed(fresh.origin.platform, fresh.origin.scope_id)
         return fresh
 
-    async def cancel(self, job_id: str, user_id: str) -> str:
-        """Stop a job that was not sent yet. Returns what to tell the user."""
-        job = await self._parent(job_id)
-        if job.origin.user_id != user_id:
-            raise RequestRejected("Only the person who asked can cancel it.", code="not_the_asker")
+    async def cancel(self, job_id: str, origin: Origin) -> str:
+        """Stop a job that was not sent yet; only its asker, in its chat, may. Returns what
+        to tell the user."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_CANCEL)
         if job.state is JobState.RECEIVED and await self.store.stop_waiting(
             job.id, self.clock.now(), code="cancelled", message=CANCELLED
         ):
@@ -306,7 +342,7 @@ class Service:
         if not jobs:
             return "You have nothing waiting or running here."
         waiting = [j for j in jobs if j.state is JobState.RECEIVED]
-        return await self.cancel((waiting or jobs)[0].id, origin.user_id)
+        return await self.cancel((waiting or jobs)[0].id, origin)
 
     async def expire_holds(self) -> int:
         """Held jobs nobody confirmed in time end as `rejected` (the asker is told)."""
@@ -355,9 +391,9 @@ class Service:
             origin.platform, origin.scope_id, origin.user_id, limit
         )
 
-    async def stored_result(self, job_id: str) -> Job:
-        """A finished job whose result can still be sent again."""
-        job = await self._parent(job_id)
+    async def stored_result(self, job_id: str, origin: Origin) -> Job:
+        """A finished job whose result can still be sent again, to its asker in its chat."""
+        job = await self._asked_by(job_id, origin, NOT_YOURS_RESEND)
         fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
         if job.state is not JobState.SUCCEEDED or not (
             self.media.local_result(job.id) is not None or (fresh and job.result_urls)
@@ -425,12 +461,24 @@ class Service:
             error_message=exc.message,
             finished_at=now,
         )
-        await self.store.create(job)
+        try:
+            await self.store.create(job)
+        except DuplicateRequest:  # recorded already (a replay): once is enough
+            return
         exc.job_id = job.id
         log.info("job %s: rejected (%s) from %s", job.id, exc.code, req.origin.platform)
 
     async def attach_status_message(self, job_id: str, message_id: str) -> None:
         await self.store.set_status_message(job_id, message_id)
+
+    async def claim_status(self, job_id: str) -> bool:
+        """Before a status message for the job is sent: False when it has one or one was
+        being sent (perhaps by a process that died before it stored the id): send none."""
+        return await self.store.claim_status(job_id, self.clock.now())
+
+    async def release_status(self, job_id: str) -> None:
+        """The platform surely did not take the status message: another may be sent."""
+        await self.store.release_status(job_id)
 
     async def get(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
@@ -443,11 +491,39 @@ class Service:
             raise RequestRejected("I can't find that job any more.", code="unknown_job")
         return job
 
+    async def _here(self, job_id: str, origin: Origin) -> Job:
+        """The job a button names, if it belongs to the chat the button was pressed in (a
+        button's payload comes from the client and is not trusted)."""
+        job = await self._parent(job_id)
+        if (job.origin.platform, job.origin.scope_id) != (origin.platform, origin.scope_id):
+            log.warning(
+                "job %s of %s chat %s named by a button in %s chat %s: refused",
+                job.id,
+                job.origin.platform,
+                job.origin.scope_id,
+                origin.platform,
+                origin.scope_id,
+            )
+            raise RequestRejected(OTHER_CHAT, code="other_chat")
+        return job
+
+    async def _asked_by(self, job_id: str, origin: Origin, refusal: str) -> Job:
+        """The job, if `origin` is its asker in its chat."""
+        job = await self._here(job_id, origin)
+        if job.origin.user_id != origin.user_id:
+            raise RequestRejected(refusal, code="not_the_asker")
+        return job
+
     async def reroll(
-        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+        self,
+        job_id: str,
+        origin: Origin,
+        *,
+        status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
-        """The same request again, owned by whoever asked."""
-        request = await self.action_request("reroll", job_id, origin)
+        """The same request again, owned (and paid) by whoever pressed, in the parent's chat."""
+        request = await self.action_request("reroll", job_id, origin, request_key=request_key)
         return await self.submit(request, status_message_id=status_message_id)
 
     async def animate(
@@ -457,25 +533,39 @@ class Service:
         *,
         model: str | None = None,
         status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
         """An image result as the first frame of a video with the default video model."""
-        request = await self.action_request("animate", job_id, origin, model=model)
+        request = await self.action_request(
+            "animate", job_id, origin, model=model, request_key=request_key
+        )
         return await self.submit(request, status_message_id=status_message_id)
 
     async def upscale(
-        self, job_id: str, origin: Origin, *, status_message_id: str | None = None
+        self,
+        job_id: str,
+        origin: Origin,
+        *,
+        status_message_id: str | None = None,
+        request_key: str | None = None,
     ) -> Job:
         """A Nano Banana image again at 4K, from the result itself."""
-        request = await self.action_request("upscale", job_id, origin)
+        request = await self.action_request("upscale", job_id, origin, request_key=request_key)
         return await self.submit(request, status_message_id=status_message_id)
 
     async def action_request(
-        self, action: str, job_id: str, origin: Origin, *, model: str | None = None
+        self,
+        action: str,
+        job_id: str,
+        origin: Origin,
+        *,
+        model: str | None = None,
+        request_key: str | None = None,
     ) -> GenerationRequest:
         """What a button under a result asks for (`reroll`, `animate`, `upscale`), for
         `precheck` and `submit`; raises RequestRejected when the job cannot give it."""
         if action == "reroll":
-            parent = await self._parent(job_id)
+            parent = await self._here(job_id, origin)
             return GenerationRequest(
                 kind=parent.kind,
                 prompt=parent.prompt,
@@ -486,9 +576,10 @@ class Service:
                 quality=parent.quality,
                 action="reroll",
                 parent_job_id=parent.id,
+                request_key=request_key,
             )
         if action == "animate":
-            parent = await self._succeeded_image(job_id, "animate")
+            parent = await self._succeeded_image(job_id, origin, "animate")
             spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
             if spec is not None and spec.max_images == 0:
                 spec = self.catalog.default_for(Kind.VIDEO)
@@ -500,10 +591,11 @@ class Service:
                 images=(self._result_as_reference(parent),),
                 action="animate",
                 parent_job_id=parent.id,
+                request_key=request_key,
             )
         if action != "upscale":
             raise ValueError(f"no button action {action!r}")
-        parent = await self._succeeded_image(job_id, "upscale")
+        parent = await self._succeeded_image(job_id, origin, "upscale")
         spec = self.catalog.resolve(parent.model)
         if spec is None or "4k" not in spec.qualities:
             raise RequestRejected("4K is only offered for Nano Banana images.", code="no_4k")
@@ -517,6 +609,7 @@ class Service:
             quality="4k",
             action="upscale",
             parent_job_id=parent.id,
+            request_key=request_key,
         )
 
     def _result_as_reference(self, parent: Job) -> ReferenceImage:
@@ -529,8 +622,8 @@ class Service:
                 pass
         return ReferenceImage(ref=parent.result_urls[0], mime="image/png", filename="result.png")
 
-    async def _succeeded_image(self, job_id: str, action: str) -> Job:
-        parent = await self._parent(job_id)
+    async def _succeeded_image(self, job_id: str, origin: Origin, action: str) -> Job:
+        parent = await self._here(job_id, origin)
         if parent.state is not JobState.SUCCEEDED or not parent.result_urls:
             raise RequestRejected(
                 "That job has no finished image to work from.", code=f"no_result_{action}"
@@ -552,6 +645,7 @@ def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
         images=req.images,
         action=req.action,
         parent_job_id=req.parent_job_id,
+        request_key=req.request_key,
         created_at=now,
         updated_at=now,
         **fields,

@@ -50,12 +50,15 @@ class CommunityQueries:
 
         def _job(self, row: aiosqlite.Row) -> Job: ...
 
+        async def _refuse_duplicate(self, db: aiosqlite.Connection, job: Job) -> None: ...
+
     # -- admission ---------------------------------------------------------------------------
 
     async def admit(self, job: Job, quota: Quota) -> Refusal | None:
         """Insert `job` if it fits every limit, in one write transaction (two requests for
         the last slot cannot both get it). A refused job is not inserted."""
         async with self.transaction() as db:
+            await self._refuse_duplicate(db, job)
             refusal = await self._check(db, job, quota)
             if refusal is None:
                 await db.execute(self._insert_sql(), self._insert_params(job))

@@ -83,4 +83,28 @@ MIGRATIONS: list[list[str]] = [
     # 4: a chat's slots are counted on every submit and claim: by chat and state, so the
     # count reads that chat's live jobs, not its whole history or every chat's
     ["CREATE INDEX jobs_scope_state ON jobs (platform, scope_id, state)"],
+    # 5: reserved for the tracker's column (another branch); empty here, filled at merge
+    [],
+    # 6: nothing a chat sends is lost or done twice. `inbox` holds each platform update
+    # (its raw JSON) from the moment it is fetched, before the platform is told we have it,
+    # until its handling finished; a restart replays the rows not done. `request_key` names
+    # the message a job came from, so a replayed or twice-delivered one finds its job.
+    # `status_claimed_at`: a status message is being sent (set before the send), so a
+    # process that died before storing its id never posts a second one.
+    [
+        """
+        CREATE TABLE inbox (
+            source TEXT NOT NULL,
+            item_id INTEGER NOT NULL,
+            payload TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            done_at REAL,
+            PRIMARY KEY (source, item_id)
+        )
+        """,
+        "CREATE INDEX inbox_pending ON inbox (source, item_id) WHERE done_at IS NULL",
+        "ALTER TABLE jobs ADD COLUMN request_key TEXT",
+        "CREATE UNIQUE INDEX jobs_request_key ON jobs (request_key) WHERE request_key IS NOT NULL",
+        "ALTER TABLE jobs ADD COLUMN status_claimed_at REAL",
+    ],
 ]

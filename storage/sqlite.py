@@ -13,6 +13,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.errors import DuplicateRequest
 from bot.models import (
     TERMINAL_STATES,
     Delivery,
@@ -23,6 +24,7 @@ from bot.models import (
     ReferenceImage,
 )
 from storage.community import CommunityQueries
+from storage.inbox import InboxQueries
 from storage.migrations import MIGRATIONS
 
 __all__ = ["SqliteJobStore"]
@@ -69,7 +71,12 @@ _COLUMNS = (
     "hold",
     "hold_expires_at",
     "webhook_token",
+    "request_key",
+    "status_claimed_at",
 )
+# Written only by their own queries (set once, or claimed before a send), never by a
+# whole-row save of a copy that may be older.
+_NOT_SAVED = ("id", "request_key", "status_claimed_at")
 _POLLABLE = (JobState.RECEIVED.value, JobState.QUEUED.value, JobState.RUNNING.value)
 # The partial index of due polls, named: with bound parameters (or beside the state index)
 # the planner walks every unfinished job and sorts them on each claim; this seeks instead.
@@ -119,6 +126,8 @@ def _to_row(job: Job) -> dict[str, Any]:
         "hold": job.hold,
         "hold_expires_at": job.hold_expires_at,
         "webhook_token": job.webhook_token,
+        "request_key": job.request_key,
+        "status_claimed_at": job.status_claimed_at,
     }
 
 
@@ -159,10 +168,12 @@ def _from_row(row: aiosqlite.Row) -> Job:
         hold=row["hold"],
         hold_expires_at=row["hold_expires_at"],
         webhook_token=row["webhook_token"],
+        request_key=row["request_key"],
+        status_claimed_at=row["status_claimed_at"],
     )
 
 
-class SqliteJobStore(CommunityQueries):
+class SqliteJobStore(CommunityQueries, InboxQueries):
     """`JobStore` on one SQLite file. Use as an async context manager."""
 
     def __init__(self, path: str | Path, *, default_chat_concurrency: int = 1_000_000) -> None:
@@ -250,8 +261,48 @@ class SqliteJobStore(CommunityQueries):
         return _from_row(row)
 
     async def create(self, job: Job) -> None:
+        """Insert `job`; DuplicateRequest when a job with its request key exists."""
         async with self.transaction() as db:
+            await self._refuse_duplicate(db, job)
             await db.execute(self._insert_sql(), self._insert_params(job))
+
+    async def _refuse_duplicate(self, db: aiosqlite.Connection, job: Job) -> None:
+        """Inside a write transaction (so no other writer can slip in between)."""
+        if job.request_key is None:
+            return
+        async with db.execute(
+            "SELECT id FROM jobs WHERE request_key = ?", (job.request_key,)
+        ) as cur:
+            row = await cur.fetchone()
+        if row is not None:
+            raise DuplicateRequest(str(row[0]))
+
+    async def find_request(self, request_key: str) -> Job | None:
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE request_key = ?", (request_key,)
+        ) as cur:
+            row = await cur.fetchone()
+        return _from_row(row) if row else None
+
+    async def claim_status(self, job_id: str, now: float) -> bool:
+        """Record that a status message for the job is about to be sent; False when it has
+        one, or one was being sent already (maybe by a process that died meanwhile)."""
+        async with self.transaction() as db:
+            cur = await db.execute(
+                "UPDATE jobs SET status_claimed_at = ? WHERE id = ?"
+                " AND status_message_id IS NULL AND status_claimed_at IS NULL",
+                (now, job_id),
+            )
+            return cur.rowcount == 1
+
+    async def release_status(self, job_id: str) -> None:
+        """The status message was surely not sent (the platform refused it): allow another."""
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status_claimed_at = NULL WHERE id = ?"
+                " AND status_message_id IS NULL",
+                (job_id,),
+            )
 
     async def get(self, job_id: str) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
@@ -260,7 +311,7 @@ class SqliteJobStore(CommunityQueries):
 
     async def save(self, job: Job, *, expect: Sequence[JobState] | None = None) -> bool:
         row = _to_row(job)
-        cols = [c for c in _COLUMNS if c != "id"]
+        cols = [c for c in _COLUMNS if c not in _NOT_SAVED]
         # A status message id, once stored, is kept: a copy of the job read before the
         # adapter attached it must not erase it.
         sets = [

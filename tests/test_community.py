@@ -230,14 +230,14 @@ async def test_video_needs_the_askers_confirm(
         with pytest.raises(
             RequestRejected, match=re.escape("Only the person who asked can confirm this.")
         ):
-            await core.service.confirm(job.id, "bob")
+            await core.service.confirm(job.id, who("bob"))
         await step(core, clock, 5)
         assert gw.requests == []
-        await core.service.confirm(job.id, "ann")
+        await core.service.confirm(job.id, who("ann"))
         await step(core, clock)
         assert len(gw.create_calls()) == 1
         with pytest.raises(RequestRejected, match="no longer waiting for confirmation"):
-            await core.service.confirm(job.id, "ann")
+            await core.service.confirm(job.id, who("ann"))
         image = await core.service.submit(ask("ann"))
         assert image.hold is None  # images never wait
 
@@ -272,11 +272,11 @@ async def test_cancel_before_submit_and_after(
         with pytest.raises(
             RequestRejected, match=re.escape("Only the person who asked can cancel it.")
         ):
-            await core.service.cancel(waiting.id, "bob")
+            await core.service.cancel(waiting.id, who("bob"))
         assert await core.service.cancel_latest(who("ann")) == (
             "Cancelled. Nothing was sent, so nothing was charged."
         )
-        assert await core.service.cancel(first.id, "ann") == (
+        assert await core.service.cancel(first.id, who("ann")) == (
             "That job is already with Nano Banana and can't be stopped; "
             "I'll still post the result when it's ready."
         )
@@ -378,7 +378,7 @@ async def test_history_and_usage(
             "1. Veo 3.1 Fast · succeeded · just now · “waves”\n"
             "2. Nano Banana · succeeded · just now · “a red fox”"
         )
-        assert (await core.service.stored_result(jobs[1].id)).id == jobs[1].id
+        assert (await core.service.stored_result(jobs[1].id, who("ann"))).id == jobs[1].id
         assert await core.service.usage_text(who("ann")) == (
             "📊 Today you made 1 of 50 images and 1 of 10 videos here, spending $0.29.\n"
             "This chat has $9.67 of its $10.00 daily budget left.\n"
@@ -501,3 +501,48 @@ async def test_a_stored_value_out_of_range_falls_back_to_the_default(
         text = await core.service.settings_text(origin)
     assert "• chat_budget_usd: $10.00" in text and "$inf" not in text
     assert "• user_jobs_at_once: 2" in text and "• video_confirm: on" in text
+
+
+async def test_buttons_act_only_in_their_jobs_chat_and_asker_only_ones_only_for_the_asker(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(video_needs_confirmation=True), clock=clock) as core:
+        image = await core.service.submit(ask("ann", "a lamp"))
+        held = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
+        for _ in range(10):
+            await step(core, clock, 1.0)
+        service, elsewhere = core.service, who("ann", chat="g2")
+        other_chat = "That button is for a job from another chat, so it does nothing here."
+        refused = [
+            service.reroll(image.id, elsewhere),
+            service.animate(image.id, elsewhere),
+            service.upscale(image.id, elsewhere),
+            service.stored_result(image.id, elsewhere),
+            service.confirm(held.id, elsewhere),
+            service.cancel(held.id, elsewhere),
+        ]
+        for call in refused:
+            with pytest.raises(RequestRejected, match=re.escape(other_chat)):
+                await call
+        with pytest.raises(RequestRejected, match="Only the person who asked can get this"):
+            await service.stored_result(image.id, who("bob"))
+        assert (await service.stored_result(image.id, who("ann"))).id == image.id
+        rerolled = await service.reroll(image.id, who("bob"))  # anyone in the chat; bob's
+        assert rerolled.origin.user_id == "bob" and rerolled.parent_job_id == image.id
+        assert len(await core.store.recent(20)) == 3  # refusals recorded nothing
+
+
+async def test_a_request_key_makes_one_job_and_repeats_its_refusal(
+    build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
+) -> None:
+    async with Core(build(), clock=clock) as core:
+        req = GenerationRequest(Kind.IMAGE, "a fox", who("ann"), request_key="test:g1:7")
+        first = await core.service.submit(req)
+        again = await core.service.submit(req)
+        assert again.id == first.id
+        empty = GenerationRequest(Kind.IMAGE, " ", who("ann"), request_key="test:g1:8")
+        for _ in range(2):
+            with pytest.raises(RequestRejected) as refused:
+                await core.service.submit(empty)
+            assert refused.value.code == "empty_prompt"
+        assert len(await core.store.recent(20)) == 2  # one job, one refusal

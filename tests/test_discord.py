@@ -883,3 +883,45 @@ async def test_a_wrong_token_fails_to_start(
             async with DiscordAdapter(core, bad, guild_ready_timeout=0.05):
                 pass
         assert "discord" not in core.notifier.sinks
+
+
+async def test_a_button_naming_a_job_of_another_server_is_refused_and_costs_nothing(
+    fake: FakeDiscord, sandbox: SandboxGateway, app: tuple[Core, DiscordAdapter]
+) -> None:
+    core, adapter = app
+    first = await delivered(core, await imagine(fake, prompt="a secret garden"))
+    fake.add_guild(7000, "elsewhere", channels=[7001])
+    await fake.dispatch_guild_create(7000)
+    # A message in another server whose button names that job (a forged or copied payload).
+    view = discord.ui.View(timeout=None)
+    for action in ("rr", "an", "4k"):
+        view.add_item(JobButton(action, first.id))
+    posted = await adapter.client.get_partial_messageable(7001).send("copied", view=view)
+
+    for action in ("rr", "an", "4k"):
+        press = await fake.press(
+            f"genrelay:{action}:{first.id}",
+            message_id=posted.id,
+            guild_id=7000,
+            channel_id=7001,
+            user_id=OTHER,
+        )
+        assert await refusal(fake, press) == (
+            "That button is for a job from another chat, so it does nothing here."
+        )
+    assert [j.id for j in await core.store.recent(10)] == [first.id]  # nothing recorded
+    assert len(sandbox.create_calls()) == 1
+
+
+async def test_a_garbled_answer_to_the_first_status_never_says_nothing_was_started(
+    fake: FakeDiscord, sandbox: SandboxGateway, app: tuple[Core, DiscordAdapter]
+) -> None:
+    core, _ = app
+    # Discord takes the first status edit but answers what discord.py cannot read.
+    fake.fail_next("PATCH", f"/webhooks/{APP_ID}/", status=200, body={"garbled": True})
+    rec = await imagine(fake, prompt="a glass whale")
+    job = await delivered(core, rec)
+    assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
+    assert fake.message_files(original(fake, rec))  # the result still came
+    assert fake.followups(rec.token) == []  # and no apology claiming nothing was started
+    assert len(sandbox.create_calls()) == 1

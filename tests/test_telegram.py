@@ -8,6 +8,9 @@ import base64
 import itertools
 import json
 import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from adapters.telegram import adapter as telegram_adapter
 from adapters.telegram.adapter import ack_reaction
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.texts import link_note
@@ -27,7 +31,7 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
-from tests.conftest import running
+from tests.conftest import API_KEY, running
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.helpers import PNG_1PX, corrupt_jpeg, jpeg_bytes
 
@@ -951,3 +955,248 @@ async def test_token_never_reaches_the_gateway_or_the_logs(
             assert "/bot" not in record.getMessage()  # no Bot API or file URL of ours
     assert TOKEN not in capsys.readouterr().err
     assert TOKEN not in (tmp_path / "genrelay.db").read_bytes().decode("latin-1")
+
+
+# -- restarts, duplicates and the status line (nothing lost, nothing twice) ---------------------
+
+
+async def logged(caplog: pytest.LogCaptureFixture, text: str, timeout: float = 5.0) -> None:
+    """Wait until a log line containing `text` was written."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not any(text in r.getMessage() for r in caplog.records):
+        assert loop.time() < deadline, f"never logged: {text}"
+        await asyncio.sleep(0.02)
+
+
+async def jobs_for(bed: Bed, message: JSONDict) -> list[Job]:
+    key = str(message["message_id"])
+    return [j for j in await bed.core.store.recent(50) if j.origin.message_id == key]
+
+
+def status_lines(fake: FakeTelegram, message: JSONDict) -> list[Call]:
+    """Our "⏳ …" replies to `message`."""
+    return [
+        c
+        for c in fake.sent("sendMessage")
+        if answers(message)(c) and str(c.params["text"]).startswith("⏳")
+    ]
+
+
+async def test_a_photo_request_cut_off_while_downloading_is_made_once_after_a_restart(
+    open_bed: OpenBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reached = asyncio.Event()
+
+    def cut(name: str) -> None:  # the handler ends here, as a kill would end the process
+        if name == "photo_downloading":
+            reached.set()
+            raise asyncio.CancelledError
+
+    monkeypatch.setattr(telegram_adapter, "crash_point", cut)
+    async with open_bed() as bed:
+        fake = bed.fake
+        ask = fake.send_photo(bed.group, bed.ann, jpeg(1), caption="/imagine make it blue")
+        await asyncio.wait_for(reached.wait(), 5)
+        assert await jobs_for(bed, ask) == []
+    # The first process told Telegram it had the update (getUpdates' next offset, also on
+    # stop): Telegram will not send it again; only our inbox still has it.
+    assert fake._updates == []
+    monkeypatch.undo()
+
+    async with open_bed() as bed:
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+        assert job.state is JobState.SUCCEEDED
+        assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
+        assert len(bed.sandbox.create_calls()) == 1
+        assert len(fake.sent("sendPhoto")) == 1
+        assert len(status_lines(fake, ask)) == 1
+        assert await bed.core.store.inbox_pending(f"telegram:{TOKEN.partition(':')[0]}") == []
+
+
+async def test_a_status_line_whose_id_was_not_saved_is_never_posted_twice(
+    open_bed: OpenBed, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with open_bed() as bed:
+        fake = bed.fake
+        bed.sandbox.script_next(duration=1.5)  # still running when this process ends
+        posted = asyncio.Event()
+
+        async def cut(job_id: str, message_id: str) -> None:  # killed before the id is saved
+            posted.set()
+            raise asyncio.CancelledError
+
+        monkeypatch.setattr(bed.core.service, "attach_status_message", cut)
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a quiet harbour")
+        await asyncio.wait_for(posted.wait(), 5)
+        [job] = await jobs_for(bed, ask)
+
+        async def sent_upstream() -> list[Job]:
+            stored = await bed.core.store.get(job.id)
+            return [stored] if stored is not None and stored.upstream_task_id else []
+
+        stored = await wait_for_value(sent_upstream, lambda jobs: jobs[0] if jobs else None, 5)
+        assert stored.status_message_id is None and stored.status_claimed_at is not None
+
+    async with open_bed() as bed:  # the update is replayed; the job runs on and ends
+        done = await bed.wait_delivered(job.id)
+        await logged(caplog, "its request (telegram:")
+        assert done.state is JobState.SUCCEEDED and done.delivery is Delivery.DELIVERED
+        assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
+        assert len(status_lines(fake, ask)) == 1  # the one from before the crash, no second
+        assert len(fake.sent("sendPhoto")) == 1
+        assert len(bed.sandbox.create_calls()) == 1
+
+
+async def test_an_update_delivered_twice_makes_one_job(
+    open_bed: OpenBed, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with open_bed() as bed:
+        fake = bed.fake
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a tin robot")
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+        async with bed.core.store.db.execute("SELECT item_id, done_at FROM inbox") as cur:
+            [(update_id, done_at)] = [tuple(r) for r in await cur.fetchall()]
+        assert done_at is not None
+        # The same message again, in an update of its own.
+        fake.push_update({"message": dict(ask)})
+        await logged(caplog, f"job {job.id}: its request (telegram:{GROUP_ID}:")
+
+    async with open_bed() as bed:  # a new process, and Telegram sends the first update again
+        fake.push_update({"update_id": update_id, "message": dict(ask)})
+        await logged(caplog, "1 update(s) had come before; handled once")
+        again = fake.send_text(bed.group, bed.ann, "/imagine a tin robot, again")
+        await bed.wait_delivered((await bed.job_for(again)).id)
+        assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
+        assert len(status_lines(fake, ask)) == 1
+        assert len(bed.sandbox.create_calls()) == 2  # the first and the new one
+
+
+async def test_a_status_line_telegram_answered_garbled_never_says_nothing_was_made(
+    bed: Bed, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = bed.fake
+    name, send = fake._handlers["sendmessage"]
+
+    async def garbled(params: JSONDict, files: Any) -> Any:
+        fake._handlers["sendmessage"] = (name, send)
+        await send(params, files)  # Telegram posted it, then answered what PTB cannot read
+        return {"message_id": "not a message"}
+
+    fake._handlers["sendmessage"] = (name, garbled)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a glass whale")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
+    assert len(fake.sent("sendPhoto")) == 1  # the result still came
+    texts = [str(c.params["text"]) for c in fake.sent("sendMessage")]
+    assert not [t for t in texts if "nothing was made" in t or "not charged" in t]
+    assert len(status_lines(fake, ask)) == 1  # unknown whether it showed: never a second
+    assert any("status line not shown" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_button_from_another_chat_is_refused_and_costs_nothing(bed: Bed) -> None:
+    fake = bed.fake
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a secret garden")
+    await fake.wait_for("sendPhoto", timeout=8)
+    parent = await bed.wait_delivered((await bed.job_for(ask)).id)
+    other = fake.group(-1005555555555, "Other club")
+    elsewhere = fake.send_text(other, bed.bob, "hello")
+    since = len(fake.calls)
+    for action in ("rr", "an", "4k"):
+        fake.push_update(
+            {
+                "callback_query": {
+                    "id": f"cbq-forged-{action}",
+                    "from": bed.bob,
+                    "chat_instance": "y",
+                    "message": elsewhere,
+                    "data": f"{action}:{parent.id}",
+                }
+            }
+        )
+        answer = await fake.wait_for(
+            "answerCallbackQuery",
+            lambda c, a=action: c.params["callback_query_id"] == f"cbq-forged-{a}",  # type: ignore[misc]
+            since=since,
+        )
+        assert answer.params["text"] == (
+            "That button is for a job from another chat, so it does nothing here."
+        )
+        assert answer.params["show_alert"] is True
+    assert len(await bed.core.store.recent(50)) == 1  # nothing recorded, nothing charged
+    assert len(bed.sandbox.create_calls()) == 1
+    assert fake.sent("sendMessage", chat_id=other["id"]) == []
+
+
+async def test_an_album_still_being_collected_when_the_process_stops_is_made_after_a_restart(
+    open_bed: OpenBed,
+) -> None:
+    slow = {"adapter_kwargs": {"album_debounce_s": 60.0}}
+    async with open_bed(**slow) as bed:
+        fake = bed.fake
+        first = fake.send_photo(
+            bed.group, bed.ann, jpeg(1), caption="/imagine two as one", media_group_id="alb-9"
+        )
+        fake.send_photo(bed.group, bed.ann, jpeg(2), media_group_id="alb-9")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while len(bed.adapter._album_updates) < 2:  # both photos wait in the collector
+            assert loop.time() < deadline, "the album never reached the collector"
+            await asyncio.sleep(0.02)
+        assert await jobs_for(bed, first) == []
+    assert fake._updates == []  # Telegram was told we have both
+
+    async with open_bed() as bed:
+        job = await bed.wait_delivered((await bed.job_for(first)).id)
+        assert len(job.images) == 2 and job.state is JobState.SUCCEEDED
+        [create] = bed.sandbox.create_calls()
+        images = [base64.b64decode(u.split(",", 1)[1]) for u in create.json["images"]]
+        assert images == [jpeg(1), jpeg(2)]
+        assert len(await jobs_for(bed, first)) == 1
+        assert await bed.core.store.inbox_pending(f"telegram:{TOKEN.partition(':')[0]}") == []
+
+
+@pytest.mark.parametrize("point", ["update_received", "photo_downloading"])
+async def test_a_process_killed_while_handling_a_photo_request_loses_nothing(
+    open_bed: OpenBed, fake: FakeTelegram, sandbox: SandboxGateway, tmp_path: Path, point: str
+) -> None:
+    """A real `genrelay run`, SIGKILLed at a crash point; then a new process on its store."""
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_API_BASE_URL": fake.api_base,
+        "TELEGRAM_FILE_BASE_URL": fake.file_base,
+        "AA_BASE_URL": sandbox.base_url,
+        "AA_API_KEY": API_KEY,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'genrelay.db'}",
+        "DATA_DIR": str(tmp_path / "data"),
+        "HTTP_PORT": "0",
+        "GENRELAY_CRASH_AT": point,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await fake.wait_for("getUpdates", timeout=20)
+        group, ann = fake.group(GROUP_ID, "Art club"), fake.user(42, "Ann <3", "ann")
+        ask = fake.send_photo(group, ann, jpeg(1), caption="/imagine make it green")
+        assert await asyncio.wait_for(process.wait(), 20) == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+    async with open_bed() as bed:
+        job = await bed.wait_delivered((await bed.job_for(ask)).id)
+        assert job.state is JobState.SUCCEEDED
+        assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
+        assert len(bed.sandbox.create_calls()) == 1
+        assert len(fake.sent("sendPhoto")) == 1

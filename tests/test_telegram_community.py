@@ -641,7 +641,11 @@ async def test_history_with_send_again(open_room: OpenRoom) -> None:
         assert buttons(history) == [("📤 Send #2 again", f"rs:{made.id}")]
         history_id = history.result["message_id"]
 
-        answer = await room.press(room.bob, history_id, f"rs:{made.id}")  # anyone may
+        # Only the asker: the history lists their own results.
+        refused = await room.press(room.bob, history_id, f"rs:{made.id}")
+        assert refused.params["text"] == "Only the person who asked can get this result again."
+        assert refused.params["show_alert"] is True
+        answer = await room.press(room.ann, history_id, f"rs:{made.id}")
         assert answer.params["text"] == "📤 Sending it again…"
         again = await fake.wait_for("sendPhoto", n=2)
         assert replied_to(again) == history_id

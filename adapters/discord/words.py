@@ -55,6 +55,7 @@ HELP_TEXT = (
 # Replaces the core's last line of /settings, which names the Telegram form of the command.
 SETTINGS_HINT = "Members with Manage Server change one with /settings set."
 USAGE_SCOPES = {"me": "me — your jobs and spend today", "chat": "chat — everyone's (admins)"}
+# Only before a job is recorded (after, a failure to show it is logged and the job goes on).
 INTERNAL_ERROR_TEXT = "Something went wrong on my side, so nothing was started. Please try again."
 OOPS_TEXT = "Something went wrong on my side. Please try again."
 RESULT_UNAVAILABLE_TEXT = (

@@ -35,6 +35,7 @@ from adapters.telegram.community import BUTTONS as COMMUNITY_BUTTONS
 from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
 from adapters.telegram.community import CommunityHandlers
 from adapters.telegram.flood import FloodControl
+from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox
 from adapters.telegram.parse import (
     PLATFORM,
     ImageSource,
@@ -51,6 +52,7 @@ from adapters.telegram.texts import (
     CALLBACK_ANSWER_MAX,
     CONFIRM_FIRST,
     DOWNLOAD_FAILED,
+    OOPS,
     REROLL,
     SOMETHING_WRONG,
     UPSCALE,
@@ -66,14 +68,14 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
 from bot.faults import crash_point
-from bot.models import GenerationRequest, Job, Kind, Origin, ReferenceImage
+from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 
 __all__ = ["TelegramAdapter", "ack_reaction"]
 
 log = logging.getLogger(__name__)
 
 App = Application[ExtBot[Any], Any, Any, Any, Any, Any]
-ButtonAction = Callable[[str, Origin], Awaitable[Job]]
+ButtonAction = Callable[..., Awaitable[Job]]
 
 DOWNLOAD_LIMIT = FileSizeLimit.FILESIZE_DOWNLOAD  # the Bot API serves bots files up to 20 MB
 MEDIA_WRITE_TIMEOUT_S = 120.0  # a 50 MB upload on a slow uplink
@@ -118,6 +120,9 @@ class TelegramAdapter:
         self._app: App | None = None
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
+        self._inbox: TelegramInbox | None = None
+        # Album photos waiting in the collector: (chat, message) -> their update ids.
+        self._album_updates: dict[tuple[int, int], int] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -152,17 +157,28 @@ class TelegramAdapter:
             AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S),
             AiohttpRequest(connection_pool_size=1),  # getUpdates
         )
-        app: App = (
+        secret = token.get_secret_value()
+        inbox = TelegramInbox(self.core.store, self.core.clock, secret.partition(":")[0])
+        bot = InboxBot(
+            secret,
+            base_url=self.settings.telegram_api_base_url,
+            base_file_url=self.settings.telegram_file_base_url,
+            request=requests[0],
+            get_updates_request=requests[1],
+            rate_limiter=self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES),
+            inbox=inbox,
+        )
+        built = (
             ApplicationBuilder()
-            .token(token.get_secret_value())
-            .base_url(self.settings.telegram_api_base_url)
-            .base_file_url(self.settings.telegram_file_base_url)
-            .rate_limiter(self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES))
+            .bot(bot)
+            .application_class(InboxApplication)
             .concurrent_updates(True)
-            .request(requests[0])
-            .get_updates_request(requests[1])
             .build()
         )
+        assert isinstance(built, InboxApplication)
+        built.use_inbox(inbox)
+        app: App = built
+        self._inbox = inbox
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_RE))
         app.add_error_handler(self._on_error)
@@ -178,19 +194,21 @@ class TelegramAdapter:
             raise
         self._app = app
         try:
-            await app.start()
-            assert app.updater is not None
-            await app.updater.start_polling(
-                timeout=dtm.timedelta(seconds=self.poll_timeout_s),
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            )
             self._sink = TelegramSink(
                 app.bot,
                 self.core.catalog,
                 upload_limit_mb=self.settings.telegram_upload_limit_mb,
                 confirm_timeout_s=self.settings.confirm_timeout_s,
+                statuses=self.core.service,
             )
             self._community = CommunityHandlers(self.core, app.bot, self._sink)
+            await app.start()
+            await self._replay(app, inbox)
+            assert app.updater is not None
+            await app.updater.start_polling(
+                timeout=dtm.timedelta(seconds=self.poll_timeout_s),
+                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
+            )
             await self._set_commands()
         except BaseException as exc:
             await self._stop()
@@ -211,6 +229,17 @@ class TelegramAdapter:
             self.core.notifier.unregister(PLATFORM)
         await self._stop()
         log.info("telegram: disconnected")
+
+    async def _replay(self, app: App, inbox: TelegramInbox) -> None:
+        """Hand the updates a past process kept but did not finish to the handlers, before
+        polling starts (Telegram may send some of them again: those are skipped)."""
+        pending = await inbox.pending(app.bot)
+        for update in pending:
+            await app.update_queue.put(update)
+        if pending:
+            log.info(
+                "telegram: %d update(s) left unfinished before; handling them now", len(pending)
+            )
 
     async def _stop(self) -> None:
         app, self._app = self._app, None
@@ -247,6 +276,9 @@ class TelegramAdapter:
         ):
             await self._acknowledge(message)
         if message.media_group_id is not None:
+            if self._inbox is not None:  # done when the album was handled, not now
+                self._inbox.deferred.add(update.update_id)
+                self._album_updates[(message.chat.id, message.message_id)] = update.update_id
             self._albums.add(message)  # handled once the whole album is in
             return
         if command is not None:
@@ -266,12 +298,25 @@ class TelegramAdapter:
         await asyncio.sleep(0)  # let its request start before the command's work
 
     async def _on_album(self, messages: list[Message]) -> None:
-        for message in messages:
-            command = parse_command(message.caption)
-            if command is not None:
-                await self._dispatch(message, command, messages)
-                return
-        log.debug("telegram: album without a command in chat %s ignored", messages[0].chat.id)
+        """The whole album; its updates are done once it was handled (not if cancelled)."""
+        keys = [(m.chat.id, m.message_id) for m in messages]
+        update_ids = [u for k in keys if (u := self._album_updates.get(k)) is not None]
+        try:
+            for message in messages:
+                command = parse_command(message.caption)
+                if command is not None:
+                    await self._dispatch(message, command, messages)
+                    break
+            else:
+                log.debug(
+                    "telegram: album without a command in chat %s ignored", messages[0].chat.id
+                )
+        except Exception:
+            log.exception("telegram: album in chat %s failed", messages[0].chat.id)
+        for key in keys:
+            self._album_updates.pop(key, None)
+        if self._inbox is not None:
+            await self._inbox.finish_deferred(update_ids)
 
     async def _dispatch(
         self, message: Message, command: TelegramCommand, holders: Sequence[Message]
@@ -310,8 +355,25 @@ class TelegramAdapter:
             log.exception(
                 "telegram: chat %s message %s: /%s failed", chat_id, message_id, command.name
             )
-            with suppress(TelegramError):
-                await self.sink.reply(origin, SOMETHING_WRONG)
+            words = await self._apology(command, origin)
+            if words is not None:
+                with suppress(TelegramError):
+                    await self.sink.reply(origin, words)
+
+    async def _apology(self, command: TelegramCommand, origin: Origin) -> str | None:
+        """What to say after an unexpected failure: "nothing was made" only when the core
+        holds no job for the request; nothing when it does (its result still comes)."""
+        if command.name not in KINDS:
+            return OOPS
+        try:
+            job = await self.core.service.find_request(request_key(origin))
+        except Exception:
+            log.exception("telegram: chat %s: job lookup failed", origin.chat_id)
+            return OOPS
+        if job is None or job.state is JobState.REJECTED:
+            return SOMETHING_WRONG
+        log.info("job %s: recorded before the failure; it goes on", job.id)
+        return None
 
     async def _generate(
         self,
@@ -359,10 +421,19 @@ class TelegramAdapter:
             sources = image_sources(message.reply_to_message)
         for source in sources:
             _check_source(source)
+        service = self.core.service
+        key = request_key(origin)
+        recorded = await service.find_request(key)
+        if recorded is not None:  # a replayed update: the job exists, fetch nothing again
+            job = await service.submit(GenerationRequest(kind, "", origin, request_key=key))
+            if not job.terminal and job.status_message_id is None:
+                await self._show_new_status(job)  # unless one was (maybe) sent: the claim
+            return job
         draft = GenerationRequest(
             kind=kind,
             prompt=parsed.prompt,
             origin=origin,
+            request_key=key,
             model=parsed.model,
             images=tuple(
                 ReferenceImage(
@@ -376,7 +447,6 @@ class TelegramAdapter:
             aspect_ratio=parsed.aspect_ratio,
             quality=parsed.quality,
         )
-        service = self.core.service
         try:
             service.check(draft)
         except RequestRejected:
@@ -392,12 +462,20 @@ class TelegramAdapter:
         return job
 
     async def _show_new_status(self, job: Job) -> None:
-        """Reply with a new job's status line (a Confirm prompt for a held video). A progress
-        update that comes meanwhile waits for the lock, then edits this line."""
-        async with self.sink.lock(job.id):
-            status_id = await self.sink.show_status(job)
-        if status_id is not None:
-            await self.core.service.attach_status_message(job.id, str(status_id))
+        """Reply with a new job's status line (a Confirm prompt for a held video); the sink
+        claims it in the store first and stores its id at once. A progress update that comes
+        meanwhile waits for the lock, then edits this line. The job is recorded: a failure
+        here is logged and the job goes on (its result still comes)."""
+        try:
+            async with self.sink.lock(job.id):
+                await self.sink.show_status(job)
+        except Exception as exc:
+            log.warning(
+                "job %s: status line not shown (%s: %s); the job goes on",
+                job.id,
+                type(exc).__name__,
+                exc,
+            )
 
     async def _fetch(self, source: ImageSource) -> ReferenceImage:
         """Download a Telegram file through PTB and host it ourselves: the file URL carries
@@ -446,7 +524,9 @@ class TelegramAdapter:
             UPSCALE: service.upscale,
         }
         try:
-            job = await actions[action](job_id, origin)
+            job = await actions[action](
+                job_id, origin, request_key=f"telegram:{origin.chat_id}:cb:{query.id}"
+            )
         except RequestRejected as exc:
             log.info(
                 "telegram: chat %s: %s on job %s refused (%s)",
@@ -473,9 +553,7 @@ class TelegramAdapter:
         async with self.sink.lock(job.id):
             with suppress(TelegramError):  # a query can expire; the job goes on regardless
                 await query.answer(clip(answer, CALLBACK_ANSWER_MAX))
-            status_id = await self.sink.show_status(job)
-        if status_id is not None:
-            await service.attach_status_message(job.id, str(status_id))
+        await self._show_new_status(job)
 
     async def _on_error(self, update: object, context: Any) -> None:
         error = getattr(context, "error", None)
@@ -497,6 +575,11 @@ async def _react(bot: ExtBot[Any], chat_id: int, message_id: int, reaction: str)
             type(exc).__name__,
             exc,
         )
+
+
+def request_key(origin: Origin) -> str:
+    """The core's idempotency key of a command: its chat and message."""
+    return f"{PLATFORM}:{origin.chat_id}:{origin.message_id}"
 
 
 def ack_reaction(value: str) -> str | None:

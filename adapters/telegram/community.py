@@ -117,7 +117,7 @@ class CommunityHandlers:
         for n, job in enumerate(jobs, start=1):
             if job.state is JobState.SUCCEEDED:
                 try:
-                    await service.stored_result(job.id)
+                    await service.stored_result(job.id, origin)
                 except RequestRejected:
                     continue
                 numbered.append((n, job))
@@ -138,7 +138,7 @@ class CommunityHandlers:
             if action == CONFIRM:
                 await self._confirm(query, job_id, origin)
             elif action == CANCEL:
-                text = await self.core.service.cancel(job_id, origin.user_id)
+                text = await self.core.service.cancel(job_id, origin)
                 log.info(
                     "telegram: chat %s: cancel on job %s by user %s: %s",
                     origin.chat_id,
@@ -166,7 +166,7 @@ class CommunityHandlers:
         # Held until the prompt has become the status line, so a progress update that the
         # confirmation sets off cannot be overwritten by it.
         async with self.sink.lock(job_id):
-            job = await service.confirm(job_id, origin.user_id)
+            job = await service.confirm(job_id, origin)
             log.info("telegram: chat %s: job %s confirmed", origin.chat_id, job.id)
             await _answer(query, CONFIRMED)
             status_id = await self.sink.show_status(
@@ -176,7 +176,7 @@ class CommunityHandlers:
             await service.attach_status_message(job.id, str(status_id))
 
     async def _send_again(self, query: CallbackQuery, job_id: str, origin: Origin) -> None:
-        job = await self.core.service.stored_result(job_id)
+        job = await self.core.service.stored_result(job_id, origin)
         try:
             files = await self.core.notifier.fetch_results(job)
         except MediaError as exc:

@@ -11,7 +11,7 @@ import html
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
 from telegram.constants import FileSizeLimit, ParseMode
@@ -39,13 +39,29 @@ from bot.messages import confirm_text, failure_text, progress_text, result_capti
 from bot.models import Job, JobState, Kind, Origin
 from bot.ports import ResultFile
 
-__all__ = ["TelegramSink", "delivery_error"]
+__all__ = ["StatusBook", "TelegramSink", "delivery_error"]
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4096  # Telegram's limit for a message
 PHOTO_MAX_BYTES = FileSizeLimit.PHOTOSIZE_UPLOAD  # larger images go as documents only
 DONE_MEMORY = 10_000  # delivered job ids remembered, so a late progress update stays quiet
+
+
+class StatusBook(Protocol):
+    """Where a job's status message is recorded (the core's Service): claimed before it is
+    sent, its id stored the moment Telegram returns it."""
+
+    async def claim_status(self, job_id: str) -> bool: ...
+
+    async def release_status(self, job_id: str) -> None: ...
+
+    async def attach_status_message(self, job_id: str, message_id: str) -> None: ...
+
+
+# Telegram answered and refused: the message surely does not exist. Anything else (a
+# timeout, an answer we could not read) may have posted it.
+_NOT_SENT = (BadRequest, Forbidden, RetryAfter, ChatMigrated)
 
 
 def _seconds(period: dtm.timedelta | float) -> float:
@@ -97,8 +113,10 @@ class TelegramSink:
         *,
         upload_limit_mb: int,
         confirm_timeout_s: float = 300.0,
+        statuses: StatusBook | None = None,
     ) -> None:
         self.bot = bot
+        self.statuses = statuses
         self.catalog = catalog
         self.upload_limit_mb = upload_limit_mb
         self.upload_limit = upload_limit_mb * 1_000_000
@@ -181,16 +199,7 @@ class TelegramSink:
         key = self._key(text, markup)
         message_id = self.status_id(job)
         if message_id is None:
-            message = await self.reply(job.origin, text, markup=markup)
-            self._status[job.id] = message.message_id
-            self._shown[job.id] = key
-            log.info(
-                "job %s: status message %s in telegram chat %s",
-                job.id,
-                message.message_id,
-                job.origin.chat_id,
-            )
-            return message.message_id
+            return await self._post_status(job, text, markup, key)
         if self._shown.get(job.id) != key:
             try:
                 await self.bot.edit_message_text(
@@ -206,6 +215,37 @@ class TelegramSink:
             self._shown[job.id] = key
         return message_id
 
+    async def _post_status(
+        self, job: Job, text: str, markup: InlineKeyboardMarkup | None, key: str
+    ) -> int | None:
+        """Reply with the job's first status message: claimed in the store before it is
+        sent and its id stored at once, so a crash leaves at most this one message, which
+        no later process repeats. None when one exists or was being sent already."""
+        book = self.statuses
+        if book is not None and not await book.claim_status(job.id):
+            log.info("job %s: its status message was sent already (or may have been)", job.id)
+            return None
+        try:
+            message = await self.reply(job.origin, text, markup=markup)
+        except _NOT_SENT:
+            if book is not None:
+                await book.release_status(job.id)
+            raise
+        self._status[job.id] = message.message_id
+        self._shown[job.id] = key
+        if book is not None:
+            try:
+                await book.attach_status_message(job.id, str(message.message_id))
+            except Exception:  # shown, and claimed: never posted twice; edits use _status
+                log.exception("job %s: status message id not stored", job.id)
+        log.info(
+            "job %s: status message %s in telegram chat %s",
+            job.id,
+            message.message_id,
+            job.origin.chat_id,
+        )
+        return message.message_id
+
     async def progress(self, job: Job) -> str | None:
         if job.terminal or job.id in self._done:
             return None  # deliver() takes over the status message
@@ -213,7 +253,7 @@ class TelegramSink:
             # Replies with a new status line when there is none (after a restart, or when the
             # first reply was lost); the notifier then stores its id.
             message_id = await self.show_status(job)
-            if message_id is None:
+            if message_id is None or self.statuses is not None:  # stored already
                 return None
             return str(message_id) if str(message_id) != job.status_message_id else None
 

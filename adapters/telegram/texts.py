@@ -25,6 +25,7 @@ __all__ = [
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
+    "OOPS",
     "ORIGINAL_NOTE",
     "REROLL",
     "RESEND",
@@ -65,7 +66,9 @@ _FOUR_K = frozenset({"4k", "ultra"})
 
 ORIGINAL_NOTE = "Full-quality original, without Telegram's compression."
 DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
+# Only when the core holds no job for the request (adapter._apology checks).
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
+OOPS = "⚠️ Something went wrong on my side. Please try again."
 
 CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
 
