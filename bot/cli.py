@@ -145,7 +145,8 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
             "AA_API_KEY is not set. Put it in the environment or .env "
             "(`genrelay demo` needs no key).",
         )
-    async with Core(settings) as core:
+    # Only its own jobs: `run` or another `generate` on the same database takes the rest.
+    async with Core(settings, own_jobs_only=True) as core:
         runner = asyncio.create_task(core.run())
         try:
             job, files = await generate(
@@ -190,13 +191,36 @@ def _config_error(args: argparse.Namespace, message: str) -> int:
 # -- run ---------------------------------------------------------------------------------------
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
+def _on_signals() -> tuple[asyncio.Event, asyncio.Event]:
+    """Events set by the first and the second SIGINT/SIGTERM."""
+    first, second = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+            loop.add_signal_handler(sig, lambda: (second if first.is_set() else first).set())
+    return first, second
+
+
+async def _stop_gracefully(
+    core: Core, adapters: Sequence[Any], grace_s: float, cut: asyncio.Event
+) -> None:
+    """Take no new work; let submits and uploads in flight finish (up to `grace_s`, or
+    until `cut` is set: a second signal)."""
+    log.info("stopping: no new work; up to %.0f s for the work in flight", grace_s)
+    for adapter in adapters:
+        stop_intake = getattr(adapter, "stop_intake", None)
+        if stop_intake is not None:
+            with contextlib.suppress(Exception):
+                await stop_intake()
+    drain = asyncio.create_task(core.stop(grace_s), name="drain")
+    cutter = asyncio.create_task(cut.wait())
+    await asyncio.wait({drain, cutter}, return_when=asyncio.FIRST_COMPLETED)
+    cutter.cancel()
+    if not drain.done():
+        log.warning("a second signal: stopping without waiting")
+        drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
 
 
 async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> None:
@@ -239,14 +263,13 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
             log.info("no chat platform configured: following jobs only (tracker and notifier)")
         runner = asyncio.create_task(core.run(), name="core")
         try:
-            if until is not None:
-                await until.wait()
-            else:
-                stopper = asyncio.create_task(_wait_for_signal())
-                done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
-                stopper.cancel()
-                if runner in done:
-                    runner.result()
+            first, second = _on_signals()
+            stopper = asyncio.create_task(first.wait() if until is None else until.wait())
+            done, _ = await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            stopper.cancel()
+            if runner in done:
+                runner.result()
+            await _stop_gracefully(core, adapters, settings.shutdown_grace_s, second)
         finally:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,8 @@ __all__ = [
     "ERROR_BACKOFF_BASE_S",
     "ERROR_BACKOFF_CAP_S",
     "JOB_KEY_LENGTH",
+    "LOOP_BACKOFF_BASE_S",
+    "LOOP_BACKOFF_CAP_S",
     "MAX_PROMPT_CHARS",
     "MAX_REFERENCE_BYTES",
     "MEDIA_NAME_BYTES",
@@ -16,6 +18,10 @@ __all__ = [
     "POLL_LEASE_S",
     "PROGRESS_MIN_INTERVAL_S",
     "RESULT_MAX_BYTES",
+    "SHUTDOWN_GRACE_S",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "STORE_BUSY_BACKOFF_S",
+    "STORE_BUSY_CAP_S",
     "SUBMIT_RETRY_LIMIT",
     "TASK_NOT_FOUND_LIMIT",
     "TRACKER_BATCH_S",
@@ -47,3 +53,10 @@ DELIVERY_BACKOFF_CAP_S = 300.0
 
 WEBHOOK_TOKEN_BYTES = 24  # token_urlsafe bytes of a job's webhook URL
 WEBHOOK_MIN_POLL_GAP_S = 1.0  # a webhook never makes us poll one task sooner than this again
+
+SQLITE_BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
+STORE_BUSY_BACKOFF_S = 0.05  # then the store tries again after this, doubling ...
+STORE_BUSY_CAP_S = 2.0  # ... up to this, for as long as the lock is held
+LOOP_BACKOFF_BASE_S = 0.5  # a tracker/notifier/sweep step that failed runs again after this,
+LOOP_BACKOFF_CAP_S = 30.0  # doubling up to this
+SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight may finish

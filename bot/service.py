@@ -33,6 +33,7 @@ from bot.models import (
     new_job_id,
 )
 from bot.ports import Clock, CommunityStore
+from bot.tracker import process_owner
 from bot.validation import validate
 
 __all__ = ["CANCELLED", "Service"]
@@ -502,5 +503,6 @@ def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
         parent_job_id=req.parent_job_id,
         created_at=now,
         updated_at=now,
+        owner=process_owner(),  # for a console job: the `generate` process waiting for it
         **fields,
     )
