@@ -26,6 +26,7 @@ from bot.logs import setup_logging
 from bot.media import download
 from bot.messages import failure_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.tracker import process_owner
 from bot.web import WebServer
 
 __all__ = ["job_json", "main"]
@@ -148,8 +149,8 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     # Only its own jobs: `run` or another `generate` on the same database takes the rest.
     async with Core(settings, own_jobs_only=True) as core:
         runner = asyncio.create_task(core.run())
-        try:
-            job, files = await generate(
+        making = asyncio.create_task(
+            generate(
                 core,
                 model=args.model,
                 prompt=args.prompt,
@@ -159,8 +160,20 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
                 out_dir=Path(args.output) if args.output else None,
                 quiet=False,
             )
+        )
+        try:
+            # Should the tracker and notifier ever stop, say why instead of waiting forever.
+            await asyncio.wait({making, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if not making.done():
+                making.cancel()
+                runner.result()
+                raise RuntimeError("the tracker and notifier stopped")
+            job, files = making.result()
         except RequestRejected as exc:
-            rejected = await core.store.recent(1, platform="console")
+            owner = process_owner()  # other processes may record refusals meanwhile
+            rejected = [
+                j for j in await core.store.recent(20, platform="console") if j.owner == owner
+            ]
             if args.json and rejected and rejected[0].state is JobState.REJECTED:
                 print(json.dumps(job_json(rejected[0])))
             elif args.json:

@@ -77,3 +77,30 @@ async def test_stopping_takes_no_new_job_and_waits_for_nothing_when_idle(
         await core.notifier.run_once()
         assert (await core.store.get(job.id)).state is JobState.RECEIVED  # type: ignore[union-attr]
     assert sandbox.create_calls() == []
+
+
+async def test_a_second_signal_stops_without_waiting(
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+) -> None:
+    async with Core(settings) as core:
+        job = await core.service.submit(request(model=GPT_IMAGE_2))
+    sandbox.script_next(duration=120.0)
+    log = tmp_path / "run.log"
+    with log.open("wb") as err:
+        run = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", env=_env(settings, tmp_path), stdout=err, stderr=err
+        )
+        await _until_submitted(sandbox)
+        run.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            while "stopping: waiting up to" not in log.read_text():
+                await asyncio.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(run.wait(), 30)
+    text = log.read_text()
+    assert run.returncode == 0, text
+    assert "a second signal: stopping without waiting" in text
+    async with Core(settings) as core:  # the next process: the cut-off submit is interrupted
+        left = await core.store.get(job.id)
+    assert left is not None and left.state is JobState.INTERRUPTED
+    assert len(sandbox.create_calls()) == 1
