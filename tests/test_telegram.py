@@ -924,3 +924,19 @@ async def test_token_never_reaches_the_gateway_or_the_logs(
             assert "/bot" not in record.getMessage()  # no Bot API or file URL of ours
     assert TOKEN not in capsys.readouterr().err
     assert TOKEN not in (tmp_path / "genrelay.db").read_bytes().decode("latin-1")
+
+
+async def test_shutting_down_leaves_new_updates_for_the_next_process(
+    open_bed: OpenBed, fake: FakeTelegram
+) -> None:
+    async with open_bed() as bed:
+        chat = fake.private_chat(bed.ann)
+        first = fake.send_text(chat, bed.ann, "/help")
+        await reply_text(fake, first)  # taken while running
+        await bed.adapter.stop_intake()  # SIGTERM: no more updates
+        assert not bed.adapter.connected  # the updater stopped (/readyz says not ready)
+        later = fake.send_text(chat, bed.ann, "/start")
+    assert not [c for c in fake.calls if c.method == "sendMessage" and answers(later)(c)]
+    assert [u["message"]["message_id"] for u in fake._updates] == [later["message_id"]]
+    async with open_bed():  # the next process answers it
+        assert (await reply_text(fake, later)).startswith("👋 Hi!")
