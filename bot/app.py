@@ -254,7 +254,7 @@ class Core:
         if not busy:
             return
         log.info(
-            "stopping: waiting up to %.0f s for %d submits and deliveries in flight",
+            "stopping: waiting up to %g s for %d submits and deliveries in flight",
             grace_s,
             len(busy),
         )
@@ -269,6 +269,6 @@ class Core:
                 task.cancel()
         for task in left:
             log.warning(
-                "stopping: %s still running after %.0f s; cancelled", task.get_name(), grace_s
+                "stopping: %s still running after %g s; cancelled", task.get_name(), grace_s
             )
         await asyncio.gather(*left, return_exceptions=True)

@@ -219,12 +219,14 @@ async def _stop_gracefully(
 ) -> None:
     """Take no new work; let submits and uploads in flight finish (up to `grace_s`, or
     until `cut` is set: a second signal)."""
-    log.info("stopping: no new work; up to %.0f s for the work in flight", grace_s)
+    log.info("stopping: no new work; up to %g s for the work in flight", grace_s)
     for adapter in adapters:
         stop_intake = getattr(adapter, "stop_intake", None)
         if stop_intake is not None:
-            with contextlib.suppress(Exception):
+            try:
                 await stop_intake()
+            except Exception:  # it closes at the end anyway
+                log.exception("stopping: %s did not stop taking requests", type(adapter).__name__)
     drain = asyncio.create_task(core.stop(grace_s), name="drain")
     cutter = asyncio.create_task(cut.wait())
     await asyncio.wait({drain, cutter}, return_when=asyncio.FIRST_COMPLETED)

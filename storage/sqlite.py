@@ -257,7 +257,7 @@ class SqliteJobStore(CommunityQueries):
                 if self._busy_since is None:
                     self._busy_since = time.monotonic()
                     log.warning(
-                        "the job store is busy (%s: another process holds its lock);"
+                        "the job store is busy (%s): another process holds its lock;"
                         " waiting for it, work goes on slower",
                         exc,
                     )

@@ -64,7 +64,7 @@ async def test_a_submit_still_running_when_the_grace_ends_is_cancelled_and_logge
         assert await core.tracker.run_once() == 0  # nothing new is taken
         left = await core.store.get(job.id)
     assert left is not None and left.state is JobState.SUBMITTING  # the next one: interrupted
-    assert f"job-{job.id} still running after 0 s; cancelled" in log_records.text
+    assert f"job-{job.id} still running after 0.2 s; cancelled" in log_records.text
 
 
 async def test_stopping_takes_no_new_job_and_waits_for_nothing_when_idle(
