@@ -171,9 +171,15 @@ class Core:
             wake_notifier=self.notifier.wake,
             on_line_changed=self._line_changed,
         )
-        interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
-        for job in interrupted:
-            log.warning("job %s: was being submitted when a process stopped: interrupted", job.id)
+        if not self.own_jobs_only:
+            # Recovery is for the service's restart: a `generate` beside a running service
+            # must not make all its waiting polls and deliveries due at once (past their
+            # backoffs), and has no job of its own from a past life.
+            interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
+            for job in interrupted:
+                log.warning(
+                    "job %s: was being submitted when a process stopped: interrupted", job.id
+                )
         self.media.cleanup()
 
     def _line_moved(self, dispatched: list[Job]) -> None:

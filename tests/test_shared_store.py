@@ -162,3 +162,16 @@ async def test_several_generates_at_once_each_get_their_own_job(
     assert len(jobs) == 3
     assert all(j["status"] == "succeeded" and j["delivery"] == "delivered" for j in jobs)
     assert len(sandbox.create_calls()) == 3
+
+
+async def test_a_generate_starting_leaves_the_services_schedule_alone(
+    settings: Settings, sandbox: SandboxGateway
+) -> None:
+    async with Core(settings) as core:  # the service: a delivery waits out Telegram's 429
+        job = await core.service.submit(request(model="nanobanana"))
+        job.state, job.delivery = JobState.SUCCEEDED, Delivery.PENDING
+        job.next_delivery_at = core.clock.now() + 300
+        await core.store.save(job)
+    async with Core(settings, own_jobs_only=True) as gen:  # `genrelay generate` starts
+        after = await gen.store.get(job.id)
+    assert after is not None and after.next_delivery_at == job.next_delivery_at
