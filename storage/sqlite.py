@@ -300,6 +300,13 @@ class SqliteJobStore(CommunityQueries):
             if version <= current:
                 continue
             async with self.transaction() as db:
+                # Another process opening the same file may have applied it meanwhile.
+                async with db.execute(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
+                ) as c:
+                    done = await c.fetchone()
+                if done is not None and int(done[0]) >= version:
+                    continue
                 for sql in statements:
                     await db.execute(sql)
                 await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))

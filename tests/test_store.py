@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from bot.models import Delivery, Job, JobState, Kind
@@ -123,3 +124,15 @@ async def test_each_process_claims_only_the_jobs_it_can_finish(tmp_path: Path) -
         assert await claims(gen) == ({"mine", "r-mine"}, {"mine"})
     async with SqliteJobStore(tmp_path / "a.db", owner_alive=alive) as run:
         assert await claims(run) == ({"chat", "orphan", "r-orphan"}, {"chat", "orphan"})
+
+
+async def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = await asyncio.gather(
+            *(
+                stack.enter_async_context(SqliteJobStore(tmp_path / "new.db"))
+                for _ in range(4)  # one connection each, as separate processes have
+            )
+        )
+        for store in stores:
+            assert await store.schema_version() == len(MIGRATIONS)
