@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -271,13 +272,26 @@ class SqliteJobStore(CommunityQueries):
                 self._busy_since = None
             return result
 
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE. The statement runs on in the connection's thread when its caller
+        is cancelled (a poll called off, say): then wait for it and undo it, so the shared
+        connection is never left inside a transaction nobody will end."""
+        begin = asyncio.ensure_future(self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await begin
+                await self.db.execute("ROLLBACK")
+            raise
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process.
         BEGIN IMMEDIATE takes the file's write lock up front (no deadlock between
         processes), so it is the one statement that waits for another process."""
         async with self._write_lock:
-            await self._retry_busy(lambda: self.db.execute("BEGIN IMMEDIATE"))
+            await self._retry_busy(self._begin)
             try:
                 yield self.db
             except BaseException:

@@ -18,9 +18,11 @@ from bot.app import Core
 from bot.config import Settings
 from bot.models import Delivery, JobState, Kind
 from bot.sandbox import SandboxGateway
+from storage.sqlite import SqliteJobStore
 from tests.conftest import running
 from tests.helpers import RecordingSink, request, wait_delivered
 from tests.test_restart import _cli, _env
+from tests.test_store import make_job
 
 BUSY = "the job store is busy"
 
@@ -175,3 +177,17 @@ async def test_a_generate_starting_leaves_the_services_schedule_alone(
     async with Core(settings, own_jobs_only=True) as gen:  # `genrelay generate` starts
         after = await gen.store.get(job.id)
     assert after is not None and after.next_delivery_at == job.next_delivery_at
+
+
+async def test_a_write_called_off_while_it_waits_for_the_lock_leaves_no_transaction_open(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "a.db"
+    async with SqliteJobStore(path, busy_timeout_ms=10_000) as store:
+        async with locked(str(path)):
+            waiting = asyncio.create_task(store.set_status_message("nope", "1"))
+            await asyncio.sleep(0.3)  # inside SQLite's busy wait for the lock
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+        await store.create(make_job("next"))  # the next write goes through
+        assert [j.id for j in await store.recent(5)] == ["next"]
