@@ -301,26 +301,26 @@ class SqliteJobStore(CommunityQueries):
             self.writes += 1
 
     async def _migrate(self) -> None:
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
-        )
-        async with self.db.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
-        ) as cur:
-            row = await cur.fetchone()
-        current = int(row[0]) if row else 0
+        """Apply what this file lacks. The version is read inside each write transaction,
+        so processes opening one new file at once apply each migration once."""
+
+        async def version_in(db: aiosqlite.Connection) -> int:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+            )
+            async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
+                row = await c.fetchone()
+            return int(row[0]) if row else 0
+
+        async with self.transaction() as db:
+            current = await version_in(db)
         for version, statements in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
             async with self.transaction() as db:
-                # Another process opening the same file may have applied it meanwhile.
-                async with db.execute(
-                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
-                ) as c:
-                    done = await c.fetchone()
-                if done is not None and int(done[0]) >= version:
-                    continue
+                if await version_in(db) >= version:
+                    continue  # another process applied it meanwhile
                 for sql in statements:
                     await db.execute(sql)
                 await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
