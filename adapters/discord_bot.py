@@ -220,6 +220,11 @@ class DiscordAdapter:
         if self._ready and not task.cancelled() and task.exception() is not None:
             log.error("discord: the client stopped: %r", task.exception())
 
+    async def stop_intake(self) -> None:
+        """Shutting down: nothing to pause. Discord never sends an interaction again, so
+        one that comes during the grace is still answered and recorded; the tracker takes
+        nothing new meanwhile, and the next process submits it."""
+
     async def __aexit__(
         self,
         exc_type: type[BaseException] | None,

@@ -15,6 +15,7 @@ from bot.gateway.aa import AAGateway
 from bot.gateway.aggregator import PROVIDER as AGGREGATOR
 from bot.gateway.aggregator import AggregatorGateway
 from bot.gateway.base import Gateway
+from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Job
@@ -22,7 +23,7 @@ from bot.notifier import Notifier
 from bot.polling import PollPolicy, make_policy
 from bot.ports import Clock, SystemClock
 from bot.service import Service
-from bot.tracker import Tracker, owner_alive
+from bot.tracker import Tracker, owner_alive, process_owner
 from bot.webhooks import WebhookReceiver, webhook_base
 from storage.sqlite import SqliteJobStore
 
@@ -44,8 +45,12 @@ class Core:
         clock: Clock | None = None,
         policy: PollPolicy | None = None,
         gateways: dict[str, Gateway] | None = None,
+        own_jobs_only: bool = False,
     ) -> None:
+        """`own_jobs_only`: a `genrelay generate` process, which follows and delivers only
+        the jobs it made (the rest belong to `genrelay run`, or to another `generate`)."""
         self.settings = settings
+        self.own_jobs_only = own_jobs_only
         self.clock = clock or SystemClock()
         self.policy = policy or make_policy(
             settings.poll_policy,
@@ -94,7 +99,13 @@ class Core:
     async def _open(self) -> None:
         s = self.settings
         self.store = await self._stack.enter_async_context(
-            SqliteJobStore(s.database_path, default_chat_concurrency=s.chat_concurrent_jobs)
+            SqliteJobStore(
+                s.database_path,
+                default_chat_concurrency=s.chat_concurrent_jobs,
+                only_owner=process_owner() if self.own_jobs_only else None,
+                owner_alive=owner_alive,
+                busy_timeout_ms=int(s.database_busy_timeout_s * 1000),
+            )
         )
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
@@ -160,9 +171,15 @@ class Core:
             wake_notifier=self.notifier.wake,
             on_line_changed=self._line_changed,
         )
-        interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
-        for job in interrupted:
-            log.warning("job %s: was being submitted when a process stopped: interrupted", job.id)
+        if not self.own_jobs_only:
+            # Recovery is for the service's restart: a `generate` beside a running service
+            # must not make all its waiting polls and deliveries due at once (past their
+            # backoffs), and has no job of its own from a past life.
+            interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
+            for job in interrupted:
+                log.warning(
+                    "job %s: was being submitted when a process stopped: interrupted", job.id
+                )
         self.media.cleanup()
 
     def _line_moved(self, dispatched: list[Job]) -> None:
@@ -197,9 +214,15 @@ class Core:
 
     async def _sweep(self) -> None:
         """Expire requests nobody confirmed in time, and old hosted images."""
+        failures = StepFailures("sweep")
         while True:
-            if await self.service.expire_holds():
-                self.notifier.wake()
+            try:
+                if await self.service.expire_holds():
+                    self.notifier.wake()
+            except Exception as exc:
+                await failures.failed(exc)
+                continue
+            failures.ok()
             await asyncio.sleep(SWEEP_INTERVAL_S)
 
     def _job_ended(self, job: Job) -> None:
@@ -225,3 +248,33 @@ class Core:
             tg.create_task(self.tracker.run(), name="tracker")
             tg.create_task(self.notifier.run(), name="notifier")
             tg.create_task(self._sweep(), name="sweep")
+
+    async def stop(self, grace_s: float) -> None:
+        """Stop taking new work, and give submits and deliveries in flight up to `grace_s`
+        to finish (a synchronous submit is paid for: cutting it off loses the image). What
+        still runs then is cancelled and logged. Polls in flight are called off at once
+        (safe to repeat). Cancelling this call cuts the wait short."""
+        self.tracker.stop_intake()
+        self.notifier.stop_intake()
+        busy = self.tracker.submits_in_flight() | self.notifier.deliveries_in_flight()
+        if not busy:
+            return
+        log.info(
+            "stopping: waiting up to %g s for %d submits and deliveries in flight",
+            grace_s,
+            len(busy),
+        )
+        try:
+            _, left = await asyncio.wait(busy, timeout=grace_s)
+        except asyncio.CancelledError:
+            left = {t for t in busy if not t.done()}
+            log.warning("stopping now: %d submits and deliveries cut off", len(left))
+            raise
+        finally:
+            for task in (t for t in busy if not t.done()):
+                task.cancel()
+        for task in left:
+            log.warning(
+                "stopping: %s still running after %g s; cancelled", task.get_name(), grace_s
+            )
+        await asyncio.gather(*left, return_exceptions=True)

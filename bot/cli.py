@@ -152,10 +152,11 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     # finds their end). Serving instead would need HTTP_PORT free while `run` may hold it,
     # and PUBLIC_BASE_URL routed to this short-lived process, for a job that may outlive it.
     settings = settings.model_copy(update={"public_base_url": None})
-    async with Core(settings) as core:
+    # Only its own jobs: `run` or another `generate` on the same database takes the rest.
+    async with Core(settings, own_jobs_only=True) as core:
         runner = asyncio.create_task(core.run())
-        try:
-            job, files = await generate(
+        making = asyncio.create_task(
+            generate(
                 core,
                 model=args.model,
                 prompt=args.prompt,
@@ -165,6 +166,15 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
                 out_dir=Path(args.output) if args.output else None,
                 quiet=False,
             )
+        )
+        try:
+            # Should the tracker and notifier ever stop, say why instead of waiting forever.
+            await asyncio.wait({making, runner}, return_when=asyncio.FIRST_COMPLETED)
+            if not making.done():
+                making.cancel()
+                runner.result()
+                raise RuntimeError("the tracker and notifier stopped")
+            job, files = making.result()
         except RequestRejected as exc:
             # This request's own rejected job; none when it was refused before one was
             # recorded (an -i reference that is missing, no image, too big, unreachable).
@@ -212,13 +222,36 @@ def _config_error(args: argparse.Namespace, message: str) -> int:
 # -- run ---------------------------------------------------------------------------------------
 
 
-async def _wait_for_signal() -> None:
-    stop = asyncio.Event()
+def _on_signals() -> tuple[asyncio.Event, asyncio.Event]:
+    """Events set by the first and the second SIGINT/SIGTERM."""
+    first, second = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+            loop.add_signal_handler(sig, lambda: (second if first.is_set() else first).set())
+    return first, second
+
+
+async def _stop_gracefully(
+    core: Core, adapters: Sequence[AdapterSupervisor], grace_s: float, cut: asyncio.Event
+) -> None:
+    """Take no new work; let submits and uploads in flight finish (up to `grace_s`, or
+    until `cut` is set: a second signal)."""
+    log.info("stopping: no new work; up to %g s for the work in flight", grace_s)
+    for adapter in adapters:
+        try:
+            await adapter.stop_intake()
+        except Exception:  # it closes at the end anyway
+            log.exception("stopping: %s did not stop taking requests", adapter.platform)
+    drain = asyncio.create_task(core.stop(grace_s), name="drain")
+    cutter = asyncio.create_task(cut.wait())
+    await asyncio.wait({drain, cutter}, return_when=asyncio.FIRST_COMPLETED)
+    cutter.cancel()
+    if not drain.done():
+        log.warning("a second signal: stopping without waiting")
+        drain.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await drain
 
 
 def _adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
@@ -268,13 +301,13 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
             log.info("no chat platform configured: following jobs only (tracker and notifier)")
         tasks = [asyncio.create_task(core.run(), name="core")]
         tasks += [asyncio.create_task(a.run(), name=f"adapter-{a.platform}") for a in adapters]
-        stop = asyncio.create_task(
-            until.wait() if until is not None else _wait_for_signal(), name="stop"
-        )
+        first, second = _on_signals()
+        stop = asyncio.create_task(first.wait() if until is None else until.wait(), name="stop")
         try:
             done, _ = await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
             for task in done - {stop}:
                 task.result()  # ConfigError from an adapter, or a crash of the core
+            await _stop_gracefully(core, adapters, settings.shutdown_grace_s, second)
         finally:
             for task in (*tasks, stop):
                 task.cancel()

@@ -14,6 +14,8 @@ from bot.constants import (
     ADAPTER_RETRY_MAX_S,
     MAX_REFERENCE_BYTES,
     RESULT_MAX_BYTES,
+    SHUTDOWN_GRACE_S,
+    SQLITE_BUSY_TIMEOUT_MS,
 )
 from bot.gateway.aggregator import aggregator_specs, parse_pairs
 
@@ -94,6 +96,11 @@ class Settings(BaseSettings):
     progress_interval_s: float = 3.0
     max_reference_bytes: int = MAX_REFERENCE_BYTES
     result_max_bytes: int = RESULT_MAX_BYTES
+    # How long one write waits for another process's lock on the SQLite file before the
+    # store logs that it is busy and keeps trying with backoff
+    database_busy_timeout_s: float = Field(default=SQLITE_BUSY_TIMEOUT_MS / 1000, gt=0)
+    # On SIGTERM/SIGINT: how long submits and uploads in flight may finish
+    shutdown_grace_s: float = Field(default=SHUTDOWN_GRACE_S, ge=0)
 
     @field_validator("public_base_url")
     @classmethod

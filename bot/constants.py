@@ -11,6 +11,8 @@ __all__ = [
     "ERROR_BACKOFF_BASE_S",
     "ERROR_BACKOFF_CAP_S",
     "JOB_KEY_LENGTH",
+    "LOOP_BACKOFF_BASE_S",
+    "LOOP_BACKOFF_CAP_S",
     "MAX_CHAT_BUDGET_USD",
     "MAX_JOBS_AT_ONCE",
     "MAX_JOBS_PER_DAY",
@@ -21,6 +23,10 @@ __all__ = [
     "POLL_LEASE_S",
     "PROGRESS_MIN_INTERVAL_S",
     "RESULT_MAX_BYTES",
+    "SHUTDOWN_GRACE_S",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "STORE_BUSY_BACKOFF_S",
+    "STORE_BUSY_CAP_S",
     "SUBMIT_RETRY_LIMIT",
     "TASK_NOT_FOUND_LIMIT",
     "TRACKER_BATCH_S",
@@ -60,3 +66,9 @@ WEBHOOK_MIN_POLL_GAP_S = 1.0  # a webhook never makes us poll one task sooner th
 
 ADAPTER_RETRY_FIRST_S = 1.0  # a chat platform that did not answer at start: first wait
 ADAPTER_RETRY_MAX_S = 60.0  # ... doubling up to this
+SQLITE_BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
+STORE_BUSY_BACKOFF_S = 0.05  # then the store tries again after this, doubling ...
+STORE_BUSY_CAP_S = 2.0  # ... up to this, for as long as the lock is held
+LOOP_BACKOFF_BASE_S = 0.5  # a tracker/notifier/sweep step that failed runs again after this,
+LOOP_BACKOFF_CAP_S = 30.0  # doubling up to this
+SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight may finish

@@ -172,7 +172,8 @@ class Job:
     deadline_at: float | None = None
     next_poll_at: float | None = None
     poll_count: int = 0
-    error_streak: int = 0
+    error_streak: int = 0  # failed polls or submits in a row, of any kind: the backoff
+    not_found_streak: int = 0  # 404s in a row on a poll (other errors between them count not)
     next_delivery_at: float | None = None
     delivery_attempts: int = 0
     owner: str | None = None  # the process that is submitting it ("host:pid")

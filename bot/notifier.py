@@ -17,6 +17,7 @@ from bot.constants import (
 )
 from bot.errors import DeliveryError, MediaError, PermanentDeliveryError
 from bot.faults import crash_point
+from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
@@ -70,6 +71,7 @@ class Notifier:
         self._progress_tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._arrived: set[str] = set()
+        self._stopping = False
 
     def register(self, sink: DeliverySink) -> None:
         """Deliver through `sink` from now on, starting with what waited for its platform."""
@@ -91,7 +93,7 @@ class Notifier:
         what is shown last is always the newest (a place in line never stays stale), at most
         every `progress_interval_s`. An update older than what was already seen (back in
         line after it was sent) is dropped."""
-        if job.origin.platform not in self.sinks or job.terminal:
+        if job.origin.platform not in self.sinks or job.terminal or self._stopping:
             return
         rank = _RANK.get(job.state, 2)
         if rank < self._progress_rank.get(job.id, rank):
@@ -142,9 +144,23 @@ class Notifier:
 
     # -- delivery ----------------------------------------------------------------------------
 
+    def stop_intake(self) -> None:
+        """Start no new delivery or progress update; deliveries in flight go on
+        (`deliveries_in_flight`), what is not started waits for the next process."""
+        self._stopping = True
+        for task in self._progress_tasks.values():
+            task.cancel()
+
+    def deliveries_in_flight(self) -> set[asyncio.Task[None]]:
+        return set(self._inflight)
+
     async def run_once(self) -> int:
+        if self._stopping:
+            return 0
         while self._arrived:
-            await self.store.deliveries_due(self._arrived.pop(), self.clock.now())
+            platform = next(iter(self._arrived))
+            await self.store.deliveries_due(platform, self.clock.now())
+            self._arrived.discard(platform)
         free = self.concurrency - len(self._inflight)
         jobs = await self.store.claim_due_deliveries(self.clock.now(), free, POLL_LEASE_S)
         for job in jobs:
@@ -158,10 +174,16 @@ class Notifier:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     async def run(self) -> None:
+        failures = StepFailures("notifier")
         try:
             while True:
                 self._wake.clear()
-                await self.run_once()
+                try:
+                    await self.run_once()
+                except Exception as exc:
+                    await failures.failed(exc)
+                    continue
+                failures.ok()
                 try:
                     async with asyncio.timeout(TRACKER_IDLE_WAKE_S):
                         await self._wake.wait()

@@ -185,6 +185,10 @@ class ChatAdapter(Protocol):
     @property
     def connected(self) -> bool: ...
 
+    async def stop_intake(self) -> None:
+        """The service is stopping: take no new requests, keep delivering."""
+        ...
+
     async def __aenter__(self) -> Self: ...
 
     async def __aexit__(

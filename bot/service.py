@@ -33,6 +33,7 @@ from bot.models import (
     new_job_id,
 )
 from bot.ports import Clock, CommunityStore
+from bot.tracker import process_owner
 from bot.validation import Checked, clean_request, clean_text, validate
 
 __all__ = [
@@ -648,5 +649,6 @@ def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
         request_key=req.request_key,
         created_at=now,
         updated_at=now,
+        owner=process_owner(),  # for a console job: the `generate` process waiting for it
         **fields,
     )

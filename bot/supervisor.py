@@ -69,6 +69,12 @@ class AdapterSupervisor:
         self._next = self._make()
         return False
 
+    async def stop_intake(self) -> None:
+        """The service is stopping: the adapter takes no new requests (if it is connected;
+        deliveries still go out through it until it is left)."""
+        if self.adapter is not None:
+            await self.adapter.stop_intake()
+
     async def run(self) -> None:
         """Connect, trying again until it works, then hold the connection until cancelled."""
         async with self._stack:

@@ -31,6 +31,7 @@ from bot.errors import (
 )
 from bot.faults import crash_point
 from bot.gateway.base import Gateway
+from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.models import ACTIVE_STATES, Delivery, Job, JobState, TaskUpdate
 from bot.polling import PollPolicy, error_backoff
@@ -92,6 +93,8 @@ class Tracker:
         self.owner = process_owner()
         self._sync_sem = asyncio.Semaphore(sync_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        self._submits: set[asyncio.Task[None]] = set()  # of those, the ones that submit
+        self._stopping = False
         self._wake = asyncio.Event()
         self.on_progress = on_progress or (lambda job: None)
         self.on_terminal = on_terminal or (lambda job: None)
@@ -106,8 +109,20 @@ class Tracker:
         """Look for due work now (a new job, a webhook)."""
         self._wake.set()
 
+    def stop_intake(self) -> None:
+        """Claim nothing new and call off polls in flight (they are safe to repeat); submits
+        in flight go on (`submits_in_flight`): a submit cut off would cost its asker."""
+        self._stopping = True
+        for task in self._inflight - self._submits:
+            task.cancel()
+
+    def submits_in_flight(self) -> set[asyncio.Task[None]]:
+        return set(self._submits)
+
     async def run_once(self) -> int:
         """Claim the jobs that are due, up to free capacity, and start handling each."""
+        if self._stopping:
+            return 0
         await self.policy.refresh(self.store, self.clock.now())  # asks the store only now and then
         free = self.concurrency - len(self._inflight)
         jobs = await self.store.claim_due_polls(self.clock.now(), free, POLL_LEASE_S)
@@ -122,6 +137,9 @@ class Tracker:
             task = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if job.state is JobState.RECEIVED:
+                self._submits.add(task)
+                task.add_done_callback(self._submits.discard)
         return len(jobs)
 
     async def drain(self) -> None:
@@ -130,14 +148,22 @@ class Tracker:
             await asyncio.gather(*list(self._inflight), return_exceptions=True)
 
     async def run(self) -> None:
-        """Drive `run_once` until cancelled, sleeping until the next job is due."""
+        """Drive `run_once` until cancelled, sleeping until the next job is due. A step that
+        fails (a store busy past its patience, say) is tried again with backoff."""
+        failures = StepFailures("tracker")
         try:
             while True:
                 self._wake.clear()
-                started = await self.run_once()
-                if started and len(self._inflight) < self.concurrency:
+                try:
+                    started = await self.run_once()
+                    if started and len(self._inflight) < self.concurrency:
+                        failures.ok()
+                        continue
+                    due = await self.store.next_due()
+                except Exception as exc:
+                    await failures.failed(exc)
                     continue
-                due = await self.store.next_due()
+                failures.ok()
                 delay = TRACKER_IDLE_WAKE_S if due is None else due - self.clock.now()
                 if delay <= 0 and not started:
                     # Due but not claimable (waiting for a free slot in its chat): a job
@@ -197,6 +223,8 @@ class Tracker:
     # -- submit ------------------------------------------------------------------------------
 
     async def _submit(self, job: Job, spec: ModelSpec) -> None:
+        if self._stopping:
+            return  # not sent: the next process takes it (its lease ends at recovery)
         now = self.clock.now()
         job.state = JobState.SUBMITTING
         job.owner = self.owner
@@ -280,14 +308,17 @@ class Tracker:
             return
         job.poll_count += 1
         job.error_streak = 0
+        job.not_found_streak = 0
         await self._apply(job, spec, update, expect=state)
 
     async def _poll_failed(self, job: Job, spec: ModelSpec, exc: GatewayError) -> None:
         now = self.clock.now()
         state = job.state
         job.poll_count += 1
-        job.error_streak += 1
-        if isinstance(exc, TaskNotFound) and job.error_streak >= TASK_NOT_FOUND_LIMIT:
+        job.error_streak += 1  # any kind: sets the backoff
+        if isinstance(exc, TaskNotFound):  # only 404s count toward "lost"
+            job.not_found_streak += 1
+        if isinstance(exc, TaskNotFound) and job.not_found_streak >= TASK_NOT_FOUND_LIMIT:
             await self._finish(job, JobState.FAILED, "task_lost", exc.detail, expect=state)
             return
         if job.deadline_at is not None and now >= job.deadline_at:

@@ -51,6 +51,7 @@ class CommunityQueries:
         def _job(self, row: aiosqlite.Row) -> Job: ...
 
         async def _refuse_duplicate(self, db: aiosqlite.Connection, job: Job) -> None: ...
+        def _reach(self) -> tuple[str, tuple[Any, ...]]: ...
 
     # -- admission ---------------------------------------------------------------------------
 
@@ -158,9 +159,10 @@ class CommunityQueries:
         chat: the user served longest ago (or never) goes first, one job per user a round."""
         where = "state = 'received' AND hold IS NULL"
         params: list[Any] = []
-        if now is not None:
-            where += " AND next_poll_at <= ?"
-            params.append(now)
+        if now is not None:  # choosing what to claim: only the jobs this process may take
+            reach, reach_params = self._reach()
+            where += f" AND next_poll_at <= ? AND {reach}"
+            params += [now, *reach_params]
         if platform is not None:
             where += " AND platform = ? AND scope_id = ?"
             params += [platform, scope]

@@ -83,8 +83,9 @@ MIGRATIONS: list[list[str]] = [
     # 4: a chat's slots are counted on every submit and claim: by chat and state, so the
     # count reads that chat's live jobs, not its whole history or every chat's
     ["CREATE INDEX jobs_scope_state ON jobs (platform, scope_id, state)"],
-    # 5: reserved for the tracker's column (another branch); empty here, filled at merge
-    [],
+    # 5: a poll's 404s are counted on their own: connection errors between them neither
+    # grow nor reset the streak that decides a task is lost
+    ["ALTER TABLE jobs ADD COLUMN not_found_streak INTEGER NOT NULL DEFAULT 0"],
     # 6: nothing a chat sends is lost or done twice. `inbox` holds each platform update
     # (its raw JSON) from the moment it is fetched, before the platform is told we have it,
     # until its handling finished; a restart replays the rows not done. `request_key` names

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -13,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from bot.constants import SQLITE_BUSY_TIMEOUT_MS, STORE_BUSY_BACKOFF_S, STORE_BUSY_CAP_S
 from bot.errors import DuplicateRequest
 from bot.models import (
     TERMINAL_STATES,
@@ -64,6 +68,7 @@ _COLUMNS = (
     "next_poll_at",
     "poll_count",
     "error_streak",
+    "not_found_streak",
     "next_delivery_at",
     "delivery_attempts",
     "owner",
@@ -119,6 +124,7 @@ def _to_row(job: Job) -> dict[str, Any]:
         "next_poll_at": job.next_poll_at,
         "poll_count": job.poll_count,
         "error_streak": job.error_streak,
+        "not_found_streak": job.not_found_streak,
         "next_delivery_at": job.next_delivery_at,
         "delivery_attempts": job.delivery_attempts,
         "owner": job.owner,
@@ -162,6 +168,7 @@ def _from_row(row: aiosqlite.Row) -> Job:
         next_poll_at=row["next_poll_at"],
         poll_count=row["poll_count"],
         error_streak=row["error_streak"],
+        not_found_streak=row["not_found_streak"],
         next_delivery_at=row["next_delivery_at"],
         delivery_attempts=row["delivery_attempts"],
         owner=row["owner"],
@@ -173,26 +180,64 @@ def _from_row(row: aiosqlite.Row) -> Job:
     )
 
 
-class SqliteJobStore(CommunityQueries, InboxQueries):
-    """`JobStore` on one SQLite file. Use as an async context manager."""
+def _busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock we need."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
-    def __init__(self, path: str | Path, *, default_chat_concurrency: int = 1_000_000) -> None:
+
+class SqliteJobStore(CommunityQueries, InboxQueries):
+    """`JobStore` on one SQLite file. Use as an async context manager.
+
+    Several processes may share the file (`genrelay run` and any number of `generate`):
+    a write waits `busy_timeout_ms` for another process's lock, then tries again with
+    backoff for as long as it takes, so a busy file slows the service down, never stops it.
+
+    Which jobs this process claims (to submit, poll or deliver), by `owner`:
+    - `only_owner` set (a `generate` process): only its own console jobs;
+    - else, with `owner_alive` (`run`): every job but the console jobs of a live process
+      (a `generate` that is still waiting for them);
+    - neither: every job."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        default_chat_concurrency: int = 1_000_000,
+        only_owner: str | None = None,
+        owner_alive: Callable[[str], bool] | None = None,
+        busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    ) -> None:
         self.path = str(path)
         self.default_chat_concurrency = default_chat_concurrency
+        self.only_owner = only_owner
+        self.owner_alive = owner_alive
+        self.busy_timeout_ms = busy_timeout_ms
         self._db: aiosqlite.Connection | None = None
         self._write_lock = asyncio.Lock()
+        self._busy_since: float | None = None  # when the current busy spell began
         self.writes = 0  # committed write transactions, for benchmarks
 
     async def __aenter__(self) -> SqliteJobStore:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
-        self._db.row_factory = aiosqlite.Row
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=FULL")
-        await self._db.execute("PRAGMA busy_timeout=5000")
-        await self._db.execute("PRAGMA foreign_keys=ON")
-        await self._migrate()
+        try:
+            self._db.row_factory = aiosqlite.Row
+            await self._db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            await self._retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            await self._db.execute("PRAGMA synchronous=FULL")
+            await self._db.execute("PRAGMA foreign_keys=ON")
+            if self.owner_alive is not None:
+                alive = self.owner_alive
+                await self._db.create_function(
+                    "owner_alive", 1, lambda owner: bool(owner) and alive(owner)
+                )
+            await self._migrate()
+        except BaseException:
+            await self._db.close()
+            self._db = None
+            raise
         return self
 
     async def __aexit__(
@@ -211,11 +256,53 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             raise RuntimeError("the job store is not open")
         return self._db
 
+    async def _retry_busy(self, step: Callable[[], Awaitable[Any]]) -> Any:
+        """Run `step`; while another process holds the lock (past busy_timeout) wait and try
+        again with backoff, logging once per busy spell (and once when it is over)."""
+        attempt = 0
+        while True:
+            try:
+                result = await step()
+            except sqlite3.OperationalError as exc:
+                if not _busy(exc):
+                    raise
+                if self._busy_since is None:
+                    self._busy_since = time.monotonic()
+                    log.warning(
+                        "the job store is busy (%s): another process holds its lock;"
+                        " waiting for it, work goes on slower",
+                        exc,
+                    )
+                await asyncio.sleep(min(STORE_BUSY_BACKOFF_S * 2**attempt, STORE_BUSY_CAP_S))
+                attempt += 1
+                continue
+            if self._busy_since is not None:
+                log.info(
+                    "the job store is free again after %.1f s", time.monotonic() - self._busy_since
+                )
+                self._busy_since = None
+            return result
+
+    async def _begin(self) -> None:
+        """BEGIN IMMEDIATE. The statement runs on in the connection's thread when its caller
+        is cancelled (a poll called off, say): then wait for it and undo it, so the shared
+        connection is never left inside a transaction nobody will end."""
+        begin = asyncio.ensure_future(self.db.execute("BEGIN IMMEDIATE"))
+        try:
+            await asyncio.shield(begin)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await begin
+                await self.db.execute("ROLLBACK")
+            raise
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process."""
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process.
+        BEGIN IMMEDIATE takes the file's write lock up front (no deadlock between
+        processes), so it is the one statement that waits for another process."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
+            await self._retry_busy(self._begin)
             try:
                 yield self.db
             except BaseException:
@@ -225,19 +312,26 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             self.writes += 1
 
     async def _migrate(self) -> None:
-        await self.db.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
-        )
-        async with self.db.execute(
-            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations"
-        ) as cur:
-            row = await cur.fetchone()
-        current = int(row[0]) if row else 0
+        """Apply what this file lacks. The version is read inside each write transaction,
+        so processes opening one new file at once apply each migration once."""
+
+        async def version_in(db: aiosqlite.Connection) -> int:
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations "
+                "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+            )
+            async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
+                row = await c.fetchone()
+            return int(row[0]) if row else 0
+
+        async with self.transaction() as db:
+            current = await version_in(db)
         for version, statements in enumerate(MIGRATIONS, start=1):
             if version <= current:
                 continue
             async with self.transaction() as db:
+                if await version_in(db) >= version:
+                    continue  # another process applied it meanwhile
                 for sql in statements:
                     await db.execute(sql)
                 await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
@@ -343,16 +437,32 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                 "UPDATE jobs SET status_message_id = ? WHERE id = ?", (message_id, job_id)
             )
 
+    def _reach(self) -> tuple[str, tuple[Any, ...]]:
+        """The jobs this process may claim, as a WHERE condition (see the class doc)."""
+        if self.only_owner is not None:
+            return "(platform = 'console' AND owner = ?)", (self.only_owner,)
+        if self.owner_alive is not None:
+            return "(platform <> 'console' OR NOT owner_alive(owner))", ()
+        return "1", ()
+
     async def claim_due_polls(self, now: float, limit: int, lease_s: float) -> list[Job]:
         """Running jobs due a poll, then waiting jobs whose turn has come (fair per chat)."""
         if limit <= 0:
             return []
         async with self.transaction() as db:
+            reach, reach_params = self._reach()
             cur = await db.execute(
                 "UPDATE jobs SET next_poll_at = ? WHERE id IN ("
                 f" SELECT id FROM jobs {_DUE_POLL} AND state IN (?, ?) AND next_poll_at <= ?"
-                " ORDER BY next_poll_at LIMIT ?) RETURNING *",
-                (now + lease_s, JobState.QUEUED.value, JobState.RUNNING.value, now, limit),
+                f" AND {reach} ORDER BY next_poll_at LIMIT ?) RETURNING *",
+                (
+                    now + lease_s,
+                    JobState.QUEUED.value,
+                    JobState.RUNNING.value,
+                    now,
+                    *reach_params,
+                    limit,
+                ),
             )
             jobs = sorted((_from_row(r) for r in await cur.fetchall()), key=lambda j: j.created_at)
             if len(jobs) < limit:
@@ -363,11 +473,12 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
         if limit <= 0:
             return []
         async with self.transaction() as db:
+            reach, reach_params = self._reach()
             cur = await db.execute(
                 "UPDATE jobs SET next_delivery_at = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE delivery = ? AND next_delivery_at <= ?"
-                " ORDER BY next_delivery_at LIMIT ?) RETURNING *",
-                (now + lease_s, Delivery.PENDING.value, now, limit),
+                f" AND {reach} ORDER BY next_delivery_at LIMIT ?) RETURNING *",
+                (now + lease_s, Delivery.PENDING.value, now, *reach_params, limit),
             )
             rows = await cur.fetchall()
         return [_from_row(r) for r in rows]

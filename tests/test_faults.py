@@ -257,3 +257,45 @@ async def test_task_lost_after_repeated_404(
     assert job.state is JobState.FAILED
     assert job.error_code == "task_lost"
     assert "lost track of this video" in failure_text(job, core.catalog)
+
+
+async def test_one_404_after_connection_errors_is_not_a_lost_task(
+    core: Core, gw: SandboxGateway, clock: FakeClock
+) -> None:
+    job = await core.service.submit(request(kind=Kind.VIDEO, model="veo"))
+    await step(core, clock)  # submitted
+    port = int(gw.base_url.rsplit(":", 1)[1])
+    await gw.stop()  # the gateway is down for a while: two polls cannot connect
+    await step(core, clock, 15)
+    await step(core, clock, 15)
+    assert (await reload(core, job)).error_streak == 2
+    gw.port = port
+    await gw.start()  # back, and its first answer is a 404
+    gw.inject_fault("GET", "/v1/tasks/", status=404)
+    await step(core, clock, 15)
+    job = await reload(core, job)  # what a restart would read
+    assert job.state in (JobState.QUEUED, JobState.RUNNING)
+    assert (job.error_streak, job.not_found_streak) == (3, 1)
+    done = await run_to_end(core, clock, job)
+    assert done.state is JobState.SUCCEEDED
+    assert done.not_found_streak == 0  # a good poll ended the streak
+
+
+async def test_404_streak_counts_only_404s_and_survives_a_restart(
+    core: Core, gw: SandboxGateway, clock: FakeClock
+) -> None:
+    job = await core.service.submit(request(kind=Kind.VIDEO, model="veo"))
+    await step(core, clock)
+    gw.inject_fault("GET", "/v1/tasks/", status=404, count=2)
+    await step(core, clock, 15)
+    await step(core, clock, 15)
+    gw.inject_fault("GET", "/v1/tasks/", status=500)  # neither grows nor ends the 404 streak
+    await step(core, clock, 15)
+    assert (await reload(core, job)).not_found_streak == 2
+    async with Core(core.settings, clock=clock) as second:  # a new process reads the row
+        second.notifier.register(RecordingSink())
+        assert (await reload(second, job)).not_found_streak == 2
+        gw.inject_fault("GET", "/v1/tasks/", status=404)
+        await step(second, clock, 15)
+        job = await reload(second, job)
+    assert job.state is JobState.FAILED and job.error_code == "task_lost"

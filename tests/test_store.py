@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from bot.models import Delivery, Job, JobState, Kind
@@ -88,3 +89,50 @@ async def test_recover_interrupts_only_submits_of_dead_processes(tmp_path: Path)
         )
         live = await store.get("live")
         assert live is not None and live.state is JobState.SUBMITTING
+
+
+async def test_each_process_claims_only_the_jobs_it_can_finish(tmp_path: Path) -> None:
+    """`generate` (only_owner) takes its own console jobs; `run` (owner_alive) takes every
+    job but the console jobs of a live process."""
+    jobs = {
+        "chat": ("test", "gen:1"),  # a chat's job: always `run`'s
+        "mine": ("console", "gen:1"),  # the live `generate` gen:1's own
+        "other": ("console", "gen:2"),  # another live `generate`'s
+        "orphan": ("console", "gen:3"),  # a `generate` that was killed
+    }
+    async with SqliteJobStore(tmp_path / "a.db") as setup:
+        for job_id, (platform, owner) in jobs.items():
+            job = make_job(job_id, state=JobState.RUNNING)
+            job.origin = origin(platform)
+            job.owner = owner
+            job.delivery, job.next_delivery_at = Delivery.PENDING, 0.0
+            await setup.create(job)
+        for job_id in ("r-mine", "r-orphan"):
+            job = make_job(job_id)
+            job.origin, job.owner = origin("console"), f"gen:{1 if job_id == 'r-mine' else 3}"
+            await setup.create(job)
+
+    def alive(owner: str) -> bool:
+        return owner in ("gen:1", "gen:2")
+
+    async def claims(store: SqliteJobStore) -> tuple[set[str], set[str]]:
+        polls = await store.claim_due_polls(10.0, 100, 1.0)
+        deliveries = await store.claim_due_deliveries(10.0, 100, 1.0)
+        return {j.id for j in polls}, {j.id for j in deliveries}
+
+    async with SqliteJobStore(tmp_path / "a.db", only_owner="gen:1") as gen:
+        assert await claims(gen) == ({"mine", "r-mine"}, {"mine"})
+    async with SqliteJobStore(tmp_path / "a.db", owner_alive=alive) as run:
+        assert await claims(run) == ({"chat", "orphan", "r-orphan"}, {"chat", "orphan"})
+
+
+async def test_processes_opening_a_new_file_at_once_migrate_it_once(tmp_path: Path) -> None:
+    async with contextlib.AsyncExitStack() as stack:
+        stores = await asyncio.gather(
+            *(
+                stack.enter_async_context(SqliteJobStore(tmp_path / "new.db"))
+                for _ in range(4)  # one connection each, as separate processes have
+            )
+        )
+        for store in stores:
+            assert await store.schema_version() == len(MIGRATIONS)

@@ -1200,3 +1200,19 @@ async def test_a_process_killed_while_handling_a_photo_request_loses_nothing(
         assert [j.id for j in await jobs_for(bed, ask)] == [job.id]
         assert len(bed.sandbox.create_calls()) == 1
         assert len(fake.sent("sendPhoto")) == 1
+
+
+async def test_shutting_down_leaves_new_updates_for_the_next_process(
+    open_bed: OpenBed, fake: FakeTelegram
+) -> None:
+    async with open_bed() as bed:
+        chat = fake.private_chat(bed.ann)
+        first = fake.send_text(chat, bed.ann, "/help")
+        await reply_text(fake, first)  # taken while running
+        await bed.adapter.stop_intake()  # SIGTERM: no more updates
+        assert not bed.adapter.connected  # the updater stopped (/readyz says not ready)
+        later = fake.send_text(chat, bed.ann, "/start")
+    assert not [c for c in fake.calls if c.method == "sendMessage" and answers(later)(c)]
+    assert [u["message"]["message_id"] for u in fake._updates] == [later["message_id"]]
+    async with open_bed():  # the next process answers it
+        assert (await reply_text(fake, later)).startswith("👋 Hi!")

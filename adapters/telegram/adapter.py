@@ -563,6 +563,14 @@ class TelegramAdapter:
         else:
             log.error("telegram: update %s failed", update_id, exc_info=error)
 
+    async def stop_intake(self) -> None:
+        """Shutting down: fetch no more updates (the ones not confirmed go to the next
+        process); replies and uploads in flight go on until the adapter closes."""
+        app = self._app
+        if app is not None and app.updater is not None and app.updater.running:
+            await app.updater.stop()
+            log.info("telegram: stopped taking updates")
+
 
 async def _react(bot: ExtBot[Any], chat_id: int, message_id: int, reaction: str) -> None:
     try:
