@@ -27,7 +27,6 @@ __all__ = ["Notifier"]
 
 log = logging.getLogger(__name__)
 
-NO_SINK_RETRY_S = 30.0  # a platform that is not connected: look again later, costs no attempt
 # How far a job got: an update that goes back (a place in line computed before the job was
 # sent) is older than one already seen.
 _RANK = {
@@ -70,13 +69,13 @@ class Notifier:
         self._progress_rank: dict[str, int] = {}  # how far each job got, as seen here
         self._progress_tasks: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
-        self._arrived: set[str] = set()
+        self._delivering: set[str] = set()  # jobs this process is delivering right now
         self._stopping = False
 
     def register(self, sink: DeliverySink) -> None:
-        """Deliver through `sink` from now on, starting with what waited for its platform."""
+        """Deliver through `sink` from now on, starting with what waited for its platform
+        (claims take only platforms with a sink here: those waited, unclaimed)."""
         self.sinks[sink.platform] = sink
-        self._arrived.add(sink.platform)  # the next run_once makes its deliveries due
         self.wake()
 
     def unregister(self, platform: str) -> None:
@@ -157,13 +156,14 @@ class Notifier:
     async def run_once(self) -> int:
         if self._stopping:
             return 0
-        while self._arrived:
-            platform = next(iter(self._arrived))
-            await self.store.deliveries_due(platform, self.clock.now())
-            self._arrived.discard(platform)
         free = self.concurrency - len(self._inflight)
-        jobs = await self.store.claim_due_deliveries(self.clock.now(), free, POLL_LEASE_S)
+        jobs = await self.store.claim_due_deliveries(
+            self.clock.now(), free, POLL_LEASE_S, platforms=set(self.sinks)
+        )
         for job in jobs:
+            if job.id in self._delivering:  # its lease ran out while it is still going
+                continue
+            self._delivering.add(job.id)
             task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
@@ -207,9 +207,15 @@ class Notifier:
         return files
 
     async def _deliver(self, job: Job) -> None:
+        try:
+            await self._deliver_once(job)
+        finally:
+            self._delivering.discard(job.id)
+
+    async def _deliver_once(self, job: Job) -> None:
         sink = self.sinks.get(job.origin.platform)
-        if sink is None:
-            job.next_delivery_at = self.clock.now() + NO_SINK_RETRY_S
+        if sink is None:  # it left after the claim: the next process or sink takes it
+            job.next_delivery_at = self.clock.now()
             await self.store.save(job)
             return
         await self._end_progress(job.id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -60,15 +60,16 @@ class JobStore(Protocol):
         """Undo claim_status when the platform surely did not take the message."""
         ...
 
-    async def deliveries_due(self, platform: str, now: float) -> None:
-        """Make the platform's pending deliveries due now (its adapter just connected)."""
-        ...
-
     async def claim_due_polls(self, now: float, limit: int, lease_s: float) -> list[Job]:
         """Jobs to submit or poll whose time has come; pushes their next poll `lease_s` ahead."""
         ...
 
-    async def claim_due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Job]: ...
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_s: float, *, platforms: Collection[str]
+    ) -> list[Job]:
+        """Pending deliveries due now for these platforms (the ones this process has a sink
+        for); pushes their next attempt `lease_s` ahead, so no one else takes them."""
+        ...
 
     async def poll_soon(self, job_id: str, at: float) -> bool:
         """Make a queued or running job due at `at` unless it is due sooner (a webhook)."""

@@ -8,7 +8,7 @@ import json
 import logging
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -423,14 +423,6 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             cur = await db.execute(sql, params)
             return cur.rowcount == 1
 
-    async def deliveries_due(self, platform: str, now: float) -> None:
-        async with self.transaction() as db:
-            await db.execute(
-                "UPDATE jobs SET next_delivery_at = ? WHERE delivery = ? AND platform = ?"
-                " AND next_delivery_at > ?",
-                (now, Delivery.PENDING.value, platform, now),
-            )
-
     async def set_status_message(self, job_id: str, message_id: str) -> None:
         async with self.transaction() as db:
             await db.execute(
@@ -469,16 +461,22 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                 jobs += await self._claim_submittable(db, now, limit - len(jobs), lease_s)
         return jobs
 
-    async def claim_due_deliveries(self, now: float, limit: int, lease_s: float) -> list[Job]:
-        if limit <= 0:
+    async def claim_due_deliveries(
+        self, now: float, limit: int, lease_s: float, *, platforms: Collection[str]
+    ) -> list[Job]:
+        """Due deliveries for `platforms` only: a job whose platform has no sink here waits
+        for a process that has one, and its lease is never taken or reset meanwhile."""
+        names = sorted(platforms)
+        if limit <= 0 or not names:
             return []
         async with self.transaction() as db:
             reach, reach_params = self._reach()
             cur = await db.execute(
                 "UPDATE jobs SET next_delivery_at = ? WHERE id IN ("
                 " SELECT id FROM jobs WHERE delivery = ? AND next_delivery_at <= ?"
+                f" AND platform IN ({', '.join('?' * len(names))})"
                 f" AND {reach} ORDER BY next_delivery_at LIMIT ?) RETURNING *",
-                (now + lease_s, Delivery.PENDING.value, now, *reach_params, limit),
+                (now + lease_s, Delivery.PENDING.value, now, *names, *reach_params, limit),
             )
             rows = await cur.fetchall()
         return [_from_row(r) for r in rows]
