@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "ADAPTER_RETRY_FIRST_S",
     "ADAPTER_RETRY_MAX_S",
+    "CONSOLE",
     "DELIVERY_BACKOFF_BASE_S",
     "DELIVERY_BACKOFF_CAP_S",
     "DELIVERY_MAX_ATTEMPTS",
@@ -71,4 +72,5 @@ STORE_BUSY_BACKOFF_S = 0.05  # then the store tries again after this, doubling .
 STORE_BUSY_CAP_S = 2.0  # ... up to this, for as long as the lock is held
 LOOP_BACKOFF_BASE_S = 0.5  # a tracker/notifier/sweep step that failed runs again after this,
 LOOP_BACKOFF_CAP_S = 30.0  # doubling up to this
+CONSOLE = "console"  # the platform of jobs made at the terminal (`genrelay generate`)
 SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight may finish

@@ -19,6 +19,7 @@ from bot.community import (
     rules_text,
 )
 from bot.config import Settings
+from bot.constants import CONSOLE
 from bot.errors import DuplicateRequest, RequestRejected
 from bot.faults import crash_point
 from bot.media import MediaStore
@@ -89,8 +90,13 @@ class Service:
         stored = await self.store.chat_settings(origin.platform, origin.scope_id)
         return self.default_rules.merged(stored)
 
-    def _quota(self, rules: ChatRules, kind: Kind, now: float) -> Quota:
+    def _quota(self, rules: ChatRules, req: GenerationRequest, now: float) -> Quota:
         global_budget = self.settings.global_daily_budget_usd
+        if req.origin.platform == CONSOLE:
+            # The operator's terminal is no chat member: each `generate` is its own asker,
+            # and several may run at once; only the service's budget binds them.
+            return Quota(since=day_start(now), global_budget_usd=global_budget or None)
+        kind = req.kind
         return Quota(
             since=day_start(now),
             user_unfinished=rules.user_jobs_at_once,
@@ -151,7 +157,7 @@ class Service:
         req, rules = await self._prepared(req)
         checked = self._validated(req, rules)
         job = self._new_job(req, rules, checked, now, status_message_id=None)
-        refusal = await self.store.over_limit(job, self._quota(rules, req.kind, now))
+        refusal = await self.store.over_limit(job, self._quota(rules, req, now))
         if refusal is not None:
             raise self._over(refusal, req, job, now)
 
@@ -230,7 +236,7 @@ class Service:
         job = self._new_job(req, rules, checked, now, status_message_id=status_message_id)
         held = job.hold is not None
         try:
-            refusal = await self.store.admit(job, self._quota(rules, req.kind, now))
+            refusal = await self.store.admit(job, self._quota(rules, req, now))
         except DuplicateRequest as dup:  # the same request, recorded meanwhile
             return await self._again(await self._parent(dup.job_id))
         if refusal is not None:
