@@ -444,7 +444,7 @@ async def test_an_attachment_that_does_not_decode_is_refused_and_costs_nothing(
     assert original(fake, rec)["content"] == UNREADABLE_IMAGE
     assert fake.followups(rec.token) == []
     assert fake.find_requests("DELETE", f"/webhooks/{APP_ID}/{rec.token}/") == []
-    assert len(fake.find_requests("GET", "/attachments/")) == 2
+    await fake.wait_for(lambda: len(fake.find_requests("GET", "/attachments/")) == 2)
     await core.tracker.drain()
     assert sandbox.create_calls() == [] and sandbox.requests == []
     assert await jobs_for(core, rec) == [job]
