@@ -8,7 +8,10 @@ How a command is answered
     At once, within Discord's 3 seconds: an input error (checked from the options and the
     attachments' metadata, and by the core's `service.check`) with an ephemeral message,
     and nothing is recorded as work or sent upstream; anything else with a public deferred
-    ("thinking") response whose message becomes the job's status message. A button press
+    ("thinking") response whose message becomes the job's status message. Then the
+    attachments are downloaded (size-capped) and decoded, which can take longer than those
+    3 seconds: one that fails turns the thinking message into the refusal, recorded as a
+    rejected job, before anything is sent upstream (its URL is what goes). A button press
     is answered the same way and starts a job owned by whoever pressed. The server's rules
     (limits, budgets, blocked words; scope: the guild) are applied by `service.submit` after
     the defer: a refusal removes the thinking message and is said ephemerally.
@@ -78,6 +81,7 @@ from adapters.discord.words import (
     INTERNAL_ERROR_TEXT,
     OOPS_TEXT,
     RESULT_UNAVAILABLE_TEXT,
+    attachment_unreachable_text,
     missing_permissions_text,
     not_an_image_text,
     send_again_label,
@@ -326,6 +330,15 @@ class DiscordAdapter:
         request = dataclasses.replace(
             request, origin=self._origin(interaction, message_id, received_at)
         )
+        if request.images:
+            # Downloaded and decoded only now: that can take longer than Discord's 3 s.
+            try:
+                images = await self._downloaded(request.images)
+            except RequestRejected as exc:
+                await self.core.service.record_rejected(request, exc)
+                await self._refuse_deferred(interaction, exc)
+                return
+            request = dataclasses.replace(request, images=images)
         try:
             job = await self.core.service.submit(request, status_message_id=str(message_id))
         except RequestRejected as exc:  # another request took the last slot meanwhile
@@ -598,7 +611,8 @@ class DiscordAdapter:
     def _references(
         self, attachments: Sequence[discord.Attachment | None]
     ) -> tuple[ReferenceImage, ...]:
-        """Attachments as reference images, checked from their metadata (no download)."""
+        """Attachments as reference images, checked from their metadata (no download: that
+        comes after the defer, in `_downloaded`)."""
         out = []
         for att in attachments:
             if att is None:
@@ -610,6 +624,23 @@ class DiscordAdapter:
                 raise self.core.media.too_large(att.size)
             out.append(ReferenceImage(ref=att.url, mime=mime, size=att.size, filename=att.filename))
         return tuple(out)
+
+    async def _downloaded(self, images: Sequence[ReferenceImage]) -> tuple[ReferenceImage, ...]:
+        """Each attachment downloaded (size-capped) and decoded, so nothing corrupt is paid
+        for; its CDN URL (no secret in it) still goes upstream. Raises RequestRejected."""
+
+        async def one(image: ReferenceImage) -> ReferenceImage:
+            try:
+                return await self.core.media.check_remote(
+                    self.core.http, image.ref, filename=image.filename
+                )
+            except MediaError as exc:
+                log.info("discord: attachment %s not downloaded (%s)", image.filename, exc)
+                raise RequestRejected(
+                    attachment_unreachable_text(image.filename), code="image_fetch"
+                ) from None
+
+        return tuple(await asyncio.gather(*(one(image) for image in images)))
 
     def _presser(self, interaction: discord.Interaction[Any]) -> Origin:
         """Who pressed a button, and where: what the core checks a job against."""
@@ -646,6 +677,14 @@ class DiscordAdapter:
     async def _refuse(self, interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
         log.info("discord: interaction %s refused (%s)", interaction.id, exc.code)
         await interaction.response.send_message(exc.message, ephemeral=True)
+
+    async def _refuse_deferred(
+        self, interaction: discord.Interaction[Any], exc: RequestRejected
+    ) -> None:
+        """A refusal after the public defer: the "thinking…" message becomes it (deleting it
+        for an ephemeral followup can meet 10008 Unknown Message)."""
+        log.info("discord: interaction %s refused after the defer (%s)", interaction.id, exc.code)
+        await interaction.edit_original_response(content=exc.message)
 
     async def _withdraw(self, interaction: discord.Interaction[Any], text: str) -> None:
         """After a public defer: remove the thinking message, answer privately."""

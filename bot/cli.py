@@ -23,7 +23,6 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, MediaError, RequestRejected
 from bot.logs import setup_logging
-from bot.media import download
 from bot.messages import failure_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 from bot.ports import ChatAdapter
@@ -80,21 +79,17 @@ def _exit_code(job: Job) -> int:
 async def _reference(core: Core, source: str) -> ReferenceImage:
     """-i: a local file is hosted by us; a URL is checked, then passed on as it is."""
     if source.startswith(("http://", "https://")):
+        name = source.rsplit("/", 1)[-1].split("?")[0] or None
         try:
-            got = await download(core.http, source, max_bytes=core.settings.max_reference_bytes)
+            return await core.media.check_remote(core.http, source, filename=name)
         except MediaError as exc:
             raise RequestRejected(
                 f"I could not fetch {source}: {exc}.", code="image_fetch"
             ) from None
-        if got.data is None:
-            raise core.media.too_large(got.size)
-        mime = core.media.check(got.data)
-        name = source.rsplit("/", 1)[-1].split("?")[0] or None
-        return ReferenceImage(ref=source, mime=mime, size=len(got.data), filename=name)
     path = Path(source).expanduser()
     if not path.is_file():
         raise RequestRejected(f"There is no file {source}.", code="no_such_file")
-    return core.media.host(path.read_bytes(), filename=path.name)
+    return await core.media.host(path.read_bytes(), filename=path.name)
 
 
 async def generate(

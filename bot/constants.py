@@ -6,6 +6,7 @@ __all__ = [
     "ADAPTER_RETRY_FIRST_S",
     "ADAPTER_RETRY_MAX_S",
     "CONSOLE",
+    "DECODES_AT_ONCE",
     "DELIVERY_BACKOFF_BASE_S",
     "DELIVERY_BACKOFF_CAP_S",
     "DELIVERY_MAX_ATTEMPTS",
@@ -48,6 +49,7 @@ MAX_CHAT_BUDGET_USD = 100_000  # chat_budget_usd
 JOB_KEY_LENGTH = 10  # base32 characters: short enough for Telegram's 64-byte callback_data
 MEDIA_NAME_BYTES = 24  # token_urlsafe bytes for hosted reference images
 MEDIA_TTL_S = 6 * 3600
+DECODES_AT_ONCE = 2  # reference images decoded at once in worker threads (the cores we have)
 
 POLL_LEASE_S = 120.0  # a claimed job is not claimed again for this long unless rescheduled
 TRACKER_IDLE_WAKE_S = 1.0  # longest sleep of the tracker and notifier loops

@@ -3,6 +3,7 @@ downloads of results (their URLs expire)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import logging
@@ -18,12 +19,20 @@ from urllib.parse import urlparse
 import httpx
 from PIL import Image
 
-from bot.constants import MEDIA_NAME_BYTES, MEDIA_TTL_S
+from bot.constants import DECODES_AT_ONCE, MEDIA_NAME_BYTES, MEDIA_TTL_S
 from bot.errors import MediaError, RequestRejected
 from bot.models import ReferenceImage
 from bot.ports import ResultFile
 
-__all__ = ["UNREADABLE_IMAGE", "MediaStore", "decodes", "download", "human_size", "sniff_image"]
+__all__ = [
+    "UNREADABLE_IMAGE",
+    "MediaStore",
+    "decodes",
+    "download",
+    "human_size",
+    "opens",
+    "sniff_image",
+]
 
 log = logging.getLogger(__name__)
 
@@ -50,24 +59,33 @@ UNREADABLE_IMAGE = (
 )
 
 
-def decodes(data: bytes) -> bool:
-    """Whether `data` decodes as a whole image (its first frame), so nothing corrupt is paid
-    for. Pillow's MAX_IMAGE_PIXELS stays the guard against decompression bombs: an image past
-    it counts as unreadable, warned about or not."""
+_UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+def opens(data: bytes) -> bool:
+    """Whether `data` has an image header Pillow reads, within MAX_IMAGE_PIXELS (the guard
+    against decompression bombs: an image past it counts as unreadable, warned about or not).
+    Reads the header only, so it is quick enough for the event loop; it runs there because
+    `warnings.catch_warnings` is not thread-safe."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image.draft("RGB", (512, 512))  # JPEG: decode every block, at a smaller scale
-                image.load()
-    except (
-        OSError,
-        SyntaxError,
-        ValueError,
-        EOFError,
-        Image.DecompressionBombError,
-        Image.DecompressionBombWarning,
-    ):
+            with Image.open(io.BytesIO(data)):
+                pass
+    except (*_UNREADABLE, Image.DecompressionBombWarning):
+        return False
+    return True
+
+
+def decodes(data: bytes) -> bool:
+    """Whether `data` decodes as a whole image (its first frame), so nothing corrupt is paid
+    for. The slow part: `MediaStore.check` runs it in a worker thread, after `opens` (so the
+    bomb check here passes without a warning)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.draft("RGB", (512, 512))  # JPEG: decode every block, at a smaller scale
+            image.load()
+    except _UNREADABLE:
         return False
     return True
 
@@ -119,11 +137,15 @@ class MediaStore:
         public_base_url: str | None,
         max_reference_bytes: int,
         ttl_s: float = MEDIA_TTL_S,
+        decodes_at_once: int = DECODES_AT_ONCE,
     ) -> None:
         self.root = root
         self.public_base_url = public_base_url
         self.max_reference_bytes = max_reference_bytes
         self.ttl_s = ttl_s
+        # Decoding runs in worker threads, off the event loop; this many at once, so a
+        # burst of big images cannot hold them all decoded in memory together.
+        self._decoding = asyncio.Semaphore(decodes_at_once)
 
     @property
     def hosted_dir(self) -> Path:
@@ -141,9 +163,9 @@ class MediaStore:
             code="image_too_large",
         )
 
-    def check(self, data: bytes) -> str:
+    async def check(self, data: bytes) -> str:
         """The image type of `data` if we take it (it decodes); raises RequestRejected
-        otherwise."""
+        otherwise. The decode runs in a worker thread, `decodes_at_once` at a time."""
         if len(data) > self.max_reference_bytes:
             raise self.too_large(len(data))
         mime = sniff_image(data)
@@ -152,17 +174,34 @@ class MediaStore:
                 "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
                 code="not_an_image",
             )
-        if not decodes(data):
+        if opens(data):
+            async with self._decoding:
+                whole = await asyncio.to_thread(decodes, data)
+        else:
+            whole = False
+        if not whole:
             log.info("a %s reference image of %d bytes did not decode", mime, len(data))
             raise RequestRejected(UNREADABLE_IMAGE, code="unreadable_image")
         return mime
 
-    def host(self, data: bytes, *, filename: str | None = None) -> ReferenceImage:
+    async def check_remote(
+        self, client: httpx.AsyncClient, url: str, *, filename: str | None = None
+    ) -> ReferenceImage:
+        """Download `url` (up to the cap) and check it as `check` does; the reference stays
+        `url` (for links that carry no secret). Raises MediaError when the download fails,
+        RequestRejected when it is too large or no image that decodes."""
+        got = await download(client, url, max_bytes=self.max_reference_bytes)
+        if got.data is None:
+            raise self.too_large(got.size)
+        mime = await self.check(got.data)
+        return ReferenceImage(ref=url, mime=mime, size=len(got.data), filename=filename)
+
+    async def host(self, data: bytes, *, filename: str | None = None) -> ReferenceImage:
         """Check that `data` is an image within the cap and keep it; raises RequestRejected."""
-        mime = self.check(data)
+        mime = await self.check(data)
         name = secrets.token_urlsafe(MEDIA_NAME_BYTES) + _EXT[mime]
         self.hosted_dir.mkdir(parents=True, exist_ok=True)
-        (self.hosted_dir / name).write_bytes(data)
+        await asyncio.to_thread((self.hosted_dir / name).write_bytes, data)
         return ReferenceImage(ref=f"media:{name}", mime=mime, size=len(data), filename=filename)
 
     def hosted_path(self, name: str, *, now: float | None = None) -> Path | None:

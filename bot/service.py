@@ -595,7 +595,7 @@ class Service:
                 prompt=parent.prompt,
                 origin=origin,
                 model=spec.code if spec else None,
-                images=(self._result_as_reference(parent),),
+                images=(await self._result_as_reference(parent),),
                 action="animate",
                 parent_job_id=parent.id,
                 request_key=request_key,
@@ -611,7 +611,7 @@ class Service:
             prompt=parent.prompt,
             origin=origin,
             model=parent.model,
-            images=(self._result_as_reference(parent),),
+            images=(await self._result_as_reference(parent),),
             aspect_ratio=parent.aspect_ratio,
             quality="4k",
             action="upscale",
@@ -619,12 +619,12 @@ class Service:
             request_key=request_key,
         )
 
-    def _result_as_reference(self, parent: Job) -> ReferenceImage:
+    async def _result_as_reference(self, parent: Job) -> ReferenceImage:
         """Our copy of a result, hosted by us (the gateway's URL expires); else its URL."""
         path = self.media.local_result(parent.id)
         if path is not None:
             try:
-                return self.media.host(path.read_bytes(), filename=path.name)
+                return await self.media.host(path.read_bytes(), filename=path.name)
             except (OSError, RequestRejected):
                 pass
         return ReferenceImage(ref=parent.result_urls[0], mime="image/png", filename="result.png")

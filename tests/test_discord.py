@@ -6,14 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import io
 import itertools
-import struct
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from PIL import Image
 from pydantic import SecretStr
 
 with warnings.catch_warnings():
@@ -26,6 +27,7 @@ from adapters.discord.ui import JobButton
 from adapters.discord.words import (
     HELP_TEXT,
     INTERNAL_ERROR_TEXT,
+    attachment_unreachable_text,
     link_note,
     missing_permissions_text,
     not_an_image_text,
@@ -35,13 +37,13 @@ from adapters.discord_bot import DiscordAdapter, sync_commands
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, DeliveryError, PermanentDeliveryError, PlatformUnavailable
-from bot.media import human_size
+from bot.media import UNREADABLE_IMAGE, human_size
 from bot.messages import failure_text, model_line, progress_text
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, Recorded
-from tests.helpers import wait_delivered
+from tests.helpers import corrupt_jpeg, jpeg_bytes, wait_delivered
 
 TOKEN = "discord-bot-token-SECRET-0123456789"
 APP_ID = 424242
@@ -56,12 +58,14 @@ T = TypeVar("T")
 
 
 def _png(width: int, height: int) -> bytes:
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + b"\0\0\0\0"
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 90, 30)).save(out, "PNG")
+    return out.getvalue()
 
 
-PNG = _png(64, 32) + b"pixels" * 10
-JPEG = b"\xff\xd8\xff\xe0" + b"jpeg" * 20
+# Real images: attachments are downloaded and must decode before a job is recorded.
+PNG = _png(64, 32)
+JPEG = jpeg_bytes()
 
 
 class Clock:
@@ -290,7 +294,8 @@ async def test_imagine_passes_attachment_urls_to_the_gateway(
     (call,) = sandbox.create_calls()
     assert call.json["images"] == urls
     assert (call.json["model"], call.json["aspect_ratio"]) == ("nanobanana_pro", "1:1")
-    assert fake.find_requests("GET", "/attachments/") == []  # we never download them
+    # Each was downloaded once, to check it decodes; its URL is what went upstream.
+    assert len(fake.find_requests("GET", "/attachments/")) == 2
     assert labels(original(fake, rec)) == ["Reroll", "Animate"]  # already 4K
 
 
@@ -414,6 +419,52 @@ async def test_an_image_over_the_size_limit_is_refused(
         )
         assert await refusal(fake, rec) == core.media.too_large(len(big)).message
         assert "That image is 4 KB; the limit is 2 KB." in core.media.too_large(len(big)).message
+    assert sandbox.requests == []
+
+
+async def test_an_attachment_that_does_not_decode_is_refused_and_costs_nothing(
+    fake: FakeDiscord, sandbox: SandboxGateway, app: tuple[Core, DiscordAdapter]
+) -> None:
+    """JPEG magic bytes and a real header, then cut off: downloaded after the defer, so the
+    "thinking…" message itself becomes the refusal (never deleted for a followup)."""
+    core, _ = app
+    rec = await imagine(
+        fake,
+        prompt="this one as a watercolor",
+        attachments={
+            "image1": ("fine.png", PNG, "image/png"),
+            "image2": ("cut.jpg", corrupt_jpeg(), "image/jpeg"),
+        },
+    )
+    job = await job_for(core, rec)
+    assert job.state is JobState.REJECTED and job.delivery is Delivery.NONE
+    assert job.error_message == UNREADABLE_IMAGE and job.charged_usd == 0
+    await fake.wait_for(lambda: edits(fake, rec))
+    assert [cb["type"] for cb in rec.callbacks] == [5]  # the public defer, then the edit
+    assert original(fake, rec)["content"] == UNREADABLE_IMAGE
+    assert fake.followups(rec.token) == []
+    assert fake.find_requests("DELETE", f"/webhooks/{APP_ID}/{rec.token}/") == []
+    await fake.wait_for(lambda: len(fake.find_requests("GET", "/attachments/")) == 2)
+    await core.tracker.drain()
+    assert sandbox.create_calls() == [] and sandbox.requests == []
+    assert await jobs_for(core, rec) == [job]
+
+
+async def test_an_attachment_discord_will_not_serve_is_refused(
+    fake: FakeDiscord, sandbox: SandboxGateway, app: tuple[Core, DiscordAdapter]
+) -> None:
+    core, _ = app
+    fake.fail_next("GET", "/attachments/", status=404)
+    rec = await imagine(
+        fake, prompt="a fox", attachments={"image1": ("fox.jpg", JPEG, "image/jpeg")}
+    )
+    job = await job_for(core, rec)
+    assert job.state is JobState.REJECTED
+    await fake.wait_for(lambda: edits(fake, rec))
+    assert original(fake, rec)["content"] == attachment_unreachable_text("fox.jpg")
+    assert original(fake, rec)["content"] == (
+        "I couldn't download “fox.jpg” from Discord. Please attach it again."
+    )
     assert sandbox.requests == []
 
 

@@ -133,7 +133,7 @@ async def test_nanobanana_is_submitted_async_so_it_has_a_task_to_resume(
 async def test_reference_images_reach_the_gateway_as_data_urls_without_public_base(
     core: Core, sandbox: SandboxGateway, sink: RecordingSink
 ) -> None:
-    image = core.media.host(PNG_1PX, filename="me.png")
+    image = await core.media.host(PNG_1PX, filename="me.png")
     job = await core.service.submit(
         request(
             "make this photo wave hello", kind=Kind.VIDEO, model="veo_reference", images=[image]

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from pathlib import Path
+
+import httpx
 import pytest
 from PIL import Image
 
+import bot.media
 from bot.app import Core
-from bot.errors import RequestRejected
+from bot.errors import MediaError, RequestRejected
+from bot.media import UNREADABLE_IMAGE, MediaStore
 from bot.messages import progress_text, result_caption
 from bot.models import JobState, Kind, ReferenceImage
 from bot.sandbox import SandboxGateway
@@ -135,30 +142,95 @@ async def test_bad_input_is_refused_with_words_and_no_upstream_call(
     assert row.charged_usd == 0
 
 
-def test_hosting_refuses_an_image_that_does_not_decode(core: Core) -> None:
+async def test_hosting_refuses_an_image_that_does_not_decode(core: Core) -> None:
     for data in (corrupt_jpeg(), b"\xff\xd8\xff\xe0" + b"jpeg" * 20, PNG_1PX[:40]):
         with pytest.raises(RequestRejected) as info:
-            core.media.host(data, filename="broken.jpg")
+            await core.media.host(data, filename="broken.jpg")
         assert info.value.message == (
             "That photo could not be read as an image; please send it again as a JPEG or PNG."
         )
     assert not core.media.hosted_dir.exists() or not any(core.media.hosted_dir.iterdir())
-    assert core.media.host(jpeg_bytes(3), filename="fine.jpg").mime == "image/jpeg"
+    assert (await core.media.host(jpeg_bytes(3), filename="fine.jpg")).mime == "image/jpeg"
 
 
-def test_a_decompression_bomb_is_refused(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_decompression_bomb_is_refused(core: Core, monkeypatch: pytest.MonkeyPatch) -> None:
     """Pillow's MAX_IMAGE_PIXELS is the guard; lowered here so a small file passes it."""
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
     for size in ((11, 11), (20, 20)):  # past it (a warning), past twice it (an error)
         with pytest.raises(RequestRejected, match="could not be read as an image"):
-            core.media.host(jpeg_bytes(1, size), filename="bomb.jpg")
+            await core.media.host(jpeg_bytes(1, size), filename="bomb.jpg")
 
 
-def test_hosting_refuses_what_is_not_an_image_or_too_large(core: Core) -> None:
+async def test_hosting_refuses_what_is_not_an_image_or_too_large(core: Core) -> None:
     with pytest.raises(RequestRejected, match="not an image I can use"):
-        core.media.host(b"%PDF-1.7 not a picture", filename="doc.pdf")
+        await core.media.host(b"%PDF-1.7 not a picture", filename="doc.pdf")
     with pytest.raises(RequestRejected, match="That image is 21 MB; the limit is 20 MB"):
-        core.media.host(PNG_1PX + b"\0" * (21 * 1024 * 1024), filename="huge.png")
+        await core.media.host(PNG_1PX + b"\0" * (21 * 1024 * 1024), filename="huge.png")
+
+
+async def test_a_linked_image_is_downloaded_and_decoded_and_its_url_kept(
+    tmp_path: Path,
+) -> None:
+    """`check_remote` (Discord attachments, the CLI's -i URLs): the network faked at its
+    edge, httpx's own MockTransport."""
+    served = {"/good.jpg": jpeg_bytes(2), "/cut.jpg": corrupt_jpeg(), "/big.png": b"\0" * 5000}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        data = served.get(request.url.path)
+        return httpx.Response(404) if data is None else httpx.Response(200, content=data)
+
+    media = MediaStore(tmp_path, public_base_url=None, max_reference_bytes=4096)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        good = await media.check_remote(client, "https://cdn.test/good.jpg", filename="g.jpg")
+        assert (good.ref, good.mime, good.size, good.filename) == (
+            "https://cdn.test/good.jpg",
+            "image/jpeg",
+            len(served["/good.jpg"]),
+            "g.jpg",
+        )
+        with pytest.raises(RequestRejected) as info:
+            await media.check_remote(client, "https://cdn.test/cut.jpg")
+        assert (info.value.message, info.value.code) == (UNREADABLE_IMAGE, "unreadable_image")
+        with pytest.raises(RequestRejected, match="That image is 4 KB; the limit is 4 KB"):
+            await media.check_remote(client, "https://cdn.test/big.png")
+        with pytest.raises(MediaError, match="HTTP 404"):
+            await media.check_remote(client, "https://cdn.test/gone.png")
+    assert not media.hosted_dir.exists()  # checked, not kept: the URL is what goes upstream
+
+
+async def test_decodes_run_in_worker_threads_a_few_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Pillow decode leaves the event loop, at most `decodes_at_once` at a time."""
+    media = MediaStore(tmp_path, public_base_url=None, max_reference_bytes=1 << 20)
+    guard = threading.Lock()
+    release = threading.Event()
+    running = peak = 0
+    threads: set[int] = set()
+
+    def held_decode(data: bytes) -> bool:
+        nonlocal running, peak
+        with guard:
+            running += 1
+            peak = max(peak, running)
+            threads.add(threading.get_ident())
+        release.wait(30)
+        with guard:
+            running -= 1
+        return True
+
+    monkeypatch.setattr(bot.media, "decodes", held_decode)
+    checks = [asyncio.create_task(media.check(jpeg_bytes(n))) for n in range(5)]
+    async with asyncio.timeout(10):
+        while running < 2:
+            await asyncio.sleep(0.01)
+    for _ in range(50):  # the other three had every chance to start
+        await asyncio.sleep(0)
+    assert running == 2
+    release.set()
+    assert await asyncio.gather(*checks) == ["image/jpeg"] * 5
+    assert peak == 2
+    assert threading.get_ident() not in threads
 
 
 async def test_full_firefly_name_is_kept_and_sent_as_is(

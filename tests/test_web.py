@@ -40,7 +40,7 @@ def status_of(answer: bytes) -> int:
 
 
 async def test_a_hosted_image_is_served_and_odd_names_are_404(web: WebServer) -> None:
-    image = web.media.host(PNG_1PX, filename="me.png")
+    image = await web.media.host(PNG_1PX, filename="me.png")
     name = image.hosted_name
     assert name is not None
     odd = [

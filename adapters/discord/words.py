@@ -15,6 +15,7 @@ __all__ = [
     "RESULT_UNAVAILABLE_TEXT",
     "SETTINGS_HINT",
     "USAGE_SCOPES",
+    "attachment_unreachable_text",
     "link_note",
     "missing_permissions_text",
     "not_an_image_text",
@@ -66,6 +67,11 @@ RESULT_UNAVAILABLE_TEXT = (
 
 def not_an_image_text(filename: str) -> str:
     return f"“{filename}” is not an image I can use. Attach a JPEG, PNG, WebP or GIF."
+
+
+def attachment_unreachable_text(filename: str | None) -> str:
+    name = f"“{filename}”" if filename else "your image"
+    return f"I couldn't download {name} from Discord. Please attach it again."
 
 
 def missing_permissions_text(missing: Sequence[str]) -> str:

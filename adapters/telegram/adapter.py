@@ -494,7 +494,7 @@ class TelegramAdapter:
             raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
         except TelegramError:
             raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
-        return self.core.media.host(bytes(data), filename=source.filename)
+        return await self.core.media.host(bytes(data), filename=source.filename)
 
     # -- buttons ---------------------------------------------------------------------------
 
