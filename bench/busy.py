@@ -195,7 +195,7 @@ def measure(
         except (TypeError, ValueError):
             continue
         method = call["method"]
-        job = None
+        job: dict[str, Any] | None = None
         status_call = False
         if call["reply_to"] is not None:
             key = (chat, int(call["reply_to"]))
