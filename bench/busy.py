@@ -180,12 +180,12 @@ def measure(
     into time.monotonic()."""
     by_request: dict[tuple[int, int], dict[str, Any]] = {}
     by_status: dict[tuple[int, int], dict[str, Any]] = {}
-    for job in jobs:
-        chat = int(job["chat_id"])
-        if job["origin_message_id"] is not None:
-            by_request[(chat, int(job["origin_message_id"]))] = job
-        if job["status_message_id"]:
-            by_status[(chat, int(job["status_message_id"]))] = job
+    for row in jobs:
+        chat = int(row["chat_id"])
+        if row["origin_message_id"] is not None:
+            by_request[(chat, int(row["origin_message_id"]))] = row
+        if row["status_message_id"]:
+            by_status[(chat, int(row["status_message_id"]))] = row
     stats = {j["id"]: JobStats(j["id"], j["kind"]) for j in jobs}
     results: dict[tuple[int, int], dict[str, Any]] = {}  # result message -> its job
     shown: dict[str, float] = {}  # job id -> the furthest status rank shown
@@ -249,11 +249,11 @@ def measure(
             st.result_msgs += 1  # a link or a failure, replying to the request
             for m in sent:
                 results[(chat, m)] = job
-    for job in jobs:
-        task = tasks.get(job["upstream_task_id"] or "")
-        st = stats[job["id"]]
+    for row in jobs:
+        task = tasks.get(row["upstream_task_id"] or "")
+        st = stats[row["id"]]
         st.polls = int(task["polls"]) if task else 0
-        st.delivered = job["delivery"] == "delivered"
+        st.delivered = row["delivery"] == "delivered"
     return list(stats.values())
 
 
