@@ -41,7 +41,8 @@ or delete of its status message, a file replying to one of its results. Per kind
       upstream done;
   (c) a text older than one the message already showed (its first text included): by
       rank in-line < queued < sending < waiting < progress (by %) < finished.
-  An edit counts once however many of these it meets.
+  An edit counts once however many of these it meets; the table also gives how many met
+  each rule, as (a/b/c).
 - **multi-msg results**: jobs whose result took more than one message.
 """
 
@@ -167,6 +168,7 @@ class JobStats:
     throttled: int = 0
     stale: int = 0
     stale_texts: list[str] = field(default_factory=list)
+    stale_by: dict[str, int] = field(default_factory=lambda: {"a": 0, "b": 0, "c": 0})
 
 
 def measure(
@@ -236,14 +238,18 @@ def measure(
                     continue
                 task = tasks.get(job["upstream_task_id"] or "")
                 submitted = job["submitted_at"]
-                stale = rank < shown.get(job["id"], -1.0)
-                if submitted is not None and rank <= PRE_SUBMIT:
-                    stale |= call["time"] > float(submitted) - wall_minus_mono
-                if task is not None and rank < DONE:
-                    stale |= call["time"] > float(task["done_at"])
-                if stale:
+                why = {
+                    "a": submitted is not None
+                    and rank <= PRE_SUBMIT
+                    and call["time"] > float(submitted) - wall_minus_mono,
+                    "b": task is not None and rank < DONE and call["time"] > float(task["done_at"]),
+                    "c": rank < shown.get(job["id"], -1.0),
+                }
+                if any(why.values()):
                     st.stale += 1
                     st.stale_texts.append(str(call["text"]))
+                    for rule, met in why.items():
+                        st.stale_by[rule] += met
                 shown[job["id"]] = max(rank, shown.get(job["id"], -1.0))
         elif method == "sendMessage":
             st.result_msgs += 1  # a link or a failure, replying to the request
@@ -407,7 +413,9 @@ def render(run: Run) -> str:
                 f"{sum(s.status_msgs for s in stats) / n:.2f}",
                 f"{sum(s.polls for s in stats) / n:.1f}",
                 str(sum(s.throttled for s in stats)),
-                str(sum(s.stale for s in stats)),
+                f"{sum(s.stale for s in stats)} ("
+                + "/".join(str(sum(s.stale_by[r] for s in stats)) for r in "abc")
+                + ")",
                 str(sum(1 for s in stats if s.result_msgs > 1)),
             ]
         )
@@ -431,7 +439,7 @@ def render(run: Run) -> str:
                 "status",
                 "status req/job",
                 "429s",
-                "stale edits",
+                "stale edits (a/b/c)",
                 "multi-msg results",
             ],
             rows,

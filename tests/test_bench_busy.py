@@ -103,4 +103,6 @@ def test_messages_delays_429s_and_stale_edits_per_job() -> None:
     assert a.stale_texts == [_bar(40), _bar(99)]
     assert b.stale_texts == [LINE]
     assert (a.stale, b.stale) == (2, 1)
+    assert a.stale_by == {"a": 0, "b": 1, "c": 1}
+    assert b.stale_by == {"a": 1, "b": 0, "c": 0}
     assert a.delivered and b.delivered
