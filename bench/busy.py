@@ -40,7 +40,8 @@ or delete of its status message, a file replying to one of its results. Per kind
   (b) any not-yet-done text (those, "Waiting in … queue", a progress bar) arriving after
       upstream done;
   (c) a text older than one the message already showed (its first text included): by
-      rank in-line < queued < sending < waiting < progress (by %) < finished.
+      rank received ("In line…" or "Queued on…") < sending < waiting < progress (by %) <
+      finished, and among "In line…" texts a later place than one shown (2nd after 1st).
   An edit counts once however many of these it meets; the table also gives how many met
   each rule, as (a/b/c).
 - **multi-msg results**: jobs whose result took more than one message.
@@ -132,13 +133,18 @@ def workload(name: str, speed: float, seed: int = 7) -> list[Asked]:
 # -- status texts (bot/messages.py progress_text) -------------------------------------------
 
 _PERCENT = re.compile(r"(\d+)%")
+_PLACE = re.compile(r"(\d+)(?:st|nd|rd|th) in this chat")
+
+
+def line_place(text: str) -> int | None:
+    """The place in line an "In line…" text shows (1 for 1st); None for other texts."""
+    found = _PLACE.search(text) if text.startswith("⏳ In line") else None
+    return int(found.group(1)) if found else None
 
 
 def status_rank(text: str) -> float | None:
     """How far along a status text is; None for texts that are not a job's progress."""
-    if text.startswith("⏳ In line"):
-        return 0.0
-    if text.startswith("⏳ Queued on"):
+    if text.startswith(("⏳ In line", "⏳ Queued on")):  # both: received, not yet sent
         return 1.0
     if text.startswith("⏳ Sending to"):
         return 2.0
@@ -191,6 +197,7 @@ def measure(
     stats = {j["id"]: JobStats(j["id"], j["kind"]) for j in jobs}
     results: dict[tuple[int, int], dict[str, Any]] = {}  # result message -> its job
     shown: dict[str, float] = {}  # job id -> the furthest status rank shown
+    places: dict[str, int] = {}  # job id -> the best place in line shown
     for call in sorted(calls, key=lambda c: c["time"]):
         try:
             chat = int(call["chat_id"])
@@ -230,6 +237,8 @@ def measure(
             rank = status_rank(call["text"] or "")
             if rank is not None:
                 shown[job["id"]] = rank
+                if (place := line_place(call["text"] or "")) is not None:
+                    places[job["id"]] = place
         elif status_call:
             st.status_msgs += 1
             if method == "editMessageText":
@@ -238,12 +247,14 @@ def measure(
                     continue
                 task = tasks.get(job["upstream_task_id"] or "")
                 submitted = job["submitted_at"]
+                place = line_place(call["text"])
+                later_place = place is not None and place > places.get(job["id"], place)
                 why = {
                     "a": submitted is not None
                     and rank <= PRE_SUBMIT
                     and call["time"] > float(submitted) - wall_minus_mono,
                     "b": task is not None and rank < DONE and call["time"] > float(task["done_at"]),
-                    "c": rank < shown.get(job["id"], -1.0),
+                    "c": rank < shown.get(job["id"], -1.0) or later_place,
                 }
                 if any(why.values()):
                     st.stale += 1
@@ -251,6 +262,8 @@ def measure(
                     for rule, met in why.items():
                         st.stale_by[rule] += met
                 shown[job["id"]] = max(rank, shown.get(job["id"], -1.0))
+                if place is not None:
+                    places[job["id"]] = min(place, places.get(job["id"], place))
         elif method == "sendMessage":
             st.result_msgs += 1  # a link or a failure, replying to the request
             for m in sent:
@@ -329,7 +342,7 @@ class Run:
     error: str | None = None
 
 
-async def run_workload(name: str, *, limits: bool, speed: float) -> Run:
+async def run_workload(name: str, *, limits: bool, speed: float, dump: Path | None = None) -> Run:
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     from adapters.telegram_bot import TelegramAdapter
 
@@ -380,6 +393,8 @@ async def run_workload(name: str, *, limits: bool, speed: float) -> Run:
             calls = (await http.get(f"http://127.0.0.1:{tg_control}/busy/calls")).json()
             tasks = (await http.get(f"http://127.0.0.1:{gw_control}/tasks")).json()
         jobs = _jobs(db)
+    if dump is not None:  # everything measured, for a closer look
+        dump.write_text(json.dumps({"jobs": jobs, "calls": calls, "tasks": tasks}, indent=1))
     offset = time.time() - time.monotonic()
     stats = measure(jobs, calls, tasks, offset)
     counted = {"sendMessage", "editMessageText", "deleteMessage", *MEDIA}
@@ -452,7 +467,8 @@ async def _main(args: argparse.Namespace) -> None:
     mode = f"limits {args.limits}, speed {args.speed:g}"
     for name in names:
         try:
-            run = await run_workload(name, limits=args.limits == "on", speed=args.speed)
+            dump = Path(f"{args.dump}.{name}.json") if args.dump else None
+            run = await run_workload(name, limits=args.limits == "on", speed=args.speed, dump=dump)
         except Exception as exc:  # a benchmark reports, it does not fail the build
             print(f"\nworkload {name} ({mode}) failed: {type(exc).__name__}: {exc}", flush=True)
             continue
@@ -475,6 +491,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--speed", type=float, default=1.0, help="multiplies every run's duration (default 1)"
     )
     parser.add_argument("--verbose", action="store_true", help="list the stale edits")
+    parser.add_argument(
+        "--dump", help="write the jobs, the bot's requests and the tasks to DUMP.<workload>.json"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)
     asyncio.run(_main(args))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.busy import measure, status_rank
+from bench.busy import line_place, measure, status_rank
 
 CHAT = -100
 OFFSET = 1_000_000.0  # wall time minus monotonic time
@@ -61,7 +61,12 @@ def test_status_ranks_follow_a_job_along() -> None:
     texts += [_bar(5), _bar(60), "✅ Nano Banana finished. Sending the result…"]
     ranks = [status_rank(t) for t in texts]
     assert ranks == sorted(ranks)
-    assert len(set(ranks)) == len(ranks)
+    assert len(set(ranks)) == len(ranks) - 1  # "In line" and "Queued on": both received
+    assert (line_place(LINE), line_place(LINE.replace("1st", "12th")), line_place(WAITING)) == (
+        1,
+        12,
+        None,
+    )
     assert status_rank("Something went wrong") is None
 
 
@@ -75,7 +80,9 @@ def test_messages_delays_429s_and_stale_edits_per_job() -> None:
     }
     calls = [
         _call("sendMessage", 1.0, reply_to=1, text=LINE, sent=(2,)),
-        _call("sendMessage", 1.1, reply_to=3, text=LINE, sent=(4,)),
+        _call("sendMessage", 1.1, reply_to=3, text="⏳ Queued on Nano Banana…", sent=(4,)),
+        _call("editMessageText", 1.5, message_id=4, text=LINE),  # received either way: fine
+        _call("editMessageText", 1.6, message_id=4, text=LINE.replace("1st", "2nd")),  # (c)
         _call("editMessageText", 9.0, message_id=2, text=WAITING),  # before submit: fine
         _call("editMessageText", 13.0, message_id=4, text=LINE),  # (a) after b's submit
         _call("editMessageText", 20.0, message_id=2, text=_bar(50)),
@@ -97,12 +104,12 @@ def test_messages_delays_429s_and_stale_edits_per_job() -> None:
     assert (a.result_msgs, b.result_msgs) == (2, 1)
     # status post, edits at 9/20/21/31 and the delete; the reaction is no job's message
     assert a.status_msgs == 6
-    assert b.status_msgs == 3  # the 429'd edit is not a message
+    assert b.status_msgs == 5  # the 429'd edit is not a message
     assert (a.throttled, b.throttled) == (1, 1)
     assert (a.polls, b.polls) == (3, 5)
     assert a.stale_texts == [_bar(40), _bar(99)]
-    assert b.stale_texts == [LINE]
-    assert (a.stale, b.stale) == (2, 1)
+    assert b.stale_texts == [LINE.replace("1st", "2nd"), LINE]
+    assert (a.stale, b.stale) == (2, 2)
     assert a.stale_by == {"a": 0, "b": 1, "c": 1}
-    assert b.stale_by == {"a": 1, "b": 0, "c": 0}
+    assert b.stale_by == {"a": 1, "b": 0, "c": 1}
     assert a.delivered and b.delivered
