@@ -11,6 +11,16 @@ prints `READY <api port> <control port>` once listening, then serves until kille
                        answers {"acknowledgement": [ms...], "status message": [ms...]}:
                        the first bot call about the command (its reaction, or the reply)
                        and the reply, in ms after the push.
+
+For bench.busy (`--limits on` enforces Telegram's flood limits, tests/fakes RateLimits):
+
+    POST /busy/push    body [{"chat_id", "user_id", "text"}, ...]: each user sends its text
+                       in its chat (a group when chat_id < 0, else their private chat), all
+                       in one go; answers [[chat_id, message_id], ...].
+    GET  /busy/calls   every request the fake received (without file bytes): method,
+                       chat_id, message_id, reply_to, text, status, time (time.monotonic()),
+                       sent (the message ids it created), throttled (answered 429 by the
+                       flood limits).
 """
 
 from __future__ import annotations
@@ -25,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.fakes.telegram_api import Call, FakeTelegram, RateLimits
 
 __all__ = ["latencies", "main", "push_commands"]
 
@@ -82,13 +92,56 @@ class Control:
     async def latencies(self, request: web.Request) -> web.Response:
         return web.json_response(await latencies(self.fake, self.pushed))
 
+    async def busy_push(self, request: web.Request) -> web.Response:
+        fake = self.fake
+        out = []
+        for ask in await request.json():
+            chat_id, user_id = int(ask["chat_id"]), int(ask["user_id"])
+            user = fake.user(user_id, f"user{user_id}", f"user{user_id}")
+            if chat_id < 0:
+                chat = fake.chats.get(chat_id) or fake.group(chat_id, f"group {chat_id}")
+            else:
+                chat = fake.private_chat(user)
+            message = fake.send_text(chat, user, str(ask["text"]))
+            out.append([chat_id, message["message_id"]])
+        return web.json_response(out)
 
-async def _serve(token: str) -> None:
-    async with FakeTelegram(token=token) as fake:
+    async def busy_calls(self, request: web.Request) -> web.Response:
+        throttled = {id(c) for c in self.fake.throttled}
+        return web.json_response([_call_view(c, id(c) in throttled) for c in self.fake.calls])
+
+
+def _call_view(call: Call, throttled: bool) -> dict[str, Any]:
+    params = call.params
+    reply = params.get("reply_parameters") or {}
+    result = call.result
+    if isinstance(result, dict):
+        sent = [result.get("message_id")] if "message_id" in result else []
+    elif isinstance(result, list):
+        sent = [m.get("message_id") for m in result if isinstance(m, dict)]
+    else:
+        sent = []
+    return {
+        "method": call.method,
+        "chat_id": params.get("chat_id"),
+        "message_id": params.get("message_id"),
+        "reply_to": reply.get("message_id") if isinstance(reply, dict) else None,
+        "text": params.get("text") or params.get("caption"),
+        "status": call.status,
+        "time": call.time,
+        "sent": sent,
+        "throttled": throttled,
+    }
+
+
+async def _serve(token: str, limits: bool) -> None:
+    async with FakeTelegram(token=token, limits=RateLimits() if limits else None) as fake:
         control = Control(fake)
-        app = web.Application()
+        app = web.Application(client_max_size=16 * 1024 * 1024)
         app.router.add_post("/push", control.push)
         app.router.add_get("/latencies", control.latencies)
+        app.router.add_post("/busy/push", control.busy_push)
+        app.router.add_get("/busy/calls", control.busy_calls)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -103,10 +156,13 @@ async def _serve(token: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.tg_server", description=__doc__)
     parser.add_argument("--token", required=True)
+    parser.add_argument(
+        "--limits", choices=("on", "off"), default="off", help="enforce Telegram's flood limits"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("PTB_TIMEDELTA", "true")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args.token))
+        asyncio.run(_serve(args.token, args.limits == "on"))
     return 0
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dtm
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 from telegram.ext import (
     Application,
@@ -20,7 +21,7 @@ from telegram.ext import (
     filters,
 )
 
-from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.fakes.telegram_api import Call, FakeTelegram, RateLimits
 
 App = Application[Any, Any, Any, Any, Any, Any]
 
@@ -206,3 +207,132 @@ async def test_a_hook_runs_on_the_next_call_of_its_method_then_it_is_handled(
         await bot.send_message(GROUP_ID, "no hook left")
     assert message.text == "held" and fake.messages[(group["id"], message.message_id)]
     assert seen == [("sendMessage", "held", 0), ("sendMessage", "second", 0)]
+
+
+# -- flood limits (RateLimits): a fake clock, so nothing depends on timing ---------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def limited(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[FakeTelegram, Bot]]:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    async with (
+        FakeTelegram(limits=RateLimits(), clock=FakeClock()) as fake,
+        Bot(fake.token, base_url=fake.api_base) as bot,
+    ):
+        yield fake, bot
+
+
+def _private(fake: FakeTelegram, n: int) -> list[int]:
+    return [fake.private_chat(fake.user(500 + i, f"user{i}"))["id"] for i in range(n)]
+
+
+async def test_limits_are_off_by_default(fake: FakeTelegram) -> None:
+    fake.group(GROUP_ID, "Art club")
+    async with Bot(fake.token, base_url=fake.api_base) as bot:
+        for i in range(40):
+            await bot.send_message(GROUP_ID, f"hello {i}")
+    assert len(fake.sent("sendMessage")) == 40
+    assert fake.throttled == []
+
+
+async def test_the_31st_message_in_a_second_is_answered_429(
+    limited: tuple[FakeTelegram, Bot],
+) -> None:
+    fake, bot = limited
+    clock = fake.clock
+    assert isinstance(clock, FakeClock)
+    chats = _private(fake, 31)
+    for chat in chats[:30]:
+        await bot.send_message(chat, "hi")
+    with pytest.raises(RetryAfter) as caught:
+        await bot.send_message(chats[30], "hi")
+
+    assert caught.value.retry_after == dtm.timedelta(seconds=1)
+    assert [c.chat_id for c in fake.throttled] == [chats[30]]
+    assert fake.throttled[0].error == "Too Many Requests: retry after 1"
+    assert len(fake.sent("sendMessage")) == 30
+    clock.now += 0.999  # the first 30 still within the last second
+    with pytest.raises(RetryAfter):
+        await bot.send_message(chats[30], "hi")
+    clock.now += 0.001  # they slid out: room for 30 again
+    await bot.send_message(chats[30], "hi")
+    assert len(fake.throttled) == 2
+
+
+async def test_a_group_takes_20_messages_a_minute(limited: tuple[FakeTelegram, Bot]) -> None:
+    fake, bot = limited
+    clock = fake.clock
+    assert isinstance(clock, FakeClock)
+    fake.group(GROUP_ID, "Art club")
+    other = -1009999
+    fake.group(other, "Other club")
+    (private,) = _private(fake, 1)
+    for i in range(20):
+        clock.now += 0.5  # 2 a second: well within the bot-wide limit
+        await bot.send_message(GROUP_ID, f"hello {i}")
+    first_at = 1000.5
+    clock.now += 0.5
+    with pytest.raises(RetryAfter) as caught:
+        await bot.send_message(GROUP_ID, "one too many")
+    # The first of the 20 slides out of the minute at first_at + 60.
+    assert caught.value.retry_after == dtm.timedelta(seconds=math.ceil(first_at + 60 - clock.now))
+    # Only that group is full: another group and a private chat still get theirs.
+    await bot.send_message(other, "hello")
+    await bot.send_message(private, "hello")
+    clock.now = first_at + 60
+    await bot.send_message(GROUP_ID, "room again")
+    assert len(fake.throttled) == 1
+
+
+async def test_what_counts_as_a_message(limited: tuple[FakeTelegram, Bot]) -> None:
+    fake, bot = limited
+    fake.group(GROUP_ID, "Art club")
+    user = fake.user(7, "Ann")
+    asked = fake.send_text(fake.group(GROUP_ID, "Art club"), user, "/imagine a cat")
+    # Not messages: reactions and chat actions, any number of them.
+    for _ in range(40):
+        await bot.send_chat_action(GROUP_ID, "typing")
+    await bot.set_message_reaction(GROUP_ID, asked["message_id"], "👀")
+    # A media group of 3 counts 3 (toward the group's 20 too), an edit and a delete 1 each.
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    await bot.send_media_group(GROUP_ID, [InputMediaPhoto(png) for _ in range(3)])
+    status = await bot.send_message(GROUP_ID, "status")
+    await bot.edit_message_text("status 2", chat_id=GROUP_ID, message_id=status.message_id)
+    for i in range(14):
+        await bot.send_message(GROUP_ID, f"hello {i}")
+    # 3 + 1 + 1 + 14 = 19 in the group; a delete counts only toward the bot-wide limit.
+    await bot.delete_message(GROUP_ID, status.message_id)
+    await bot.send_message(GROUP_ID, "the 20th")
+    with pytest.raises(RetryAfter):
+        await bot.send_message(GROUP_ID, "the 21st")
+    # Bot-wide: 20 messages and the delete are 21 of the second's 30.
+    (private,) = _private(fake, 1)
+    for _ in range(9):
+        await bot.send_message(private, "hi")
+    with pytest.raises(RetryAfter):
+        await bot.send_message(private, "the 31st")
+    assert [c.params.get("text") for c in fake.throttled] == ["the 21st", "the 31st"]
+
+
+async def test_deletes_can_be_left_out_of_the_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+    limits = RateLimits(bot_per_window=2, count_deletes=False)
+    async with (
+        FakeTelegram(limits=limits, clock=FakeClock()) as fake,
+        Bot(fake.token, base_url=fake.api_base) as bot,
+    ):
+        (chat,) = _private(fake, 1)
+        first = await bot.send_message(chat, "one")
+        await bot.delete_message(chat, first.message_id)
+        await bot.send_message(chat, "two")
+        with pytest.raises(RetryAfter):
+            await bot.send_message(chat, "three")
+        assert len(fake.throttled) == 1

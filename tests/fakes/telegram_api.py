@@ -31,6 +31,9 @@ unregistered chat is "chat not found", replying to an unknown message fails unle
 identical edits are "message is not modified", an edit without ``reply_markup`` removes the
 inline keyboard, and ``setMessageReaction`` takes one ``{"type": "emoji", ...}`` reaction on a
 message that exists in that chat (recorded in ``reactions``).
+
+Telegram's flood limits are enforced only when asked (``FakeTelegram(limits=RateLimits())`` or
+``fake.limits = RateLimits()``; off by default): see ``RateLimits``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import functools
 import inspect
 import itertools
 import json
+import math
 import mimetypes
 import re
 import time
@@ -175,6 +179,92 @@ class Call:
         return None
 
 
+# What Telegram counts as a message for its flood limits (weight 1 each; sendMediaGroup
+# counts one per item). deleteMessage counts toward the bot-wide limit when
+# RateLimits.count_deletes; reactions, chat actions, callback answers, getUpdates, getFile
+# and downloads never count.
+_MESSAGE_METHODS = frozenset(
+    {
+        "sendMessage",
+        "sendPhoto",
+        "sendVideo",
+        "sendDocument",
+        "sendAnimation",
+        "sendAudio",
+        "sendVoice",
+        "sendVideoNote",
+        "sendSticker",
+        "sendLocation",
+        "sendVenue",
+        "sendContact",
+        "sendPoll",
+        "sendDice",
+        "sendMediaGroup",
+        "copyMessage",
+        "forwardMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+    }
+)
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Telegram's flood limits, as the fake enforces them: sliding windows (a log of the
+    moments messages were admitted, not token buckets).
+
+    Telegram's Bot FAQ ("My bot is hitting limits, how do I avoid this?",
+    https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this): avoid
+    more than one message a second in a single chat, "no more than 20 messages per minute"
+    in a group, and "not be able to send more than about 30 messages per second" in bulk
+    notifications. Beyond them Telegram answers 429 with ``ResponseParameters.retry_after``,
+    "the number of seconds left to wait before the request can be repeated"
+    (https://core.telegram.org/bots/api#responseparameters).
+
+    The fake admits a message when, counting it, at most ``bot_per_window`` messages
+    (every chat) fall within the last ``bot_window_s`` and, in a group (a chat whose id is
+    negative), at most ``group_per_window`` within the last ``group_window_s``. A message
+    refused by either window is counted by neither and answered HTTP 429
+    ``{"ok": false, "error_code": 429, "description": "Too Many Requests: retry after N",
+    "parameters": {"retry_after": N}}``, N the whole seconds (at least 1, rounded up) until
+    enough of the window has slid past. The one-a-second rule for a single private chat is
+    not enforced (Telegram tolerates short bursts there). What counts: ``_MESSAGE_METHODS``
+    (sendMediaGroup one per item), and ``deleteMessage`` toward the bot-wide window when
+    ``count_deletes``.
+    """
+
+    bot_per_window: int = 30
+    bot_window_s: float = 1.0
+    group_per_window: int = 20
+    group_window_s: float = 60.0
+    count_deletes: bool = True
+
+
+class _SlidingWindow:
+    """The moments messages were admitted, oldest first, within the last `span` seconds."""
+
+    def __init__(self, limit: int, span: float) -> None:
+        self.limit = limit
+        self.span = span
+        self._times: deque[float] = deque()
+
+    def wait(self, now: float, weight: int) -> float:
+        """Seconds until `weight` more messages fit (0: they fit now)."""
+        while self._times and self._times[0] <= now - self.span:
+            self._times.popleft()
+        excess = len(self._times) + weight - self.limit
+        if excess <= 0:
+            return 0.0
+        if excess > len(self._times):  # more than the whole window at once: never fits
+            return self.span
+        return self._times[excess - 1] + self.span - now
+
+    def admit(self, now: float, weight: int) -> None:
+        self._times.extend([now] * weight)
+
+
 @dataclass
 class StoredFile:
     """A file the fake can serve through getFile and the file download endpoint."""
@@ -209,6 +299,10 @@ class BotApiError(Exception):
         if self.parameters:
             body["parameters"] = self.parameters
         return web.json_response(body, status=self.status)
+
+
+class _Throttled(BotApiError):
+    """A 429 answered by the fake's own flood limits (not one scripted with fail_next)."""
 
 
 def _bad_request(description: str) -> BotApiError:
@@ -291,8 +385,18 @@ class FakeTelegram:
         token: str = "123456:TEST-TOKEN",
         bot_username: str = "genrelay_bot",
         bot_id: int = 123456,
+        limits: RateLimits | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.token = token
+        # Telegram's flood limits, enforced when set (see RateLimits); `clock` times the
+        # sliding windows and every Call.
+        self.limits = limits
+        self.clock = clock
+        # Every request the flood limits answered 429 (also in `calls`, failed).
+        self.throttled: list[Call] = []
+        self._bot_window: _SlidingWindow | None = None
+        self._group_windows: dict[int, _SlidingWindow] = {}
         self.bot_username = bot_username
         self.bot_id = bot_id
         self.bot_user: JSONDict = {
@@ -416,7 +520,7 @@ class FakeTelegram:
         name = request.match_info["method"]
         entry = self._handlers.get(name.lower())
         method = entry[0] if entry else name
-        call = Call(method=method, params={}, files={}, time=time.monotonic())
+        call = Call(method=method, params={}, files={}, time=self.clock())
         try:
             if request.match_info["token"] != self.token:
                 raise BotApiError(401, "Unauthorized")
@@ -428,9 +532,12 @@ class FakeTelegram:
             ):
                 await held
             self._raise_injected_failure(method)
+            self._enforce_limits(method, call.params)
             call.result = await entry[1](call.params, call.files)
         except BotApiError as exc:
             call.status, call.error = exc.status, exc.description
+            if isinstance(exc, _Throttled):
+                self.throttled.append(call)
             return exc.response()
         except asyncio.CancelledError:
             call.status, call.error = 499, "client disconnected"
@@ -441,7 +548,7 @@ class FakeTelegram:
 
     async def _handle_download(self, request: web.Request) -> web.StreamResponse:
         file_path = request.match_info["file_path"]
-        call = Call("downloadFile", {"file_path": file_path}, {}, time.monotonic())
+        call = Call("downloadFile", {"file_path": file_path}, {}, self.clock())
         try:
             if request.match_info["token"] != self.token:
                 call.status, call.error = 401, "Unauthorized"
@@ -497,6 +604,57 @@ class FakeTelegram:
         if failure.status == 429 and failure.retry_after is not None:
             parameters = {"retry_after": failure.retry_after}
         raise BotApiError(failure.status, failure.description, parameters)
+
+    def _message_weight(self, method: str, params: JSONDict) -> tuple[int, bool]:
+        """How many messages a request counts as, and whether toward a group's window."""
+        limits = self.limits
+        assert limits is not None
+        if method == "deleteMessage":
+            return (1 if limits.count_deletes else 0), False
+        if method not in _MESSAGE_METHODS:
+            return 0, False
+        if method == "sendMediaGroup":
+            media = params.get("media")
+            return (len(media) if isinstance(media, list) and media else 1), True
+        return 1, True
+
+    def _enforce_limits(self, method: str, params: JSONDict) -> None:
+        """Admit a message into the sliding windows, or raise 429 (see RateLimits)."""
+        limits = self.limits
+        if limits is None:
+            return
+        weight, per_group = self._message_weight(method, params)
+        if weight == 0:
+            return
+        if self._bot_window is None or (
+            (self._bot_window.limit, self._bot_window.span)
+            != (limits.bot_per_window, limits.bot_window_s)
+        ):
+            self._bot_window = _SlidingWindow(limits.bot_per_window, limits.bot_window_s)
+        windows = [self._bot_window]
+        chat_id: int | None = None
+        with contextlib.suppress(TypeError, ValueError):
+            chat_id = int(params.get("chat_id"))  # type: ignore[arg-type]
+        if per_group and chat_id is not None and chat_id < 0:
+            group = self._group_windows.get(chat_id)
+            if group is None or (group.limit, group.span) != (
+                limits.group_per_window,
+                limits.group_window_s,
+            ):
+                group = _SlidingWindow(limits.group_per_window, limits.group_window_s)
+                self._group_windows[chat_id] = group
+            windows.append(group)
+        now = self.clock()
+        wait = max(w.wait(now, weight) for w in windows)
+        if wait > 0:
+            retry_after = max(math.ceil(wait), 1)
+            raise _Throttled(
+                429,
+                f"Too Many Requests: retry after {retry_after}",
+                {"retry_after": retry_after},
+            )
+        for window in windows:
+            window.admit(now, weight)
 
     # ------------------------------------------------------------------ test assertions
 
