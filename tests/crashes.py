@@ -63,7 +63,7 @@ __all__ = [
 
 TOKEN = "7012345678:AAHcrash-Token_for-genrelay-tests-01"
 CRASH_WAIT_S = 30.0  # for the first process to reach its crash point and die
-SETTLE_S = 12.0  # for the second process to bring every request to its end
+SETTLE_S = 20.0  # from its READY_LINE, for the second process to bring every request to its end
 LINGER_S = 0.5  # watched once everything looks settled, for anything posted late
 STOP_WAIT_S = 10.0  # after SIGTERM, before SIGKILL
 READY_LINE = "telegram: connected as"  # logged once the adapter (and its sink) is up
