@@ -13,8 +13,11 @@ How a command is answered
     3 seconds: one that fails turns the thinking message into the refusal, recorded as a
     rejected job, before anything is sent upstream (its URL is what goes). A button press
     is answered the same way and starts a job owned by whoever pressed. The server's rules
-    (limits, budgets, blocked words; scope: the guild) are applied by `service.submit` after
-    the defer: a refusal removes the thinking message and is said ephemerally.
+    (limits, budgets, blocked words; scope: the guild) are checked before the defer and
+    applied again, atomically, by `service.submit` after it: when someone else took the last
+    slot meanwhile, the thinking message becomes the refusal, as it becomes the apology after
+    an unexpected error. Once deferred, an answer is never deleted for an ephemeral followup
+    (Discord can answer that followup with 10008 Unknown Message, discord-api-docs#2739).
 
 What the status message shows
     A job waiting its turn: its place in line and a Cancel button (the core shows everyone
@@ -298,7 +301,7 @@ class DiscordAdapter:
             await self._generate(interaction, command)
         except Exception:
             log.exception("discord: interaction %s failed", interaction.id)
-            await self._apologise(interaction)
+            await self._apologise(interaction, await self._apology(interaction))
 
     async def _generate(self, interaction: discord.Interaction[Any], command: SlashRequest) -> None:
         received_at = self.core.clock.now()
@@ -316,6 +319,7 @@ class DiscordAdapter:
             images=images,
             aspect_ratio=_blank(command.aspect_ratio),
             quality=_blank(command.quality),
+            request_key=request_key(interaction),
         )
         # Every refusal that needs no upstream call (the catalog, the chat's rules, its
         # limits) comes before the public "thinking…", so it is the private first answer:
@@ -339,10 +343,8 @@ class DiscordAdapter:
                 await self._refuse_deferred(interaction, exc)
                 return
             request = dataclasses.replace(request, images=images)
-        try:
-            job = await self.core.service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:  # another request took the last slot meanwhile
-            await self._withdraw(interaction, exc.message)
+        job = await self._submit(interaction, request, message_id)
+        if job is None:
             return
         log.info(
             "job %s: discord interaction %s in channel %s",
@@ -360,8 +362,9 @@ class DiscordAdapter:
         except Exception:
             log.exception("discord: button %s on job %s failed", action, job_id)
             # Reroll, Animate and 4K start a job; Confirm, Cancel and Send again do not.
-            starts = action in ("rr", "an", "4k")
-            await self._apologise(interaction, INTERNAL_ERROR_TEXT if starts else OOPS_TEXT)
+            starts = action in _BUTTON_ACTIONS
+            text = await self._apology(interaction) if starts else OOPS_TEXT
+            await self._apologise(interaction, text)
 
     async def _button(
         self, interaction: discord.Interaction[Any], action: str, job_id: str
@@ -381,7 +384,10 @@ class DiscordAdapter:
         try:  # as for /imagine: a refusal is the private first answer, before any defer
             self._require_post_permission(interaction)
             request = await service.action_request(
-                _BUTTON_ACTIONS[action], job_id, self._origin(interaction, None, received_at)
+                _BUTTON_ACTIONS[action],
+                job_id,
+                self._origin(interaction, None, received_at),
+                request_key=request_key(interaction),
             )
             await service.precheck(request)
         except RequestRejected as exc:
@@ -392,10 +398,8 @@ class DiscordAdapter:
         message_id = await self._defer(interaction)
         origin = self._origin(interaction, message_id, received_at)
         request = dataclasses.replace(request, origin=origin)
-        try:
-            job = await service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:  # another request took the last slot meanwhile
-            await self._withdraw(interaction, exc.message)
+        job = await self._submit(interaction, request, message_id)
+        if job is None:
             return
         log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
         try:
@@ -686,24 +690,62 @@ class DiscordAdapter:
         log.info("discord: interaction %s refused after the defer (%s)", interaction.id, exc.code)
         await interaction.edit_original_response(content=exc.message)
 
-    async def _withdraw(self, interaction: discord.Interaction[Any], text: str) -> None:
-        """After a public defer: remove the thinking message, answer privately."""
-        with contextlib.suppress(discord.HTTPException):
-            await interaction.delete_original_response()
-        await interaction.followup.send(text, ephemeral=True)
+    async def _submit(
+        self, interaction: discord.Interaction[Any], request: GenerationRequest, message_id: int
+    ) -> Job | None:
+        """Record the job (after the public defer); None when the server's rules refused it
+        now, though the precheck passed: another request took the last slot meanwhile. The
+        core records the refusal; the thinking message becomes it."""
+        try:
+            return await self.core.service.submit(request, status_message_id=str(message_id))
+        except RequestRejected as exc:
+            await self._refuse_deferred(interaction, exc)
+            return None
 
-    async def _apologise(
-        self, interaction: discord.Interaction[Any], text: str = INTERNAL_ERROR_TEXT
-    ) -> None:
+    async def _apology(self, interaction: discord.Interaction[Any]) -> str | None:
+        """What to say after an unexpected failure of a request that starts a job: "nothing
+        was started" only when the core holds no job for it; nothing when it does (its
+        first status is shown as usual and its result still comes); when that cannot be
+        told, words that claim neither."""
+        try:
+            job = await self.core.service.find_request(request_key(interaction))
+        except Exception:
+            log.exception("discord: interaction %s: job lookup failed", interaction.id)
+            return OOPS_TEXT
+        if job is None or job.state is JobState.REJECTED:
+            return INTERNAL_ERROR_TEXT
+        log.info("job %s: recorded before the failure; it goes on", job.id)
+        if interaction.response.is_done():
+            await self._show_started(interaction, job)
+        return None
+
+    async def _apologise(self, interaction: discord.Interaction[Any], text: str | None) -> None:
+        """Say `text` in the interaction's own answer: the first response (ephemeral), or
+        the deferred "thinking…" message turned into it. Never a DELETE of that message for
+        an ephemeral followup (10008 Unknown Message). After a deferred button update, whose
+        original is the message under the button (a job's status), a private followup, that
+        message left as it is; an answer already given stands."""
+        if text is None:
+            return
+        response = interaction.response
         with contextlib.suppress(*DISCORD_FAILURES):
-            if interaction.response.is_done():
-                await self._withdraw(interaction, text)
+            if not response.is_done():
+                await response.send_message(text, ephemeral=True)
+            elif response.type is discord.InteractionResponseType.deferred_channel_message:
+                await interaction.edit_original_response(content=text)
+            elif response.type is discord.InteractionResponseType.deferred_message_update:
+                await interaction.followup.send(text, ephemeral=True)
             else:
-                await interaction.response.send_message(text, ephemeral=True)
+                log.info("discord: interaction %s already answered; no apology", interaction.id)
 
 
 # Buttons under a result that start a job, and what the core calls them.
 _BUTTON_ACTIONS = {"rr": "reroll", "an": "animate", "4k": "upscale"}
+
+
+def request_key(interaction: discord.Interaction[Any]) -> str:
+    """The core's idempotency key of a command or button press: its interaction."""
+    return f"{PLATFORM}:{interaction.id}"
 
 
 def _is_admin(interaction: discord.Interaction[Any]) -> bool:

@@ -27,6 +27,7 @@ from adapters.discord.ui import JobButton
 from adapters.discord.words import (
     HELP_TEXT,
     INTERNAL_ERROR_TEXT,
+    OOPS_TEXT,
     attachment_unreachable_text,
     link_note,
     missing_permissions_text,
@@ -567,9 +568,25 @@ async def test_autocomplete_offers_only_valid_values(
     assert await complete("imagine", "quality", "", model="gpt-image-2") == []
 
 
-async def test_an_unexpected_error_is_answered_not_left_thinking(
+def answered_in_place(fake: FakeDiscord, rec: FakeInteraction) -> str:
+    """The words of an interaction answered after its public defer: one callback (the
+    "thinking…" defer), that message edited into the answer (public, as it was) and never
+    deleted, no followup."""
+    assert [cb["type"] for cb in rec.callbacks] == [5]
+    assert not rec.callbacks[0].get("data", {}).get("flags", 0) & EPHEMERAL
+    assert [r.path.rsplit("/", 1)[-1] for r in edits(fake, rec)] == ["@original"]
+    assert fake.find_requests("DELETE", f"/webhooks/{APP_ID}/{rec.token}") == []
+    assert fake.followups(rec.token) == []
+    message = original(fake, rec)
+    assert not message["flags"] & EPHEMERAL
+    return str(message["content"])
+
+
+async def test_an_unexpected_error_turns_the_thinking_message_into_the_apology(
     fake: FakeDiscord, app: tuple[Core, DiscordAdapter], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """No DELETE of the deferred message for an ephemeral followup: Discord has answered
+    that followup with 10008 Unknown Message (discord-api-docs#2739)."""
     core, _ = app
 
     async def broken(*args: object, **kwargs: object) -> Job:
@@ -577,9 +594,67 @@ async def test_an_unexpected_error_is_answered_not_left_thinking(
 
     monkeypatch.setattr(core.service, "submit", broken)
     rec = await imagine(fake, prompt="a red fox")
-    assert await refusal(fake, rec) == INTERNAL_ERROR_TEXT
-    assert fake.original_response(rec.token) is None  # the thinking message was removed
-    assert fake.channel_messages(CHAN) == []
+    await fake.wait_for(lambda: edits(fake, rec))
+    assert answered_in_place(fake, rec) == INTERNAL_ERROR_TEXT
+    assert INTERNAL_ERROR_TEXT == (
+        "Something went wrong on my side, so nothing was started. Please try again."
+    )
+    assert await jobs_for(core, rec) == []  # so "nothing was started" is true
+
+
+async def test_an_error_after_the_job_is_recorded_never_says_nothing_was_started(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    app: tuple[Core, DiscordAdapter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    core, _ = app
+    submit = core.service.submit
+
+    async def recorded_then_broken(*args: Any, **kwargs: Any) -> Job:
+        await submit(*args, **kwargs)
+        raise RuntimeError("the connection dropped after the commit")
+
+    monkeypatch.setattr(core.service, "submit", recorded_then_broken)
+    rec = await imagine(fake, prompt="a blue heron")
+    job = await delivered(core, rec)
+    assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
+    assert fake.message_files(original(fake, rec))  # the result, in the thinking message
+    said = [str(r.json.get("content")) for r in edits(fake, rec) if isinstance(r.json, dict)]
+    assert INTERNAL_ERROR_TEXT not in said and OOPS_TEXT not in said
+    assert fake.followups(rec.token) == []
+    assert fake.find_requests("DELETE", f"/webhooks/{APP_ID}/{rec.token}") == []
+    assert len(sandbox.create_calls()) == 1
+
+
+async def test_a_slot_taken_between_the_check_and_the_submit_is_refused_in_place(
+    fake: FakeDiscord, sandbox: SandboxGateway, dsettings: Settings
+) -> None:
+    """One image a day each. Alice's first request passes the check before the defer; while
+    Discord takes that defer, her second request is checked, deferred and recorded. The
+    first is then over the limit: its thinking message becomes the refusal."""
+    settings = dsettings.model_copy(update={"user_daily_images": 1})
+    async with serving(settings) as (core, _):
+        taken: list[FakeInteraction] = []
+
+        async def take_the_last_slot(_: Recorded) -> None:
+            other = await imagine(fake, prompt="a second fox")
+            await job_for(core, other)
+            taken.append(other)
+
+        fake.on_next("POST", "/interactions/", take_the_last_slot)
+        rec = await imagine(fake, prompt="a first fox")
+        await fake.wait_for(lambda: edits(fake, rec))
+        (refused,) = await jobs_for(core, rec)
+        assert refused.state is JobState.REJECTED and refused.charged_usd == 0
+        assert answered_in_place(fake, rec) == refused.error_message
+        assert str(refused.error_message).startswith(
+            "You've made 1 image today, the most allowed here. You can go again"
+        )
+        (other,) = taken
+        await delivered(core, other)
+        creates = sandbox.create_calls()
+        assert len(creates) == 1 and b"a second fox" in creates[0].body
 
 
 # -- delivery ------------------------------------------------------------------------------

@@ -41,8 +41,10 @@ from tests.test_discord import (
     GUILD,
     TOKEN,
     Clock,
+    answered_in_place,
     custom_ids,
     delivered,
+    edits,
     job_for,
     labels,
     original,
@@ -307,10 +309,17 @@ async def test_two_requests_for_the_last_slot_admit_exactly_one(
         refused = [j.state is JobState.REJECTED for j in jobs]
         assert sorted(refused) == [False, True]
         winner, loser = recs if refused[1] else recs[::-1]
-        assert await refusal(fake, loser) == OVER_BUDGET
+        await fake.wait_for(lambda: loser.acknowledged)
+        if loser.response_type == 4:  # refused by the check before the defer: privately
+            assert await refused_first(fake, loser) == OVER_BUDGET
+            shown = [original(fake, winner)["id"]]
+        else:  # both passed that check; the store let one in: the other's thinking… says so
+            await fake.wait_for(lambda: edits(fake, loser))
+            assert answered_in_place(fake, loser) == OVER_BUDGET
+            shown = sorted([original(fake, winner)["id"], original(fake, loser)["id"]], key=int)
         assert (await delivered(core, winner)).state is JobState.SUCCEEDED
     assert len(sandbox.create_calls()) == 1
-    assert [m["id"] for m in fake.channel_messages(CHAN)] == [original(fake, winner)["id"]]
+    assert [m["id"] for m in fake.channel_messages(CHAN)] == shown
 
 
 # -- fair turns ----------------------------------------------------------------------------
@@ -372,6 +381,33 @@ async def test_turns_alternate_in_a_busy_server_and_each_waiting_job_shows_its_p
 
 
 # -- confirmation --------------------------------------------------------------------------
+
+
+async def test_an_error_after_confirm_is_said_privately_and_the_status_stays(
+    fake: FakeDiscord,
+    build: Callable[..., Settings],
+    core_clock: CoreClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Confirm answers with a deferred update, whose original is the job's status message:
+    an error after it is a private followup; that message is neither deleted nor turned
+    into the apology."""
+    async with serving(build(video_needs_confirmation=True), core_clock) as (core, adapter):
+        rec = await ask(fake, ALICE, "a paper boat", "video", model="veo")
+        job = await job_for(core, rec)
+        held = await shows(fake, rec, confirm_text(job, core.catalog, 300))
+
+        async def broken(job: Job) -> str | None:
+            raise RuntimeError("the status could not be read")
+
+        monkeypatch.setattr(adapter.sink, "progress", broken)
+        confirm = await press(fake, f"genrelay:cf:{job.id}", held, ALICE)
+        (apology,) = await fake.wait_for(lambda: fake.followups(confirm.token))
+        assert apology["flags"] & EPHEMERAL and apology["content"] == OOPS_TEXT
+        assert [cb["type"] for cb in confirm.callbacks] == [6]
+        assert fake.find_requests("DELETE", f"/webhooks/{APP_ID}/") == []
+        assert fake.find_requests("PATCH", f"/webhooks/{APP_ID}/{confirm.token}") == []
+        assert original(fake, rec)["id"] == held["id"]  # the status message is still there
 
 
 async def test_a_video_is_sent_only_after_its_askers_confirm_even_after_a_restart(

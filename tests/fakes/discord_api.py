@@ -82,6 +82,9 @@ Behaviour worth knowing
       ``fake.attachment_size_limit`` (10 MiB unless a test lowers it).
     * ``fail_next(..., match=predicate)`` fails only requests the predicate accepts, e.g.
       uploads (``lambda r: bool(r.files)``) and not the text edits on the same route.
+    * ``on_next(method, path_prefix, hook)`` runs ``hook(recorded)`` on the next matching
+      request before it is answered (an awaitable it returns is awaited first): a slow
+      answer, or something that happens meanwhile.
 
 All times (token expiry, nonce window, timestamps, snowflakes) use the ``clock`` given to
 the constructor, so tests can move time forward.
@@ -425,6 +428,8 @@ def _bucket_for(method: str, path: str) -> str:
 # --------------------------------------------------------------------------- the fake
 
 _Handler = Callable[[Recorded, "re.Match[str]"], Awaitable[web.StreamResponse]]
+RequestHook = Callable[[Recorded], Awaitable[None] | None]
+"""Run on a request once it has been read, before it is answered (see ``on_next``)."""
 
 
 class FakeDiscord:
@@ -471,6 +476,7 @@ class FakeDiscord:
         self._global_commands: list[JSON] = []
         self._guild_commands: dict[int, list[JSON]] = {}
         self._failures: list[_FailRule] = []
+        self._hooks: list[tuple[str, str, RequestHook]] = []
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
         self._last_snowflake = 0
@@ -627,6 +633,13 @@ class FakeDiscord:
                 match,
             )
         )
+
+    def on_next(self, method: str, path_prefix: str, hook: RequestHook) -> None:
+        """Run ``hook(recorded)`` on the next ``method`` request under ``path_prefix`` (as
+        for ``fail_next``), once it has been read and before it is answered (and before a
+        ``fail_next`` failure); an awaitable it returns is awaited first. Each hook runs once,
+        in the order they were added."""
+        self._hooks.append((method.upper(), _norm_prefix(path_prefix), hook))
 
     # ------------------------------------------------------------------ inspection
 
@@ -1479,6 +1492,7 @@ class FakeDiscord:
         resp: web.StreamResponse | None
         try:
             await self._read_body(request, rec)
+            await self._run_hook(rec)
             resp = self._take_failure(rec)
             if resp is None:
                 resp = await self._route(rec, is_api=m is not None)
@@ -1514,6 +1528,15 @@ class FakeDiscord:
             return json.loads(raw)
         except ValueError:
             raise _ApiError(400, 50109, "The request body contains invalid JSON.") from None
+
+    async def _run_hook(self, rec: Recorded) -> None:
+        for i, (method, prefix, hook) in enumerate(self._hooks):
+            if method in ("*", rec.method) and rec.path.startswith(prefix):
+                del self._hooks[i]
+                held = hook(rec)
+                if held is not None:
+                    await held
+                return
 
     def _take_failure(self, rec: Recorded) -> web.Response | None:
         for rule in self._failures:
