@@ -19,10 +19,20 @@ it sends into lanes:
              a finished result goes before status messages of jobs that just came in.
     MESSAGE  every other request with a chat_id (sendMessage, copyMessage, ...): the same
              tokens, when no RESULT that could use them is waiting.
-    EDIT     editMessage*, deleteMessage*: the same tokens, but only when no RESULT or
-             MESSAGE that could use them is waiting, and only while a quarter of the budget
-             (`edit_reserve`) stays left for new messages: progress edits never spend
-             the tokens a finished result will need.
+    EDIT     status traffic: editMessage*, deleteMessage*, and any request sent inside
+             `status_traffic()` (a new status line or board): the same tokens, but only
+             when no RESULT or MESSAGE that could use them is waiting, and only while a
+             quarter of the budget (`edit_reserve`) stays left for new messages and, in a
+             group, while the tokens its running jobs' results will need stay left
+             (`expect_results(chat, n)`: n jobs in flight there keep n tokens in reserve):
+             cosmetic traffic spends only what the results do not need.
+
+Results first, planned rather than raced: a group allows 20 messages a minute, and a
+status request there goes only while `1 + expected results` tokens are left, so when five
+jobs run in one group, five tokens wait for their results whatever the status lines do.
+`turn(chat_id)` waits for a status token before the caller decides what to send: the text
+is rendered from the job's state at that moment (an update made moot while waiting is
+never sent), and the request that follows in the same task spends the token taken.
 
 Waiters are served by lane, then by arrival; a waiter whose group is out of tokens or
 paused does not hold back anyone behind it in other chats. A RetryAfter pauses only the
@@ -35,10 +45,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import contextvars
 import datetime as dtm
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -47,7 +59,7 @@ from telegram.constants import FloodLimit
 from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
-__all__ = ["FloodControl", "Lane", "chat_key", "lane_of"]
+__all__ = ["FloodControl", "Lane", "chat_key", "lane_of", "status_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +79,25 @@ EDIT_RESERVE = 0.25  # the share of a budget an edit leaves to new messages
 MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
 
 
+# Set inside `status_traffic()`: the requests of this task are cosmetic (EDIT lane).
+_STATUS: contextvars.ContextVar[bool] = contextvars.ContextVar("status_traffic", default=False)
+# A status token this task took with `turn()`, for the next status request in that chat.
+_PREPAID: contextvars.ContextVar[ChatKey | None] = contextvars.ContextVar(
+    "status_prepaid", default=None
+)
+
+
+@contextlib.contextmanager
+def status_traffic() -> Iterator[None]:
+    """Requests made inside are status traffic (a status line, a board, their edits and
+    deletes): served after results and replies, from what their budget leaves."""
+    token = _STATUS.set(True)
+    try:
+        yield
+    finally:
+        _STATUS.reset(token)
+
+
 class Lane(IntEnum):
     """How a request is limited; RESULT, MESSAGE and EDIT wait, served in this order."""
 
@@ -82,7 +113,7 @@ def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
         return Lane.ACK
     if data.get("chat_id") is None or endpoint.startswith(READ_PREFIX):
         return Lane.FREE
-    if endpoint.startswith(EDIT_PREFIXES):
+    if endpoint.startswith(EDIT_PREFIXES) or _STATUS.get():
         return Lane.EDIT
     if endpoint in RESULT_ENDPOINTS:
         return Lane.RESULT
@@ -121,11 +152,12 @@ class _Bucket:
         )
         self.at = now
 
-    def ready_in(self, now: float, keep: float = 0.0) -> float:
-        """Seconds until a token is there with a `keep` share of the bucket left over
-        (never more than all but one token, so a small bucket still serves) (0: now)."""
+    def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
+        """Seconds until a token is there with a `keep` share of the bucket, or `hold`
+        tokens if more, left over (never more than all but one token, so a small bucket
+        still serves) (0: now)."""
         self.refill(now)
-        keep = min(keep * self.capacity, self.capacity - 1.0)
+        keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
         wait = (1.0 + keep - self.tokens) * self.period / self.capacity
         return wait if wait > EARLY_S else 0.0
 
@@ -139,10 +171,12 @@ class _Chat:
     bucket: _Bucket | None  # None: no per-chat budget (a private chat)
     paused_until: float = 0.0
     users: int = 0  # requests inside process_request for this chat
+    results: int = 0  # tokens kept for results to come (jobs in flight here)
 
     def idle(self, now: float) -> bool:
         return (
             self.users == 0
+            and self.results == 0
             and self.paused_until <= now
             and (self.bucket is None or self.bucket.full(now))
         )
@@ -227,9 +261,14 @@ class FloodControl(BaseRateLimiter[int]):
         chat.users += 1
         seq = next(self._seq)  # a retried request keeps its place
         attempt = 0
+        prepaid = lane is Lane.EDIT and _PREPAID.get() == key
+        if prepaid:
+            _PREPAID.set(None)
         try:
             while True:
-                await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                if not prepaid:
+                    await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                prepaid = False
                 try:
                     return await callback(*args, **kwargs)
                 except RetryAfter as exc:
@@ -253,6 +292,36 @@ class FloodControl(BaseRateLimiter[int]):
                     self._pause(chat, wait)
         finally:
             chat.users -= 1
+
+    async def turn(self, chat_id: int | str) -> None:
+        """Wait until a status request may go in this chat and take its token: the next
+        status request this task makes in that chat spends it instead of waiting again.
+        Render what to send after this returns, so it is the newest state."""
+        key, is_group = chat_key(chat_id)
+        chat = self._chat(key, is_group)
+        chat.users += 1
+        try:
+            await self._acquire(
+                _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future())
+            )
+        finally:
+            chat.users -= 1
+        _PREPAID.set(key)
+
+    def expect_results(self, chat_id: int | str, count: int) -> None:
+        """`count` jobs of this chat are in flight: keep a token for each one's result out
+        of the reach of status traffic (a group's budget; a private chat has none)."""
+        key, is_group = chat_key(chat_id)
+        if not is_group and key not in self._chats:
+            return
+        chat = self._chat(key, is_group)
+        chat.results = max(count, 0)
+        if self._waiting:
+            self.dispatch()
+
+    def expected_results(self, chat_id: int | str) -> int:
+        chat = self._chats.get(chat_key(chat_id)[0])
+        return chat.results if chat is not None else 0
 
     async def _free(
         self, callback: Callback, args: Any, kwargs: dict[str, Any], endpoint: str, retries: int
@@ -315,16 +384,18 @@ class FloodControl(BaseRateLimiter[int]):
                 continue
             # An edit leaves part of each budget to new messages: a result that comes
             # after a run of progress edits finds tokens waiting for it.
-            share = self.edit_reserve if waiter.lane is Lane.EDIT else 0.0
+            cosmetic = waiter.lane is Lane.EDIT
+            share = self.edit_reserve if cosmetic else 0.0
             if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
             chat = self._chats[waiter.key]
             bucket = chat.bucket
+            hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share) if bucket else 0.0,
+                bucket.ready_in(now, share, hold) if bucket else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)
