@@ -166,6 +166,8 @@ def open_room(
 
     @asynccontextmanager
     async def opener(**overrides: Any) -> AsyncIterator[Room]:
+        # These tests read each job's own status line: no board (tests/test_status_board.py).
+        overrides.setdefault("telegram_status_board_after", 100)
         settings = make_settings(
             aa_base_url=sandbox.base_url,
             telegram_bot_token=SecretStr(fake.token),

@@ -229,12 +229,12 @@ async def test_a_turn_is_taken_before_the_text_is_chosen_and_spent_by_the_reques
     state = {"text": "1st in line"}
 
     async def show() -> None:
-        await limiter.turn(GROUP_A)
-        shown.append(state["text"])  # rendered when its turn came, from the newest state
-        data = {"chat_id": GROUP_A, "text": state["text"]}
-        await limiter.process_request(
-            telegram, ("editMessageText", data), {}, "editMessageText", data, None
-        )
+        async with limiter.turn(GROUP_A):
+            shown.append(state["text"])  # rendered when its turn came, from the newest state
+            data = {"chat_id": GROUP_A, "text": state["text"]}
+            await limiter.process_request(
+                telegram, ("editMessageText", data), {}, "editMessageText", data, None
+            )
 
     await asyncio.wait_for(show(), 5)  # 2 tokens, 1 held: one status goes
     waiting = asyncio.ensure_future(show())

@@ -30,9 +30,9 @@ it sends into lanes:
 Results first, planned rather than raced: a group allows 20 messages a minute, and a
 status request there goes only while `1 + expected results` tokens are left, so when five
 jobs run in one group, five tokens wait for their results whatever the status lines do.
-`turn(chat_id)` waits for a status token before the caller decides what to send: the text
-is rendered from the job's state at that moment (an update made moot while waiting is
-never sent), and the request that follows in the same task spends the token taken.
+`async with turn(chat_id)` waits for a status token before the caller decides what to
+send: the text is rendered from the job's state at that moment (an update made moot while
+waiting is never sent), and the status request made inside spends the token taken.
 
 Waiters are served by lane, then by arrival; a waiter whose group is out of tokens or
 paused does not hold back anyone behind it in other chats. A RetryAfter pauses only the
@@ -50,7 +50,7 @@ import contextvars
 import datetime as dtm
 import itertools
 import logging
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -293,20 +293,40 @@ class FloodControl(BaseRateLimiter[int]):
         finally:
             chat.users -= 1
 
-    async def turn(self, chat_id: int | str) -> None:
+    @contextlib.asynccontextmanager
+    async def turn(self, chat_id: int | str) -> AsyncIterator[None]:
         """Wait until a status request may go in this chat and take its token: the next
-        status request this task makes in that chat spends it instead of waiting again.
-        Render what to send after this returns, so it is the newest state."""
+        status request this task makes in that chat inside the block spends it instead of
+        waiting again. Render what to send inside, so it is the newest state."""
         key, is_group = chat_key(chat_id)
         chat = self._chat(key, is_group)
         chat.users += 1
         try:
-            await self._acquire(
-                _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future())
-            )
+            waiter = _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future())
+            await self._acquire(waiter)
         finally:
             chat.users -= 1
-        _PREPAID.set(key)
+        token = _PREPAID.set(key)
+        try:
+            yield
+        finally:
+            _PREPAID.reset(token)
+
+    def status_ready(self, chat_id: int | str) -> bool:
+        """Whether a status request in this chat would go at once (nothing waits for it)."""
+        key, _ = chat_key(chat_id)
+        now = self._loop().time()
+        overall = self._overall_bucket(now)
+        if overall is not None and overall.ready_in(now, self.edit_reserve) > 0:
+            return False
+        chat = self._chats.get(key)
+        if chat is None:
+            return True
+        if chat.paused_until > now:
+            return False
+        return (
+            chat.bucket is None or chat.bucket.ready_in(now, self.edit_reserve, chat.results) == 0
+        )
 
     def expect_results(self, chat_id: int | str, count: int) -> None:
         """`count` jobs of this chat are in flight: keep a token for each one's result out
