@@ -18,8 +18,10 @@ from adapters.telegram.flood import FloodControl
 from adapters.telegram.sink import TelegramSink
 from bot.config import Settings
 from bot.models import Job, JobState, Kind, Origin, new_job_id
+from bot.ports import ResultFile
 from storage.sqlite import SqliteJobStore
 from tests.fakes.telegram_api import Call, FakeTelegram
+from tests.helpers import jpeg_bytes
 from tests.test_telegram import GROUP_ID, TOKEN
 
 MINUTE = 60.0
@@ -169,3 +171,34 @@ async def test_a_place_in_line_is_never_sent_after_its_job_was_submitted(
     assert edit.method == "editMessageText" and edit.params["text"] == SENDING
     assert "reply_markup" not in edit.params
     assert not any("1st" in t for t in bed.texts())
+
+
+async def test_a_result_does_not_wait_for_its_jobs_status_update(
+    open_bed: Callable[[int], Bed], tmp_path: Path
+) -> None:
+    # The group's budget has one token left, kept for the job's result. A progress edit
+    # waits for budget while holding the job's status; the result comes: the edit gives
+    # up, the photo takes the token, and the status line's delete waits in the background.
+    bed = open_bed(2)
+    await bed.sink.bot.initialize()
+    job = await bed.job()
+    await bed.sink.progress(job)
+    [line] = bed.status_calls()
+    waiting = asyncio.create_task(
+        bed.sink.progress(dataclasses.replace(job, state=JobState.RUNNING, progress=50))
+    )
+    await until_waiting(bed.limiter)
+
+    photo = tmp_path / "fox.jpg"
+    photo.write_bytes(jpeg_bytes())
+    done = dataclasses.replace(
+        job, state=JobState.SUCCEEDED, progress=100, result_urls=["https://cdn.example/fox.jpg"]
+    )
+    files = [ResultFile(done.result_urls[0], photo, photo.stat().st_size, "image/jpeg", "fox.jpg")]
+    await asyncio.wait_for(bed.sink.deliver(done, files), 5)
+    await asyncio.wait_for(waiting, 5)
+
+    assert [c.method for c in bed.fake.calls if c.method != "getMe"] == ["sendMessage", "sendPhoto"]
+    assert bed.limiter.waiting == 1  # the delete of the status line, for the next minute
+    await bed.sink.aclose()
+    assert (GROUP_ID, line.result["message_id"]) in bed.fake.messages

@@ -59,7 +59,7 @@ from telegram.constants import FloodLimit
 from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
-__all__ = ["FloodControl", "Lane", "chat_key", "lane_of", "status_traffic"]
+__all__ = ["CalledOff", "FloodControl", "Lane", "chat_key", "lane_of", "status_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +188,11 @@ class _Waiter:
     seq: int
     key: ChatKey = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
+    tag: str | None = field(default=None, compare=False)  # what a `turn` was taken for
+
+
+class CalledOff(Exception):
+    """A `turn` waited for something that is over (`FloodControl.call_off`)."""
 
 
 class FloodControl(BaseRateLimiter[int]):
@@ -294,15 +299,16 @@ class FloodControl(BaseRateLimiter[int]):
             chat.users -= 1
 
     @contextlib.asynccontextmanager
-    async def turn(self, chat_id: int | str) -> AsyncIterator[None]:
+    async def turn(self, chat_id: int | str, tag: str | None = None) -> AsyncIterator[None]:
         """Wait until a status request may go in this chat and take its token: the next
         status request this task makes in that chat inside the block spends it instead of
-        waiting again. Render what to send inside, so it is the newest state."""
+        waiting again. Render what to send inside, so it is the newest state. Raises
+        CalledOff when `call_off(tag)` comes first (its job is being delivered)."""
         key, is_group = chat_key(chat_id)
         chat = self._chat(key, is_group)
         chat.users += 1
         try:
-            waiter = _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future())
+            waiter = _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future(), tag)
             await self._acquire(waiter)
         finally:
             chat.users -= 1
@@ -311,6 +317,12 @@ class FloodControl(BaseRateLimiter[int]):
             yield
         finally:
             _PREPAID.reset(token)
+
+    def call_off(self, tag: str) -> None:
+        """Turns still waiting for `tag` raise CalledOff: nothing is sent for them."""
+        for waiter in self._waiting:
+            if waiter.tag == tag and not waiter.granted.done():
+                waiter.granted.set_exception(CalledOff(tag))
 
     def status_ready(self, chat_id: int | str) -> bool:
         """Whether a status request in this chat would go at once (nothing waits for it)."""

@@ -46,7 +46,7 @@ from telegram.error import (
     TelegramError,
 )
 
-from adapters.telegram.flood import FloodControl, chat_key, status_traffic
+from adapters.telegram.flood import CalledOff, FloodControl, chat_key, status_traffic
 from adapters.telegram.parse import PLATFORM
 from adapters.telegram.texts import (
     ORIGINAL_NOTE,
@@ -256,15 +256,22 @@ class TelegramSink:
         return limiter if isinstance(limiter, FloodControl) else None
 
     @asynccontextmanager
-    async def _turn(self, chat_id: int) -> AsyncIterator[None]:
-        """Inside: a status request in this chat may go now (its token is taken)."""
+    async def _turn(self, chat_id: int, job_id: str | None = None) -> AsyncIterator[None]:
+        """Inside: a status request in this chat may go now (its token is taken). Raises
+        CalledOff when the job's delivery starts first."""
         flood = self.flood
         with status_traffic():
             if flood is None:
                 yield
                 return
-            async with flood.turn(chat_id):
+            async with flood.turn(chat_id, job_id):
                 yield
+
+    def _call_off_status(self, job_id: str) -> None:
+        """The job's result goes now: a status of it waiting for its turn (holding the
+        job's lock) gives up, so the result does not wait for it."""
+        if self.flood is not None:
+            self.flood.call_off(job_id)
 
     def _track(self, job: Job) -> None:
         """The job runs in its chat: its result keeps a token of the chat's budget."""
@@ -359,7 +366,15 @@ class TelegramSink:
             return message_id
         if job.hold is not None and message_id is None:  # a Confirm prompt: a reply, not status
             return await self._post_status(job, text, markup, self._key(text, markup))
-        async with self._turn(int(job.origin.chat_id)):
+        try:
+            return await self._show_own(job, message_id)
+        except CalledOff:
+            log.info("job %s: status update called off: its result goes now", job.id)
+            return message_id
+
+    async def _show_own(self, job: Job, message_id: int | None) -> int | None:
+        """Show the job's own status line when its turn comes, as the job is then."""
+        async with self._turn(int(job.origin.chat_id), job.id):
             newest = await self._newest(job)
             if newest is None:
                 return message_id
@@ -558,6 +573,7 @@ class TelegramSink:
     async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
         if job.id in self._done:
             return  # already delivered by this process (the outcome was not recorded)
+        self._call_off_status(job.id)  # results first: a status waiting for budget gives up
         try:
             async with self.lock(job.id):
                 sent = self._sent.setdefault(job.id, {})
