@@ -10,16 +10,21 @@ Status traffic is cosmetic and planned around the results (see `adapters.telegra
 - A status request first waits for its token (`FloodControl.turn`), then renders the
   job's newest state (the update in hand, a newer one that came meanwhile, or the stored
   row): an update made moot while it waited is never sent, a place in line never shows
-  once the job left the line, and nothing is sent for a job that has ended.
+  once the job left the line, and nothing is sent for a job that has ended. When the
+  job's delivery starts, a status of it still waiting gives up (`FloodControl.call_off`),
+  and the status line's delete waits in the background when the budget is short.
 - A job's own line costs about `STATUS_BUDGET` requests (its reply, edits, its delete):
   every change of state or of place in line is shown; percentages are spread over what
   the budget leaves.
 - The switch rule, a status board: in a group, a job that arrives while more than
-  `BOARD_AFTER` jobs run in the chat (counting itself) gets no line of its own but a line
-  on the chat's one board message, edited in place (at most every `board_interval_s`)
-  with who asked, the model and where each job is, plus Cancel buttons for the ones still
-  in line. The 👀 reaction acknowledges each request. Jobs that had a line keep it; a
-  job's board line goes when it ends, and the board is deleted once it is empty.
+  `BOARD_AFTER` jobs are active in the chat (running or in line, counting itself) gets
+  no line of its own but a line on the chat's one board message, edited in place, with
+  who asked, the model and where
+  each job is, plus Cancel buttons for the ones still in line. A change of state or place
+  shows at most `board_interval_s` after the board's last request, new percentages
+  `BOARD_PROGRESS_FACTOR` times less often. The 👀 reaction acknowledges each request.
+  Jobs that had a line keep it; a job's board line goes when it ends, and the board is
+  deleted once it is empty.
 """
 
 from __future__ import annotations
@@ -72,7 +77,8 @@ MAX_TEXT = 4096  # Telegram's limit for a message
 PHOTO_MAX_BYTES = FileSizeLimit.PHOTOSIZE_UPLOAD  # larger images go as documents only
 DONE_MEMORY = 10_000  # delivered job ids remembered, so a late progress update stays quiet
 BOARD_AFTER = 2  # a group with more running jobs than this shows new ones on a board
-BOARD_INTERVAL_S = 5.0  # a board is edited at most this often
+BOARD_INTERVAL_S = 3.0  # a board shows a change of state at most this long after the last
+BOARD_PROGRESS_FACTOR = 5  # and a new percentage only after five times that
 # Requests a job's own status line may cost (its reply, edits and delete), by kind.
 STATUS_BUDGET = {Kind.IMAGE: 4, Kind.VIDEO: 8}
 
@@ -93,8 +99,15 @@ class _Board:
     message_id: int | None = None
     shown: str | None = None
     at: float = float("-inf")  # loop time of its last request
+    phases: tuple[tuple[str, int, int], ...] = ()  # the jobs shown, their states and places
     dirty: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+
+
+def _phases(jobs: list[Job]) -> tuple[tuple[str, int, int], ...]:
+    """A board's jobs, their states and places in line: all but the percentages."""
+    return tuple((job.id, _stage(job)[0], job.queue_position or 0) for job in jobs)
 
 
 class StatusBook(Protocol):
@@ -427,6 +440,7 @@ class TelegramSink:
         if board is None:
             return
         board.dirty = True
+        board.wake.set()
         if board.task is None:
             board.task = asyncio.create_task(self._show_board(chat), name=f"board-{chat}")
 
@@ -443,23 +457,32 @@ class TelegramSink:
         return jobs
 
     async def _show_board(self, chat: int) -> None:
-        """Bring the chat's board up to date until nothing changed meanwhile: at most one
-        request every `board_interval_s`, rendered when its turn comes; deleted once empty."""
+        """Bring the chat's board up to date until nothing changed meanwhile, rendered when
+        its turn comes; deleted once empty. A job arriving, leaving or changing state is
+        shown at most `board_interval_s` after the last board request, a new percentage
+        only after `BOARD_PROGRESS_FACTOR` times that."""
         board = self._boards[chat]
         loop = asyncio.get_running_loop()
         try:
             while board.dirty:
                 board.dirty = False
-                wait = board.at + self.board_interval_s - loop.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
                 jobs = await self._board_view(board)
-                if jobs and self._key(board_text(jobs, self.catalog), board_buttons(jobs)) == (
-                    board.shown
-                ):
-                    continue
                 if not jobs and board.message_id is None:
                     break
+                if jobs and self._board_key(jobs) == board.shown:
+                    continue
+                interval = self.board_interval_s
+                if jobs and _phases(jobs) == board.phases:
+                    interval *= BOARD_PROGRESS_FACTOR
+                wait = board.at + interval - loop.time()
+                if wait > 0:
+                    board.wake.clear()
+                    try:
+                        async with asyncio.timeout(wait):
+                            await board.wake.wait()
+                        continue  # something changed meanwhile: look again
+                    except TimeoutError:
+                        pass
                 async with self._turn(chat):
                     await self._board_request(chat, board, await self._board_view(board))
                 board.at = loop.time()
@@ -472,6 +495,9 @@ class TelegramSink:
             elif board.dirty:
                 self._kick_board(chat)
 
+    def _board_key(self, jobs: list[Job]) -> str:
+        return self._key(board_text(jobs, self.catalog), board_buttons(jobs))
+
     async def _board_request(self, chat: int, board: _Board, jobs: list[Job]) -> None:
         if not jobs:
             message_id, board.message_id, board.shown = board.message_id, None, None
@@ -483,6 +509,7 @@ class TelegramSink:
             return
         text, markup = board_text(jobs, self.catalog), board_buttons(jobs)
         key = self._key(text, markup)
+        board.phases = _phases(jobs)
         if board.message_id is None:
             first = jobs[0].origin
             kwargs: dict[str, Any] = {"chat_id": chat}
