@@ -84,6 +84,10 @@ def test_lanes_and_chats() -> None:
     assert lane_of("editMessageText", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("editMessageReplyMarkup", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("deleteMessage", {"chat_id": -1}) is Lane.EDIT
+    with status_traffic():
+        assert lane_of("sendMessage", {"chat_id": -1}) is Lane.STATUS
+        assert lane_of("editMessageText", {"chat_id": -1}) is Lane.EDIT
+        assert lane_of("sendPhoto", {"chat_id": -1}) is Lane.STATUS
     assert chat_key(-1001) == (-1001, True)
     assert chat_key("-1001") == (-1001, True)
     assert chat_key("@channel") == ("@channel", True)

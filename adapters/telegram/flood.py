@@ -19,8 +19,9 @@ it sends into lanes:
              a finished result goes before status messages of jobs that just came in.
     MESSAGE  every other request with a chat_id (sendMessage, copyMessage, ...): the same
              tokens, when no RESULT that could use them is waiting.
-    EDIT     status traffic: editMessage*, deleteMessage*, and any request sent inside
-             `status_traffic()` (a new status line or board): the same tokens, but only
+    STATUS   a new message sent inside `status_traffic()` (a status line or board):
+             status traffic, as EDIT below, but served before edits.
+    EDIT     status traffic: editMessage*, deleteMessage*: the same tokens, but only
              when no RESULT or MESSAGE that could use them is waiting, and only while a
              quarter of the budget (`edit_reserve`) stays left for new messages and, in a
              group, while the tokens its running jobs' results will need stay left
@@ -99,13 +100,18 @@ def status_traffic() -> Iterator[None]:
 
 
 class Lane(IntEnum):
-    """How a request is limited; RESULT, MESSAGE and EDIT wait, served in this order."""
+    """How a request is limited; RESULT, MESSAGE, STATUS and EDIT wait, served in this
+    order."""
 
     RESULT = 0
     MESSAGE = 1
-    EDIT = 2
-    ACK = 3
-    FREE = 4
+    STATUS = 2
+    EDIT = 3
+    ACK = 4
+    FREE = 5
+
+
+COSMETIC = frozenset({Lane.STATUS, Lane.EDIT})
 
 
 def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
@@ -113,8 +119,10 @@ def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
         return Lane.ACK
     if data.get("chat_id") is None or endpoint.startswith(READ_PREFIX):
         return Lane.FREE
-    if endpoint.startswith(EDIT_PREFIXES) or _STATUS.get():
+    if endpoint.startswith(EDIT_PREFIXES):
         return Lane.EDIT
+    if _STATUS.get():
+        return Lane.STATUS
     if endpoint in RESULT_ENDPOINTS:
         return Lane.RESULT
     return Lane.MESSAGE
@@ -266,7 +274,7 @@ class FloodControl(BaseRateLimiter[int]):
         chat.users += 1
         seq = next(self._seq)  # a retried request keeps its place
         attempt = 0
-        prepaid = lane is Lane.EDIT and _PREPAID.get() == key
+        prepaid = lane in COSMETIC and _PREPAID.get() == key
         if prepaid:
             _PREPAID.set(None)
         try:
@@ -299,16 +307,20 @@ class FloodControl(BaseRateLimiter[int]):
             chat.users -= 1
 
     @contextlib.asynccontextmanager
-    async def turn(self, chat_id: int | str, tag: str | None = None) -> AsyncIterator[None]:
+    async def turn(
+        self, chat_id: int | str, tag: str | None = None, *, new: bool = False
+    ) -> AsyncIterator[None]:
         """Wait until a status request may go in this chat and take its token: the next
         status request this task makes in that chat inside the block spends it instead of
         waiting again. Render what to send inside, so it is the newest state. Raises
-        CalledOff when `call_off(tag)` comes first (its job is being delivered)."""
+        CalledOff when `call_off(tag)` comes first (its job is being delivered). `new`:
+        for a new message (served before edits)."""
         key, is_group = chat_key(chat_id)
         chat = self._chat(key, is_group)
         chat.users += 1
         try:
-            waiter = _Waiter(Lane.EDIT, next(self._seq), key, self._loop().create_future(), tag)
+            lane = Lane.STATUS if new else Lane.EDIT
+            waiter = _Waiter(lane, next(self._seq), key, self._loop().create_future(), tag)
             await self._acquire(waiter)
         finally:
             chat.users -= 1
@@ -416,7 +428,7 @@ class FloodControl(BaseRateLimiter[int]):
                 continue
             # An edit leaves part of each budget to new messages: a result that comes
             # after a run of progress edits finds tokens waiting for it.
-            cosmetic = waiter.lane is Lane.EDIT
+            cosmetic = waiter.lane in COSMETIC
             share = self.edit_reserve if cosmetic else 0.0
             if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())

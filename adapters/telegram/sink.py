@@ -269,7 +269,9 @@ class TelegramSink:
         return limiter if isinstance(limiter, FloodControl) else None
 
     @asynccontextmanager
-    async def _turn(self, chat_id: int, job_id: str | None = None) -> AsyncIterator[None]:
+    async def _turn(
+        self, chat_id: int, job_id: str | None = None, *, new: bool = False
+    ) -> AsyncIterator[None]:
         """Inside: a status request in this chat may go now (its token is taken). Raises
         CalledOff when the job's delivery starts first."""
         flood = self.flood
@@ -277,7 +279,7 @@ class TelegramSink:
             if flood is None:
                 yield
                 return
-            async with flood.turn(chat_id, job_id):
+            async with flood.turn(chat_id, job_id, new=new):
                 yield
 
     def _call_off_status(self, job_id: str) -> None:
@@ -387,7 +389,7 @@ class TelegramSink:
 
     async def _show_own(self, job: Job, message_id: int | None) -> int | None:
         """Show the job's own status line when its turn comes, as the job is then."""
-        async with self._turn(int(job.origin.chat_id), job.id):
+        async with self._turn(int(job.origin.chat_id), job.id, new=message_id is None):
             newest = await self._newest(job)
             if newest is None:
                 return message_id
@@ -483,7 +485,7 @@ class TelegramSink:
                         continue  # something changed meanwhile: look again
                     except TimeoutError:
                         pass
-                async with self._turn(chat):
+                async with self._turn(chat, new=board.message_id is None):
                     await self._board_request(chat, board, await self._board_view(board))
                 board.at = loop.time()
         except Exception as exc:  # a board is cosmetic: the next change tries again
