@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     telegram_file_base_url: str = "https://api.telegram.org/file/bot"
     telegram_upload_limit_mb: int = 50
     telegram_ack_reaction: str = "👀"  # set on a command's message at once; empty: none
+    # A group with more running jobs than this shows newer ones on one status board.
+    telegram_status_board_after: int = Field(default=2, ge=0)
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None

@@ -910,3 +910,27 @@ async def test_a_confirm_that_cannot_be_shown_is_not_left_waiting(
     assert (job.state, job.error_code) == (JobState.REJECTED, "cancelled")
     assert [r.status for r in fake.find_requests("PATCH", f"/webhooks/{APP_ID}/")] == [404, 200]
     assert sandbox.requests == []
+
+
+async def test_no_progress_edit_once_the_stored_job_has_ended(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    build: Callable[..., Settings],
+    core_clock: CoreClock,
+) -> None:
+    # An update that was on its way when the job ended (the tracker stored the end; its
+    # delivery comes next on the same interaction route) is not shown: the result is
+    # the next thing written, with no progress edit before it.
+    async with serving(build(**SERIAL_TRACKER), core_clock) as pair:
+        core, adapter = pair
+        sandbox.script_next(duration=60.0)
+        a1 = await ask(fake, ALICE, "alice 1")
+        job = await sent(core, a1)
+        await shows(fake, a1, "⏳ Waiting in Nano Banana's queue…")
+        stored = await core.store.get(job.id)
+        assert stored is not None
+        await core.store.save(dataclasses.replace(stored, state=JobState.TIMED_OUT))
+        before = original(fake, a1)
+        late = dataclasses.replace(stored, state=JobState.RUNNING, progress=50)
+        await adapter.sink.progress(late)
+        assert original(fake, a1) == before

@@ -166,6 +166,8 @@ def open_room(
 
     @asynccontextmanager
     async def opener(**overrides: Any) -> AsyncIterator[Room]:
+        # These tests read each job's own status line: no board (tests/test_status_board.py).
+        overrides.setdefault("telegram_status_board_after", 100)
         settings = make_settings(
             aa_base_url=sandbox.base_url,
             telegram_bot_token=SecretStr(fake.token),
@@ -179,7 +181,9 @@ def open_room(
         async with (
             Core(settings, clock=clock) as core,
             running(core),
-            TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=limiter),
+            TelegramAdapter(
+                core, settings, poll_timeout_s=1.0, rate_limiter=limiter, board_interval_s=0.0
+            ),
         ):
             yield Room(
                 fake=fake,
@@ -350,6 +354,94 @@ async def test_places_move_when_someone_joins_or_leaves_the_line(open_room: Open
         room.sandbox.finish(task)
         await room.fake.wait_for("sendPhoto", n=3, timeout=8)
         assert room.prompts() == ["ann one", "ann two", "ann three"]
+
+
+# -- a busy group's status board --------------------------------------------------------------
+
+
+async def test_a_busy_group_gets_one_status_board_not_a_line_per_job(open_room: OpenRoom) -> None:
+    # Five people ask at once in a group that runs three jobs at a time. The first two
+    # get status lines; from the third on, one board lists the jobs, edited in place.
+    async with open_room(
+        chat_concurrent_jobs=3, user_concurrent_jobs=5, telegram_status_board_after=2
+    ) as room:
+        fake, sandbox = room.fake, room.sandbox
+        for _ in range(5):
+            sandbox.script_next(duration=60)
+
+        async def board(where: Callable[[str], bool]) -> Call:
+            def match(c: Call) -> bool:
+                text = str(c.params.get("text", ""))
+                return text.startswith("📋") and where(text)
+
+            return await _board_call(fake, match)
+
+        asks: list[JSONDict] = []
+        for user in (room.ann, room.bob):
+            ask = room.say(user, f"/imagine {user['first_name']} one")
+            await room.reply(ask)  # a status line of its own
+            asks.append(ask)
+        for user, who, n in ((room.cy, "Cy", 1), (room.dee, "Dee", 2), (room.ann, "Ann", 3)):
+            ask = room.say(user, f"/imagine {who} again")
+            await board(lambda t, who=who, n=n: f"\n{n}. {who}: " in t)
+            asks.append(ask)
+
+        shown = await board(lambda t: t.count("\n") == 3 and "2nd in this chat" in t)
+        ann_two = await room.job_for(asks[4])
+        dee = await room.job_for(asks[3])
+        assert shown.params["text"].startswith("📋 Working on 3 requests in this chat:\n1. Cy: ")
+        assert "\n2. Dee: ⏳ In line for Nano Banana: 1st in this chat." in shown.params["text"]
+        assert "\n3. Ann: ⏳ In line for Nano Banana: 2nd in this chat." in shown.params["text"]
+        assert buttons(shown) == [
+            ("✖️ Cancel #2", f"cx:{dee.id}"),
+            ("✖️ Cancel #3", f"cx:{ann_two.id}"),
+        ]
+        [posted] = [c for c in fake.sent("sendMessage") if c.params["text"].startswith("📋")]
+        board_id = posted.result["message_id"]
+        assert "reply_parameters" not in posted.params  # it answers nobody in particular
+        # No status line of their own for the jobs on the board.
+        for ask in asks[2:]:
+            assert not [
+                c
+                for c in fake.sent("sendMessage")
+                if "reply_parameters" in c.params and replied_to(c) == ask["message_id"]
+            ]
+
+        # Ann takes her waiting one back from the board; it leaves the board.
+        answer = await room.press(room.ann, board_id, f"cx:{ann_two.id}")
+        assert answer.params["text"] == CANCELLED
+        await board(lambda t: t.startswith("📋 Working on 2 requests") and "Ann" not in t)
+
+        for task in await room.gateway_has(3):
+            sandbox.finish(task)
+        for task in (await room.gateway_has(4))[3:]:
+            sandbox.finish(task)
+        for ask in asks[:4]:
+            assert (await room.delivered(ask)).state is JobState.SUCCEEDED
+        deleted = await fake.wait_for(
+            "deleteMessage", lambda c: c.params["message_id"] == board_id, timeout=8
+        )
+        assert deleted.ok and (GROUP_ID, board_id) not in fake.messages
+        # One board, two status lines: three status messages for five jobs.
+        sent = [
+            c for c in fake.sent("sendMessage") if c.params["text"].startswith(("⏳", "🎨", "📋"))
+        ]
+        assert len(sent) == 3
+        assert all(
+            c.params["message_id"] == board_id
+            for c in fake.sent("editMessageText")
+            if c.params["text"].startswith("📋")
+        )
+
+
+async def _board_call(fake: FakeTelegram, match: Callable[[Call], bool]) -> Call:
+    """The first board message or edit that matches."""
+    async with asyncio.timeout(8):
+        while True:
+            for call in fake.calls:
+                if call.method in ("sendMessage", "editMessageText") and call.ok and match(call):
+                    return call
+            await asyncio.sleep(0.02)
 
 
 # -- confirmation ------------------------------------------------------------------------------

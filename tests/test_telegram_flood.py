@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from telegram.error import NetworkError, RetryAfter
 
-from adapters.telegram.flood import FloodControl, Lane, chat_key, lane_of
+from adapters.telegram.flood import FloodControl, Lane, chat_key, lane_of, status_traffic
 
 GROUP_A, GROUP_B, GROUP_C = -1001, -1002, -1003
 PRIVATE = 42
@@ -84,6 +84,10 @@ def test_lanes_and_chats() -> None:
     assert lane_of("editMessageText", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("editMessageReplyMarkup", {"chat_id": -1}) is Lane.EDIT
     assert lane_of("deleteMessage", {"chat_id": -1}) is Lane.EDIT
+    with status_traffic():
+        assert lane_of("sendMessage", {"chat_id": -1}) is Lane.STATUS
+        assert lane_of("editMessageText", {"chat_id": -1}) is Lane.EDIT
+        assert lane_of("sendPhoto", {"chat_id": -1}) is Lane.STATUS
     assert chat_key(-1001) == (-1001, True)
     assert chat_key("-1001") == (-1001, True)
     assert chat_key("@channel") == ("@channel", True)
@@ -176,6 +180,80 @@ async def test_waiters_of_one_lane_go_in_arrival_order() -> None:
         asyncio.gather(*(request(limiter, telegram, "sendMessage", c) for c in chats)), 5
     )
     assert [chat for _, chat in telegram.calls] == chats
+
+
+async def test_a_groups_running_jobs_keep_their_results_tokens_from_status_traffic() -> None:
+    # A group with 4 tokens left this minute and 3 jobs running: status traffic (an edit, a
+    # new status line, a delete, queued before the results were done) may spend only
+    # one token; the three results that come after it all go at once, the status waits.
+    limiter = FloodControl(
+        overall_max_rate=100, group_max_rate=4, group_time_period=MINUTE, edit_reserve=0
+    )
+    telegram = Telegram()
+    limiter.expect_results(GROUP_A, 3)
+    edit = request(limiter, telegram, "editMessageText", GROUP_A)
+    with status_traffic():  # the task inherits the mark: a status line
+        status = request(limiter, telegram, "sendMessage", GROUP_A)
+    delete = request(limiter, telegram, "deleteMessage", GROUP_A)
+    await settle()
+    assert edit.done() and not status.done() and not delete.done()
+
+    results = [request(limiter, telegram, "sendPhoto", GROUP_A) for _ in range(3)]
+    await asyncio.wait_for(asyncio.gather(*results), 5)
+    assert [e for e, _ in telegram.calls] == ["editMessageText", *["sendPhoto"] * 3]
+    assert limiter.waiting == 2  # the status traffic waits for the next minute's tokens
+    assert limiter.expected_results(GROUP_A) == 3
+
+    limiter.expect_results(GROUP_A, 0)  # the jobs were delivered
+    await limiter.shutdown()
+    await asyncio.gather(status, delete, return_exceptions=True)
+
+
+async def test_replies_to_commands_are_no_status_traffic() -> None:
+    limiter = FloodControl(overall_max_rate=100, group_max_rate=2, group_time_period=MINUTE)
+    telegram = Telegram()
+    limiter.expect_results(GROUP_A, 5)  # more than the budget: all but one token kept
+    reply = request(limiter, telegram, "sendMessage", GROUP_A)
+    await asyncio.wait_for(reply, 5)  # a plain message is not held back for results
+    with status_traffic():
+        status = request(limiter, telegram, "sendMessage", GROUP_A)
+    await settle()
+    assert not status.done()
+    await limiter.shutdown()
+    await asyncio.gather(status, return_exceptions=True)
+
+
+async def test_a_turn_is_taken_before_the_text_is_chosen_and_spent_by_the_request() -> None:
+    limiter = FloodControl(
+        overall_max_rate=100, group_max_rate=2, group_time_period=MINUTE, edit_reserve=0
+    )
+    telegram = Telegram()
+    limiter.expect_results(GROUP_A, 1)
+    shown: list[str] = []
+    state = {"text": "1st in line"}
+
+    async def show() -> None:
+        async with limiter.turn(GROUP_A):
+            shown.append(state["text"])  # rendered when its turn came, from the newest state
+            data = {"chat_id": GROUP_A, "text": state["text"]}
+            await limiter.process_request(
+                telegram, ("editMessageText", data), {}, "editMessageText", data, None
+            )
+
+    await asyncio.wait_for(show(), 5)  # 2 tokens, 1 held: one status goes
+    waiting = asyncio.ensure_future(show())
+    await settle()
+    assert not waiting.done()
+    state["text"] = "Sending to Nano Banana…"  # the job moved on while the edit waited
+    limiter.expect_results(GROUP_A, 0)
+    await asyncio.wait_for(waiting, 5)
+    assert shown == ["1st in line", "Sending to Nano Banana…"]
+    assert telegram.count("editMessageText") == 2  # the prepaid token was not taken twice
+    third = request(limiter, telegram, "sendPhoto", GROUP_A)
+    await settle()
+    assert not third.done()  # both tokens were spent: one per status, none twice
+    await limiter.shutdown()
+    await asyncio.gather(third, return_exceptions=True)
 
 
 # -- budgets -----------------------------------------------------------------------------------

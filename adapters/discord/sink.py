@@ -3,9 +3,10 @@ the interaction token kept in `job.origin.context`), so it works after a restart
 
 The status message is the interaction's response (a slash command's deferred reply, or a
 button press's). While the interaction token lives it is edited: progress (best effort:
-dropped when slow, unchanged or older than what is shown; an update that comes while an
-edit is in flight waits for it, newest only; a job shown waiting or being sent is looked
-up once more, since the next update may be long in coming), with a Cancel button while
+dropped when slow, unchanged or older than what is shown or stored, and once the stored
+job has ended; at most one edit in flight per interaction, and an update that comes
+meanwhile waits for it, newest only; a job shown waiting or being sent is looked up once
+more, since the next update may be long in coming), with a Cancel button while
 the job waits on our side, then the result. After the token's 15 minutes, or
 when Discord says it is gone (401 code 50027, 404), the result is posted to the channel as
 a reply that mentions the asker, with a nonce derived from the job id and
@@ -227,12 +228,15 @@ class DiscordSink:
 
     async def _show(self, job: Job) -> Job | None:
         """Show `job`'s progress; returns the job as shown, or None when nothing changed."""
-        if job.state is JobState.RECEIVED and self.fresh is not None:
+        if self.fresh is not None:
+            # The edit goes now: checked against the stored row, so it never shows a state
+            # older than the job's, and nothing is edited once the job has ended (its
+            # result takes the interaction's route next, with nothing before it).
             stored = await self.fresh(job.id)
             if stored is None or stored.terminal:
                 return None  # its delivery says how it ended
-            if stored.state is not JobState.RECEIVED:
-                job = stored  # it left the line meanwhile: show where it is now
+            if stored.state is not JobState.RECEIVED and _stage(stored) > _stage(job):
+                job = stored  # it left the line (or moved on) meanwhile: show where it is now
         target = self._target(job)
         text = progress_text(job, self.catalog)
         stage = _stage(job)

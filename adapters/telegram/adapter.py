@@ -44,7 +44,7 @@ from adapters.telegram.parse import (
     origin_of,
     parse_command,
 )
-from adapters.telegram.sink import TelegramSink
+from adapters.telegram.sink import BOARD_INTERVAL_S, TelegramSink
 from adapters.telegram.texts import (
     ACTION_ANSWERS,
     ANIMATE,
@@ -109,10 +109,12 @@ class TelegramAdapter:
         album_debounce_s: float = 1.0,
         rate_limiter: BaseRateLimiter[int] | None = None,
         poll_timeout_s: float = 10.0,
+        board_interval_s: float = BOARD_INTERVAL_S,
     ) -> None:
         self.core = core
         self.settings = settings
         self.poll_timeout_s = poll_timeout_s
+        self.board_interval_s = board_interval_s
         self._rate_limiter = rate_limiter
         self._reaction = ack_reaction(settings.telegram_ack_reaction)  # ConfigError at once
         self._acks: set[asyncio.Task[None]] = set()
@@ -200,6 +202,9 @@ class TelegramAdapter:
                 upload_limit_mb=self.settings.telegram_upload_limit_mb,
                 confirm_timeout_s=self.settings.confirm_timeout_s,
                 statuses=self.core.service,
+                fresh=self.core.service.get,
+                board_after=self.settings.telegram_status_board_after,
+                board_interval_s=self.board_interval_s,
             )
             self._community = CommunityHandlers(self.core, app.bot, self._sink)
             await app.start()
@@ -248,6 +253,8 @@ class TelegramAdapter:
         if app.updater is not None and app.updater.running:
             await app.updater.stop()
         await self._albums.aclose()
+        if self._sink is not None:
+            await self._sink.aclose()
         for task in list(self._acks):
             task.cancel()
         await asyncio.gather(*self._acks, return_exceptions=True)

@@ -19,10 +19,21 @@ it sends into lanes:
              a finished result goes before status messages of jobs that just came in.
     MESSAGE  every other request with a chat_id (sendMessage, copyMessage, ...): the same
              tokens, when no RESULT that could use them is waiting.
-    EDIT     editMessage*, deleteMessage*: the same tokens, but only when no RESULT or
-             MESSAGE that could use them is waiting, and only while a quarter of the budget
-             (`edit_reserve`) stays left for new messages: progress edits never spend
-             the tokens a finished result will need.
+    STATUS   a new message sent inside `status_traffic()` (a status line or board):
+             status traffic, as EDIT below, but served before edits.
+    EDIT     status traffic: editMessage*, deleteMessage*: the same tokens, but only
+             when no RESULT or MESSAGE that could use them is waiting, and only while a
+             quarter of the budget (`edit_reserve`) stays left for new messages and, in a
+             group, while the tokens its running jobs' results will need stay left
+             (`expect_results(chat, n)`: n jobs in flight there keep n tokens in reserve):
+             cosmetic traffic spends only what the results do not need.
+
+Results first, planned rather than raced: a group allows 20 messages a minute, and a
+status request there goes only while `1 + expected results` tokens are left, so when five
+jobs run in one group, five tokens wait for their results whatever the status lines do.
+`async with turn(chat_id)` waits for a status token before the caller decides what to
+send: the text is rendered from the job's state at that moment (an update made moot while
+waiting is never sent), and the status request made inside spends the token taken.
 
 Waiters are served by lane, then by arrival; a waiter whose group is out of tokens or
 paused does not hold back anyone behind it in other chats. A RetryAfter pauses only the
@@ -35,10 +46,12 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
+import contextvars
 import datetime as dtm
 import itertools
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -47,7 +60,7 @@ from telegram.constants import FloodLimit
 from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
-__all__ = ["FloodControl", "Lane", "chat_key", "lane_of"]
+__all__ = ["CalledOff", "FloodControl", "Lane", "chat_key", "lane_of", "status_traffic"]
 
 log = logging.getLogger(__name__)
 
@@ -67,14 +80,38 @@ EDIT_RESERVE = 0.25  # the share of a budget an edit leaves to new messages
 MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
 
 
+# Set inside `status_traffic()`: the requests of this task are cosmetic (EDIT lane).
+_STATUS: contextvars.ContextVar[bool] = contextvars.ContextVar("status_traffic", default=False)
+# A status token this task took with `turn()`, for the next status request in that chat.
+_PREPAID: contextvars.ContextVar[ChatKey | None] = contextvars.ContextVar(
+    "status_prepaid", default=None
+)
+
+
+@contextlib.contextmanager
+def status_traffic() -> Iterator[None]:
+    """Requests made inside are status traffic (a status line, a board, their edits and
+    deletes): served after results and replies, from what their budget leaves."""
+    token = _STATUS.set(True)
+    try:
+        yield
+    finally:
+        _STATUS.reset(token)
+
+
 class Lane(IntEnum):
-    """How a request is limited; RESULT, MESSAGE and EDIT wait, served in this order."""
+    """How a request is limited; RESULT, MESSAGE, STATUS and EDIT wait, served in this
+    order."""
 
     RESULT = 0
     MESSAGE = 1
-    EDIT = 2
-    ACK = 3
-    FREE = 4
+    STATUS = 2
+    EDIT = 3
+    ACK = 4
+    FREE = 5
+
+
+COSMETIC = frozenset({Lane.STATUS, Lane.EDIT})
 
 
 def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
@@ -84,6 +121,8 @@ def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
         return Lane.FREE
     if endpoint.startswith(EDIT_PREFIXES):
         return Lane.EDIT
+    if _STATUS.get():
+        return Lane.STATUS
     if endpoint in RESULT_ENDPOINTS:
         return Lane.RESULT
     return Lane.MESSAGE
@@ -121,11 +160,12 @@ class _Bucket:
         )
         self.at = now
 
-    def ready_in(self, now: float, keep: float = 0.0) -> float:
-        """Seconds until a token is there with a `keep` share of the bucket left over
-        (never more than all but one token, so a small bucket still serves) (0: now)."""
+    def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
+        """Seconds until a token is there with a `keep` share of the bucket, or `hold`
+        tokens if more, left over (never more than all but one token, so a small bucket
+        still serves) (0: now)."""
         self.refill(now)
-        keep = min(keep * self.capacity, self.capacity - 1.0)
+        keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
         wait = (1.0 + keep - self.tokens) * self.period / self.capacity
         return wait if wait > EARLY_S else 0.0
 
@@ -139,10 +179,12 @@ class _Chat:
     bucket: _Bucket | None  # None: no per-chat budget (a private chat)
     paused_until: float = 0.0
     users: int = 0  # requests inside process_request for this chat
+    results: int = 0  # tokens kept for results to come (jobs in flight here)
 
     def idle(self, now: float) -> bool:
         return (
             self.users == 0
+            and self.results == 0
             and self.paused_until <= now
             and (self.bucket is None or self.bucket.full(now))
         )
@@ -154,6 +196,11 @@ class _Waiter:
     seq: int
     key: ChatKey = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
+    tag: str | None = field(default=None, compare=False)  # what a `turn` was taken for
+
+
+class CalledOff(Exception):
+    """A `turn` waited for something that is over (`FloodControl.call_off`)."""
 
 
 class FloodControl(BaseRateLimiter[int]):
@@ -227,9 +274,14 @@ class FloodControl(BaseRateLimiter[int]):
         chat.users += 1
         seq = next(self._seq)  # a retried request keeps its place
         attempt = 0
+        prepaid = lane in COSMETIC and _PREPAID.get() == key
+        if prepaid:
+            _PREPAID.set(None)
         try:
             while True:
-                await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                if not prepaid:
+                    await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                prepaid = False
                 try:
                     return await callback(*args, **kwargs)
                 except RetryAfter as exc:
@@ -253,6 +305,67 @@ class FloodControl(BaseRateLimiter[int]):
                     self._pause(chat, wait)
         finally:
             chat.users -= 1
+
+    @contextlib.asynccontextmanager
+    async def turn(
+        self, chat_id: int | str, tag: str | None = None, *, new: bool = False
+    ) -> AsyncIterator[None]:
+        """Wait until a status request may go in this chat and take its token: the next
+        status request this task makes in that chat inside the block spends it instead of
+        waiting again. Render what to send inside, so it is the newest state. Raises
+        CalledOff when `call_off(tag)` comes first (its job is being delivered). `new`:
+        for a new message (served before edits)."""
+        key, is_group = chat_key(chat_id)
+        chat = self._chat(key, is_group)
+        chat.users += 1
+        try:
+            lane = Lane.STATUS if new else Lane.EDIT
+            waiter = _Waiter(lane, next(self._seq), key, self._loop().create_future(), tag)
+            await self._acquire(waiter)
+        finally:
+            chat.users -= 1
+        token = _PREPAID.set(key)
+        try:
+            yield
+        finally:
+            _PREPAID.reset(token)
+
+    def call_off(self, tag: str) -> None:
+        """Turns still waiting for `tag` raise CalledOff: nothing is sent for them."""
+        for waiter in self._waiting:
+            if waiter.tag == tag and not waiter.granted.done():
+                waiter.granted.set_exception(CalledOff(tag))
+
+    def status_ready(self, chat_id: int | str) -> bool:
+        """Whether a status request in this chat would go at once (nothing waits for it)."""
+        key, _ = chat_key(chat_id)
+        now = self._loop().time()
+        overall = self._overall_bucket(now)
+        if overall is not None and overall.ready_in(now, self.edit_reserve) > 0:
+            return False
+        chat = self._chats.get(key)
+        if chat is None:
+            return True
+        if chat.paused_until > now:
+            return False
+        return (
+            chat.bucket is None or chat.bucket.ready_in(now, self.edit_reserve, chat.results) == 0
+        )
+
+    def expect_results(self, chat_id: int | str, count: int) -> None:
+        """`count` jobs of this chat are in flight: keep a token for each one's result out
+        of the reach of status traffic (a group's budget; a private chat has none)."""
+        key, is_group = chat_key(chat_id)
+        if not is_group and key not in self._chats:
+            return
+        chat = self._chat(key, is_group)
+        chat.results = max(count, 0)
+        if self._waiting:
+            self.dispatch()
+
+    def expected_results(self, chat_id: int | str) -> int:
+        chat = self._chats.get(chat_key(chat_id)[0])
+        return chat.results if chat is not None else 0
 
     async def _free(
         self, callback: Callback, args: Any, kwargs: dict[str, Any], endpoint: str, retries: int
@@ -315,16 +428,18 @@ class FloodControl(BaseRateLimiter[int]):
                 continue
             # An edit leaves part of each budget to new messages: a result that comes
             # after a run of progress edits finds tokens waiting for it.
-            share = self.edit_reserve if waiter.lane is Lane.EDIT else 0.0
+            cosmetic = waiter.lane in COSMETIC
+            share = self.edit_reserve if cosmetic else 0.0
             if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
             chat = self._chats[waiter.key]
             bucket = chat.bucket
+            hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share) if bucket else 0.0,
+                bucket.ready_in(now, share, hold) if bucket else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)

@@ -1,6 +1,31 @@
 """Telegram as a delivery sink: status messages edited as a job moves, results uploaded from
 our own copies, failures as replies. Everything it needs is in the stored job (origin and
-status message), so a delivery after a restart lands in the right chat, topic and reply."""
+status message), so a delivery after a restart lands in the right chat, topic and reply.
+
+Status traffic is cosmetic and planned around the results (see `adapters.telegram.flood`):
+
+- Every running job of a chat keeps one token of the chat's budget for its result
+  (`FloodControl.expect_results`); status lines, their edits and deletes, and boards
+  spend only what is left, and go after results and replies.
+- A status request first waits for its token (`FloodControl.turn`), then renders the
+  job's newest state (the update in hand, a newer one that came meanwhile, or the stored
+  row): an update made moot while it waited is never sent, a place in line never shows
+  once the job left the line, and nothing is sent for a job that has ended. When the
+  job's delivery starts, a status of it still waiting gives up (`FloodControl.call_off`),
+  and the status line's delete waits in the background when the budget is short.
+- A job's own line costs about `STATUS_BUDGET` requests (its reply, edits, its delete):
+  every change of state or of place in line is shown; percentages are spread over what
+  the budget leaves.
+- The switch rule, a status board: in a group, a job that arrives while more than
+  `BOARD_AFTER` jobs are active in the chat (running or in line, counting itself) gets
+  no line of its own but a line on the chat's one board message, edited in place, with
+  who asked, the model and where
+  each job is, plus Cancel buttons for the ones still in line. A change of state or place
+  shows at most `board_interval_s` after the board's last request, new percentages
+  `BOARD_PROGRESS_FACTOR` times less often. The 👀 reaction acknowledges each request.
+  Jobs that had a line keep it; a job's board line goes when it ends, and the board is
+  deleted once it is empty.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +35,9 @@ import datetime as dtm
 import html
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from telegram import Bot, InlineKeyboardMarkup, Message, ReplyParameters
@@ -24,9 +51,12 @@ from telegram.error import (
     TelegramError,
 )
 
+from adapters.telegram.flood import CalledOff, FloodControl, chat_key, status_traffic
 from adapters.telegram.parse import PLATFORM
 from adapters.telegram.texts import (
     ORIGINAL_NOTE,
+    board_buttons,
+    board_text,
     cancel_button,
     confirm_buttons,
     link_note,
@@ -46,6 +76,38 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 4096  # Telegram's limit for a message
 PHOTO_MAX_BYTES = FileSizeLimit.PHOTOSIZE_UPLOAD  # larger images go as documents only
 DONE_MEMORY = 10_000  # delivered job ids remembered, so a late progress update stays quiet
+BOARD_AFTER = 2  # a group with more running jobs than this shows new ones on a board
+BOARD_INTERVAL_S = 3.0  # a board shows a change of state at most this long after the last
+BOARD_PROGRESS_FACTOR = 5  # and a new percentage only after five times that
+# Requests a job's own status line may cost (its reply, edits and delete), by kind.
+STATUS_BUDGET = {Kind.IMAGE: 4, Kind.VIDEO: 8}
+
+# How far a job got, for status texts: an older update is never shown over a newer one
+# (a gateway may report queued again after running, so they rank alike).
+_STAGE = {JobState.RECEIVED: 0, JobState.SUBMITTING: 1, JobState.QUEUED: 2, JobState.RUNNING: 2}
+
+
+def _stage(job: Job) -> tuple[int, int]:
+    return _STAGE.get(job.state, len(_STAGE)), job.progress if job.state is JobState.RUNNING else 0
+
+
+@dataclass(slots=True)
+class _Board:
+    """A busy chat's status board: its message and the jobs on it, in arrival order."""
+
+    jobs: dict[str, Job] = field(default_factory=dict)
+    message_id: int | None = None
+    shown: str | None = None
+    at: float = float("-inf")  # loop time of its last request
+    phases: tuple[tuple[str, int, int], ...] = ()  # the jobs shown, their states and places
+    dirty: bool = False
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+
+def _phases(jobs: list[Job]) -> tuple[tuple[str, int, int], ...]:
+    """A board's jobs, their states and places in line: all but the percentages."""
+    return tuple((job.id, _stage(job)[0], job.queue_position or 0) for job in jobs)
 
 
 class StatusBook(Protocol):
@@ -114,9 +176,17 @@ class TelegramSink:
         upload_limit_mb: int,
         confirm_timeout_s: float = 300.0,
         statuses: StatusBook | None = None,
+        fresh: Callable[[str], Awaitable[Job | None]] | None = None,
+        board_after: int = BOARD_AFTER,
+        board_interval_s: float = BOARD_INTERVAL_S,
     ) -> None:
         self.bot = bot
         self.statuses = statuses
+        # Reads a job as stored now: what a status shows is checked against it when its
+        # turn comes (a place in line computed before the job was sent is not shown).
+        self.fresh = fresh
+        self.board_after = board_after
+        self.board_interval_s = board_interval_s
         self.catalog = catalog
         self.upload_limit_mb = upload_limit_mb
         self.upload_limit = upload_limit_mb * 1_000_000
@@ -126,6 +196,13 @@ class TelegramSink:
         self._shown: dict[str, str] = {}  # what the status message shows: text and buttons
         self._sent: dict[str, dict[str, int]] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
+        self._latest: dict[str, Job] = {}  # the newest update seen of each running job
+        self._stage_shown: dict[str, tuple[int, int]] = {}  # how far its own line is
+        self._spent: dict[str, int] = {}  # requests its own line cost so far
+        self._chat_of: dict[str, int] = {}  # running job -> its chat
+        self._running: dict[int, set[str]] = {}  # chat -> its running jobs seen here
+        self._boards: dict[int, _Board] = {}
+        self._cleanups: set[asyncio.Task[None]] = set()
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -186,21 +263,148 @@ class TelegramSink:
             return self._status[job.id]
         return int(job.status_message_id) if job.status_message_id else None
 
-    async def show_status(self, job: Job, *, adopt: int | None = None) -> int | None:
-        """Bring the job's status message up to date, replying with one if it has none yet;
-        `adopt` makes an existing message (the Confirm prompt) the status message. Returns its
-        id, or None once the job was delivered. The caller holds `lock(job.id)`."""
+    @property
+    def flood(self) -> FloodControl | None:
+        limiter = getattr(self.bot, "rate_limiter", None)
+        return limiter if isinstance(limiter, FloodControl) else None
+
+    @asynccontextmanager
+    async def _turn(
+        self, chat_id: int, job_id: str | None = None, *, new: bool = False
+    ) -> AsyncIterator[None]:
+        """Inside: a status request in this chat may go now (its token is taken). Raises
+        CalledOff when the job's delivery starts first."""
+        flood = self.flood
+        with status_traffic():
+            if flood is None:
+                yield
+                return
+            async with flood.turn(chat_id, job_id, new=new):
+                yield
+
+    def _call_off_status(self, job_id: str) -> None:
+        """The job's result goes now: a status of it waiting for its turn (holding the
+        job's lock) gives up, so the result does not wait for it."""
+        if self.flood is not None:
+            self.flood.call_off(job_id)
+
+    def _track(self, job: Job) -> None:
+        """The job runs in its chat: its result keeps a token of the chat's budget."""
+        if job.terminal or job.id in self._done or job.id in self._chat_of:
+            return
+        chat = int(job.origin.chat_id)
+        self._chat_of[job.id] = chat
+        jobs = self._running.setdefault(chat, set())
+        jobs.add(job.id)
+        if self.flood is not None:
+            self.flood.expect_results(chat, len(jobs))
+
+    def _untrack(self, job_id: str) -> None:
+        """The job's result went out (or never will): its token is free, its board line
+        goes."""
+        chat = self._chat_of.pop(job_id, None)
+        if chat is None:
+            return
+        jobs = self._running.get(chat, set())
+        jobs.discard(job_id)
+        if not jobs:
+            self._running.pop(chat, None)
+        if self.flood is not None:
+            self.flood.expect_results(chat, len(jobs))
+        board = self._boards.get(chat)
+        if board is not None and board.jobs.pop(job_id, None) is not None:
+            self._kick_board(chat)
+
+    def _note(self, job: Job) -> None:
+        latest = self._latest.get(job.id)
+        if latest is None or _stage(job) >= _stage(latest):
+            self._latest[job.id] = job
+
+    async def _newest(self, job: Job) -> Job | None:
+        """What the job's status should show now: the newest of the update in hand, any
+        that came since, and the stored row; None once the job has ended."""
         if job.id in self._done:
             return None
+        best = job
+        latest = self._latest.get(job.id)
+        if latest is not None and _stage(latest) >= _stage(best):
+            best = latest
+        if self.fresh is not None:
+            stored = await self.fresh(job.id)
+            if stored is None or stored.terminal:
+                return None  # its delivery says how it ended
+            if stored.state is not JobState.RECEIVED and _stage(stored) > _stage(best):
+                best = stored  # it left the line (or moved on) meanwhile
+        return None if job.id in self._done else best
+
+    def _worth_an_edit(self, job: Job) -> bool:
+        """A change of state or of place in line is always shown; a new percentage only
+        when the job's status budget allows, spread over the rest of the way."""
+        shown = self._stage_shown.get(job.id)
+        stage = _stage(job)
+        if shown is None or stage[0] != shown[0] or job.state is not JobState.RUNNING:
+            return True
+        left = STATUS_BUDGET.get(job.kind, 4) - self._spent.get(job.id, 0) - 1  # the delete
+        return left > 0 and stage[1] >= shown[1] + (100 - shown[1]) / (left + 1)
+
+    def _goes_on_board(self, job: Job) -> bool:
+        chat = int(job.origin.chat_id)
+        board = self._boards.get(chat)
+        if board is not None and job.id in board.jobs:
+            return True
+        if job.hold is not None or not chat_key(chat)[1]:
+            return False  # a Confirm prompt, or a private chat: its own message
+        return len(self._running.get(chat, ())) > self.board_after
+
+    async def show_status(self, job: Job, *, adopt: int | None = None) -> int | None:
+        """Bring the job's status message up to date, replying with one if it has none yet
+        (or putting the job on its chat's board: see the module docstring); `adopt` makes
+        an existing message (the Confirm prompt) the status message. Returns its id, or
+        None when the job is on a board or was delivered. The caller holds
+        `lock(job.id)`."""
+        if job.id in self._done:
+            return None
+        self._track(job)
+        self._note(job)
         if adopt is not None and self._status.get(job.id) != adopt:
             self._status[job.id] = adopt
             self._shown.pop(job.id, None)
-        text, markup = self.view(job)
-        key = self._key(text, markup)
+            self._stage_shown.pop(job.id, None)
         message_id = self.status_id(job)
-        if message_id is None:
-            return await self._post_status(job, text, markup, key)
-        if self._shown.get(job.id) != key:
+        if message_id is None and adopt is None and self._goes_on_board(job):
+            self._board_update(job)
+            return None
+        text, markup = self.view(job)
+        if message_id is not None and (
+            self._shown.get(job.id) == self._key(text, markup) or not self._worth_an_edit(job)
+        ):
+            return message_id
+        if job.hold is not None and message_id is None:  # a Confirm prompt: a reply, not status
+            return await self._post_status(job, text, markup, self._key(text, markup))
+        try:
+            return await self._show_own(job, message_id)
+        except CalledOff:
+            log.info("job %s: status update called off: its result goes now", job.id)
+            return message_id
+
+    async def _show_own(self, job: Job, message_id: int | None) -> int | None:
+        """Show the job's own status line when its turn comes, as the job is then."""
+        async with self._turn(int(job.origin.chat_id), job.id, new=message_id is None):
+            newest = await self._newest(job)
+            if newest is None:
+                return message_id
+            job = newest
+            text, markup = self.view(job)
+            key = self._key(text, markup)
+            if message_id is None:
+                posted = await self._post_status(job, text, markup, key)
+                if posted is not None:
+                    self._stage_shown[job.id] = _stage(job)
+                    self._spent[job.id] = 1
+                return posted
+            if self._shown.get(job.id) == key:
+                return message_id
+            self._spent[job.id] = self._spent.get(job.id, 0) + 1
             try:
                 await self.bot.edit_message_text(
                     text,
@@ -213,7 +417,120 @@ class TelegramSink:
                     log.info("job %s: status message not edited (%s)", job.id, exc.message)
                     return message_id
             self._shown[job.id] = key
+            self._stage_shown[job.id] = _stage(job)
         return message_id
+
+    async def aclose(self) -> None:
+        """Call off status traffic still waiting (boards, deletes): it is cosmetic."""
+        tasks = [*self._cleanups, *(b.task for b in self._boards.values() if b.task)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- boards ----------------------------------------------------------------------------
+
+    def _board_update(self, job: Job) -> None:
+        chat = int(job.origin.chat_id)
+        board = self._boards.setdefault(chat, _Board())
+        on = board.jobs.get(job.id)
+        if on is None or _stage(job) >= _stage(on):
+            board.jobs[job.id] = job
+        self._kick_board(chat)
+
+    def _kick_board(self, chat: int) -> None:
+        board = self._boards.get(chat)
+        if board is None:
+            return
+        board.dirty = True
+        board.wake.set()
+        if board.task is None:
+            board.task = asyncio.create_task(self._show_board(chat), name=f"board-{chat}")
+
+    async def _board_view(self, board: _Board) -> list[Job]:
+        """The board's jobs as they are now; ended ones leave it."""
+        jobs = []
+        for job_id, job in list(board.jobs.items()):
+            newest = await self._newest(job)
+            if newest is None:
+                board.jobs.pop(job_id, None)
+            elif job_id in board.jobs:
+                board.jobs[job_id] = newest
+                jobs.append(newest)
+        return jobs
+
+    async def _show_board(self, chat: int) -> None:
+        """Bring the chat's board up to date until nothing changed meanwhile, rendered when
+        its turn comes; deleted once empty. A job arriving, leaving or changing state is
+        shown at most `board_interval_s` after the last board request, a new percentage
+        only after `BOARD_PROGRESS_FACTOR` times that."""
+        board = self._boards[chat]
+        loop = asyncio.get_running_loop()
+        try:
+            while board.dirty:
+                board.dirty = False
+                jobs = await self._board_view(board)
+                if not jobs and board.message_id is None:
+                    break
+                if jobs and self._board_key(jobs) == board.shown:
+                    continue
+                interval = self.board_interval_s
+                if jobs and _phases(jobs) == board.phases:
+                    interval *= BOARD_PROGRESS_FACTOR
+                wait = board.at + interval - loop.time()
+                if wait > 0:
+                    board.wake.clear()
+                    try:
+                        async with asyncio.timeout(wait):
+                            await board.wake.wait()
+                        continue  # something changed meanwhile: look again
+                    except TimeoutError:
+                        pass
+                async with self._turn(chat, new=board.message_id is None):
+                    await self._board_request(chat, board, await self._board_view(board))
+                board.at = loop.time()
+        except Exception as exc:  # a board is cosmetic: the next change tries again
+            log.info("telegram chat %s: status board not shown (%s)", chat, exc)
+        finally:
+            board.task = None
+            if not board.jobs and board.message_id is None:
+                self._boards.pop(chat, None)
+            elif board.dirty:
+                self._kick_board(chat)
+
+    def _board_key(self, jobs: list[Job]) -> str:
+        return self._key(board_text(jobs, self.catalog), board_buttons(jobs))
+
+    async def _board_request(self, chat: int, board: _Board, jobs: list[Job]) -> None:
+        if not jobs:
+            message_id, board.message_id, board.shown = board.message_id, None, None
+            if message_id is not None:
+                try:
+                    await self.bot.delete_message(chat_id=chat, message_id=message_id)
+                except TelegramError as exc:
+                    log.info("telegram chat %s: board %s not deleted (%s)", chat, message_id, exc)
+            return
+        text, markup = board_text(jobs, self.catalog), board_buttons(jobs)
+        key = self._key(text, markup)
+        board.phases = _phases(jobs)
+        if board.message_id is None:
+            first = jobs[0].origin
+            kwargs: dict[str, Any] = {"chat_id": chat}
+            if first.thread_id is not None:
+                kwargs["message_thread_id"] = int(first.thread_id)
+            message = await self.bot.send_message(
+                text=text[:MAX_TEXT], reply_markup=markup, **kwargs
+            )
+            board.message_id = message.message_id
+            log.info("telegram chat %s: status board %s", chat, message.message_id)
+        elif key != board.shown:
+            try:
+                await self.bot.edit_message_text(
+                    text[:MAX_TEXT], chat_id=chat, message_id=board.message_id, reply_markup=markup
+                )
+            except BadRequest as exc:
+                if not _not_modified(exc):
+                    raise
+        board.shown = key
 
     async def _post_status(
         self, job: Job, text: str, markup: InlineKeyboardMarkup | None, key: str
@@ -258,20 +575,34 @@ class TelegramSink:
             return str(message_id) if str(message_id) != job.status_message_id else None
 
     async def _drop_status(self, job: Job) -> None:
-        """Delete the status message; a cleanup step, so a failure is only logged."""
+        """Delete the status message; a cleanup step, so a failure is only logged. The
+        result went out: its token is free. The delete is status traffic: when the chat's
+        budget has no room for it now, it waits in the background, not in the delivery."""
+        self._untrack(job.id)
         message_id = self.status_id(job)
         if message_id is None:
             return
+        flood, chat = self.flood, int(job.origin.chat_id)
+        if flood is not None and not flood.status_ready(chat):
+            task = asyncio.create_task(self._delete_status(job.id, chat, message_id))
+            self._cleanups.add(task)
+            task.add_done_callback(self._cleanups.discard)
+            return
+        await self._delete_status(job.id, chat, message_id)
+
+    async def _delete_status(self, job_id: str, chat: int, message_id: int) -> None:
         try:
-            await self.bot.delete_message(chat_id=int(job.origin.chat_id), message_id=message_id)
+            with status_traffic():
+                await self.bot.delete_message(chat_id=chat, message_id=message_id)
         except TelegramError as exc:
-            log.info("job %s: status message %s not deleted (%s)", job.id, message_id, exc)
+            log.info("job %s: status message %s not deleted (%s)", job_id, message_id, exc)
 
     # -- delivery --------------------------------------------------------------------------
 
     async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
         if job.id in self._done:
             return  # already delivered by this process (the outcome was not recorded)
+        self._call_off_status(job.id)  # results first: a status waiting for budget gives up
         try:
             async with self.lock(job.id):
                 sent = self._sent.setdefault(job.id, {})
@@ -297,7 +628,16 @@ class TelegramSink:
             self._done.popitem(last=False)
 
     def _forget(self, job_id: str) -> None:
-        for store in (self._locks, self._status, self._shown, self._sent):
+        self._untrack(job_id)
+        for store in (
+            self._locks,
+            self._status,
+            self._shown,
+            self._sent,
+            self._latest,
+            self._stage_shown,
+            self._spent,
+        ):
             store.pop(job_id, None)
 
     async def send_again(self, job: Job, files: Sequence[ResultFile], origin: Origin) -> None:

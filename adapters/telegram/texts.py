@@ -12,7 +12,7 @@ from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
 from bot.community import SETTING_NAMES
 from bot.media import human_size
-from bot.messages import model_line
+from bot.messages import model_line, plural, progress_text
 from bot.models import Job, JobState, Kind, Origin
 
 __all__ = [
@@ -33,6 +33,8 @@ __all__ = [
     "RESULT_UNAVAILABLE",
     "SOMETHING_WRONG",
     "UPSCALE",
+    "board_buttons",
+    "board_text",
     "cancel_button",
     "clip",
     "confirm_buttons",
@@ -175,6 +177,29 @@ def cancel_button(job: Job) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [[InlineKeyboardButton("✖️ Cancel", callback_data=f"{CANCEL}:{job.id}")]]
     )
+
+
+def board_text(jobs: list[Job], catalog: Catalog) -> str:
+    """A busy chat's status board: one numbered line per running job, who asked and where
+    it is (plain text: names are shown, nobody is pinged)."""
+    lines = [f"📋 Working on {plural(len(jobs), 'request')} in this chat:"]
+    for n, job in enumerate(jobs, 1):
+        who = job.origin.user_name or "someone"
+        lines.append(f"{n}. {who}: {progress_text(job, catalog)}")
+    return "\n".join(lines)
+
+
+def board_buttons(jobs: list[Job]) -> InlineKeyboardMarkup | None:
+    """A Cancel button for each job on the board still waiting on our side, numbered as
+    on the board (only its asker may press it)."""
+    buttons = [
+        InlineKeyboardButton(f"✖️ Cancel #{n}", callback_data=f"{CANCEL}:{job.id}")
+        for n, job in enumerate(jobs, 1)
+        if job.state is JobState.RECEIVED and job.queue_position
+    ]
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
 
 
 def history_buttons(numbered: list[tuple[int, Job]]) -> InlineKeyboardMarkup | None:
