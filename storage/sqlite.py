@@ -296,6 +296,9 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                 await self.db.execute("ROLLBACK")
             raise
 
+    async def _commit(self) -> None:
+        await self.db.execute("COMMIT")
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process.
@@ -308,7 +311,10 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             except BaseException:
                 await self.db.execute("ROLLBACK")
                 raise
-            await self.db.execute("COMMIT")
+            # COMMIT answers SQLITE_BUSY while a statement is still active on this
+            # connection (a read another task has open) or a checkpoint holds the file; the
+            # transaction stays open and the COMMIT can be asked again.
+            await self._retry_busy(self._commit)
             self.writes += 1
 
     async def _migrate(self) -> None:
