@@ -21,7 +21,7 @@ from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
-from bot.ports import Clock, DeliverySink, JobStore, ResultFile
+from bot.ports import Clock, DeliverySink, JobStore, ResultFile, TellsUndeliverable
 
 __all__ = ["Notifier"]
 
@@ -276,3 +276,10 @@ class Notifier:
         job.updated_at = now
         await self.store.save(job)
         self.metrics.delivery_failed(job, retrying=job.delivery is Delivery.PENDING)
+        sink = self.sinks.get(job.origin.platform)
+        if job.delivery is Delivery.UNDELIVERABLE and isinstance(sink, TellsUndeliverable):
+            # Recorded first: telling the chat is best effort, and never makes it pending.
+            try:
+                await sink.undeliverable(job)
+            except Exception:
+                log.exception("job %s: the chat was not told it is undeliverable", job.id)

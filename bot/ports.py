@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from bot.models import Job, JobState
 
@@ -23,6 +23,7 @@ __all__ = [
     "JobStore",
     "ResultFile",
     "SystemClock",
+    "TellsUndeliverable",
 ]
 
 
@@ -170,6 +171,16 @@ class DeliverySink(Protocol):
 
     async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
         """Post a terminal job (success or failure) to its origin. Raise DeliveryError to retry."""
+        ...
+
+
+@runtime_checkable
+class TellsUndeliverable(Protocol):
+    """A sink that can say in the chat that a job's outcome could not be posted there (the
+    notifier gave up on it), so its status message never stays "waiting"."""
+
+    async def undeliverable(self, job: Job) -> None:
+        """Best effort: never raises for a platform failure."""
         ...
 
 

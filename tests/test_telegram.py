@@ -225,13 +225,13 @@ async def test_imagine_in_group_replies_once_with_photo_and_tidy_status(bed: Bed
         ("🔁 Reroll", f"rr:{job.id}"),
         ("🎬 Animate", f"an:{job.id}"),
         ("🔍 4K", f"4k:{job.id}"),
+        ("📎 Original", f"og:{job.id}"),
     ]
-    # The PNG original also goes as a file, under the photo.
-    document = await fake.wait_for("sendDocument")
-    assert len(fake.sent("sendDocument")) == 1
-    assert replied_to(document) == photo.result["message_id"]
-    assert document.params["caption"] == "Full-quality original, without Telegram's compression."
-    assert document.upload is not None and document.upload[1] == photo.upload[1]
+    markup = photo.params["reply_markup"]["inline_keyboard"]
+    assert [len(row) for row in markup] == [3, 1]  # the original on a row of its own
+    assert all(len(data.encode()) <= 64 for _, data in buttons(photo))
+    # One result, one message: the uncompressed original is not sent unasked.
+    assert fake.sent("sendDocument") == []
 
     # The status line: created as a reply, edited (never with the same text), then deleted.
     status = fake.sent("sendMessage")[0]
@@ -417,8 +417,13 @@ async def test_forum_topic_replies_stay_in_the_topic(bed: Bed) -> None:
         assert call.params["message_thread_id"] == 77
         assert replied_to(call) == ask["message_id"]
     assert photo.result["is_topic_message"] is True
-    document = fake.sent("sendDocument")[0]
+    # The original, when pressed for, goes to the topic too.
+    job = await bed.job_for(ask)
+    result_msg = fake.messages[(FORUM_ID, photo.result["message_id"])]
+    fake.press_button(forum, bed.bob, result_msg, f"og:{job.id}")
+    document = await fake.wait_for("sendDocument")
     assert document.params["message_thread_id"] == 77
+    assert replied_to(document) == result_msg["message_id"]
 
 
 async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -> None:
@@ -716,13 +721,44 @@ async def test_reroll_animate_and_4k_buttons(bed: Bed) -> None:
     assert all(replied_to(p) == result_msg["message_id"] for p in photos[1:])
     assert all('<a href="tg://user?id=43">Bob</a>' in p.params["caption"] for p in photos[1:])
     four_k = next(p for p in photos if f"rr:{upscale.id}" in dict(buttons(p)).values())
-    assert [t for t, _ in buttons(four_k)] == ["🔁 Reroll", "🎬 Animate"]  # 4K already
+    assert [t for t, _ in buttons(four_k)] == ["🔁 Reroll", "🎬 Animate", "📎 Original"]
     [video] = fake.sent("sendVideo")
     assert replied_to(video) == result_msg["message_id"]
     # The animated video started from the first result, hosted by us.
     create = bed.sandbox.create_calls()[2]
     assert "data:image/png;base64," in json.dumps(create.json)
     assert len(fake.sent("answerCallbackQuery")) == 3
+
+
+async def test_the_original_is_one_tap_away_for_anyone_in_the_chat(bed: Bed) -> None:
+    fake = bed.fake
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a paper crane")
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    result_msg = fake.messages[(GROUP_ID, photo.result["message_id"])]
+    assert fake.sent("sendDocument") == []
+
+    async def press() -> Call:
+        since = len(fake.calls)
+        query_id = fake.press_button(bed.group, bed.bob, result_msg, f"og:{job.id}")
+        answered = await fake.wait_for("answerCallbackQuery", since=since)
+        assert answered.params["callback_query_id"] == query_id
+        assert answered.params["text"] == "📎 Sending the original…"
+        return await fake.wait_for("sendDocument", since=since)
+
+    document = await press()  # Bob, not the asker
+    assert document.chat_id == GROUP_ID
+    assert replied_to(document) == result_msg["message_id"]
+    assert document.params["caption"] == "Full-quality original, without Telegram's compression."
+    assert document.upload is not None and photo.upload is not None
+    assert document.upload[1] == photo.upload[1]  # the file as made, not recompressed
+    assert "reply_markup" not in document.params
+    # Each press sends it once; nothing else is said and nothing is made upstream.
+    await press()
+    assert len(fake.sent("sendDocument")) == 2
+    assert len(fake.sent("sendPhoto")) == 1
+    assert len(bed.sandbox.create_calls()) == 1
+    assert [c.params["text"] for c in fake.sent("sendMessage")] == ["⏳ Queued on Nano Banana…"]
 
 
 async def test_a_refused_button_press_is_answered_with_the_reason(bed: Bed) -> None:
@@ -800,27 +836,29 @@ async def test_retry_after_inside_the_rate_limiter_delivers_once(open_bed: OpenB
         job = await bed.wait_delivered((await bed.job_for(ask)).id)
 
         assert [c.status for c in fake.calls if c.method == "sendPhoto"] == [429, 200]
-        assert len(fake.sent("sendPhoto")) == 1 and len(fake.sent("sendDocument")) == 1
+        assert len(fake.sent("sendPhoto")) == 1 and fake.sent("sendDocument") == []
         assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
 
 
 async def test_retry_after_escaping_is_retried_without_resending(
     open_bed: OpenBed, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # No retries in PTB: the 429 on the second upload fails the delivery; the notifier tries
-    # again after retry_after, and the photo that already went out is not sent again.
+    # No retries in PTB: the 429 on the upload fails the delivery; the notifier tries again
+    # after retry_after. A 429 is a pause, not a refusal: no fallback to another way, and
+    # the status line is left alone (it goes when the photo is there).
     limiter = FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=0)
     caplog.set_level(logging.INFO)
     async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as bed:
         fake = bed.fake
-        fake.fail_next("sendDocument", status=429, retry_after=1)
+        fake.fail_next("sendPhoto", status=429, retry_after=1)
         ask = fake.send_text(bed.group, bed.ann, "/imagine a quiet harbour")
 
         job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
 
         assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 2
-        assert len(fake.sent("sendPhoto")) == 1
-        assert [c.status for c in fake.calls if c.method == "sendDocument"] == [429, 200]
+        assert [c.status for c in fake.calls if c.method == "sendPhoto"] == [429, 200]
+        assert fake.sent("sendDocument") == []
+        assert not [c for c in fake.sent("editMessageText") if "📤" in c.params["text"]]
         assert len(fake.sent("deleteMessage")) == 1
         assert any(
             "delivery failed (Telegram flood control (1 s)); retry in 1.0 s" in r.getMessage()

@@ -9,8 +9,10 @@ with the same timeouts and errors as PTB's `HTTPXRequest`:
 - `connect_timeout` bounds making a connection, `pool_timeout` waiting for a free one,
   `read_timeout` waiting for the answer; a request that uploads a file may take
   `media_write_timeout` more in all (aiohttp has no per-write timeout).
-- A timeout is `TimedOut`, any other transport failure `NetworkError`. Their messages never
-  carry the URL: a Bot API URL contains the bot token.
+- A timeout is `TimedOut`, any other transport failure `Unanswered` (a `NetworkError`): in
+  both, whether Telegram got the request is unknown. A `NetworkError` of another kind is
+  Telegram's own answer (a 5xx, 413). Their messages never carry the URL: a Bot API URL
+  contains the bot token.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-__all__ = ["AiohttpRequest"]
+__all__ = ["AiohttpRequest", "Unanswered"]
+
+
+class Unanswered(NetworkError):
+    """No answer came (the connection failed or broke): the request may have arrived."""
 
 
 class AiohttpRequest(BaseRequest):
@@ -97,7 +103,7 @@ class AiohttpRequest(BaseRequest):
         except TimeoutError as exc:
             raise TimedOut(_without_url(exc, url) or "Timed out") from None
         except aiohttp.ClientError as exc:
-            raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_url(exc, url)}") from None
+            raise Unanswered(f"aiohttp.{type(exc).__name__}: {_without_url(exc, url)}") from None
 
 
 def _body(request_data: RequestData | None) -> aiohttp.FormData | None:
