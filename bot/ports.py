@@ -18,12 +18,12 @@ __all__ = [
     "ChatAdapter",
     "Clock",
     "CommunityStore",
+    "DeliveryNotices",
     "DeliverySink",
     "InboxStore",
     "JobStore",
     "ResultFile",
     "SystemClock",
-    "TellsUndeliverable",
 ]
 
 
@@ -175,12 +175,17 @@ class DeliverySink(Protocol):
 
 
 @runtime_checkable
-class TellsUndeliverable(Protocol):
-    """A sink that can say in the chat that a job's outcome could not be posted there (the
-    notifier gave up on it), so its status message never stays "waiting"."""
+class DeliveryNotices(Protocol):
+    """A sink that can say in the chat how a delivery stands when it does not go through at
+    once, so a job's status message never stays "waiting" for a job that has ended. Both
+    are best effort: they never raise for a platform failure."""
+
+    async def delivery_delayed(self, job: Job) -> None:
+        """The result is there but could not be posted yet; it is tried again later."""
+        ...
 
     async def undeliverable(self, job: Job) -> None:
-        """Best effort: never raises for a platform failure."""
+        """The notifier gave up on posting the job's outcome here (it stays in the store)."""
         ...
 
 

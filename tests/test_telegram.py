@@ -1254,3 +1254,192 @@ async def test_shutting_down_leaves_new_updates_for_the_next_process(
     assert [u["message"]["message_id"] for u in fake._updates] == [later["message_id"]]
     async with open_bed():  # the next process answers it
         assert (await reply_text(fake, later)).startswith("👋 Hi!")
+
+
+# -- fallbacks: an upload Telegram refuses goes another way ------------------------------------
+
+IMAGE_PROCESS_FAILED = "Bad Request: IMAGE_PROCESS_FAILED"
+PHOTO_INVALID_DIMENSIONS = "Bad Request: PHOTO_INVALID_DIMENSIONS"
+NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
+
+
+def statuses(fake: FakeTelegram, method: str) -> list[int]:
+    return [c.status for c in fake.calls if c.method == method]
+
+
+async def result_link(fake: FakeTelegram) -> Call:
+    return await fake.wait_for("sendMessage", lambda c: "📎" in c.params["text"])
+
+
+async def test_a_photo_telegram_cannot_process_goes_as_a_document(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=400, description=IMAGE_PROCESS_FAILED)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a glass bird")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [400]  # a refusal: not tried twice
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == ask["message_id"]
+    assert document.params["caption"] == (
+        'Nano Banana · “a glass bird”\n<a href="tg://user?id=42">Ann &lt;3</a>'
+    )
+    # A document is the original already: no 📎 Original under it.
+    assert [t for t, _ in buttons(document)] == ["🔁 Reroll", "🎬 Animate", "🔍 4K"]
+    assert document.upload is not None and document.upload[1].startswith(PNG_SIGNATURE)
+    await fake.wait_for("deleteMessage")  # the status line goes, as after a photo
+    assert len(fake.sent("sendMessage")) == 1
+
+
+async def test_a_refused_photo_and_document_become_a_link(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=400, description=PHOTO_INVALID_DIMENSIONS)
+    fake.fail_next("sendDocument", status=400, description=IMAGE_PROCESS_FAILED)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a very tall tower")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [400] and statuses(fake, "sendDocument") == [400]
+    link = await result_link(fake)
+    assert link.params["text"] == (
+        "Nano Banana · “a very tall tower”\n"
+        '<a href="tg://user?id=42">Ann &lt;3</a>\n\n'
+        "📎 Telegram wouldn't take this image as an upload, so here is a link instead "
+        "(it works for a limited time):\n"
+        f"{job.result_urls[0]}"
+    )
+    assert replied_to(link) == ask["message_id"]
+    assert [t for t, _ in buttons(link)] == ["🔁 Reroll", "🎬 Animate", "🔍 4K"]
+    await fake.wait_for("deleteMessage")
+
+
+async def test_a_file_too_large_for_telegram_goes_straight_to_a_link(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=413, description="Request Entity Too Large")
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a huge mural")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [413]
+    assert statuses(fake, "sendDocument") == []  # the same bytes would be too large again
+    link = await result_link(fake)
+    assert "📎 Telegram wouldn't take this image as an upload" in link.params["text"]
+    assert link.params["text"].endswith(job.result_urls[0])
+
+
+async def test_a_5xx_is_tried_once_more_then_the_next_way(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=500)
+    first = fake.send_text(bed.group, bed.ann, "/imagine a lantern")
+    one = await bed.wait_delivered((await bed.job_for(first)).id)
+    assert one.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [500, 200]  # a hiccup: the photo, at once
+    assert fake.sent("sendDocument") == []
+
+    fake.fail_next("sendPhoto", status=502, count=2)
+    second = fake.send_text(bed.group, bed.ann, "/imagine a second lantern")
+    two = await bed.wait_delivered((await bed.job_for(second)).id)
+    assert two.delivery is Delivery.DELIVERED and two.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [500, 200, 502, 502]
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == second["message_id"]
+
+
+async def test_a_video_telegram_refuses_goes_as_a_document(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendVideo", status=400, description="Bad Request: VIDEO_FILE_INVALID")
+    ask = fake.send_text(bed.group, bed.ann, "/video a paper boat on a lake")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendVideo") == [400]
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == ask["message_id"]
+    assert [t for t, _ in buttons(document)] == ["🔁 Reroll"]
+
+
+async def test_when_every_way_fails_the_status_says_so(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    sandbox.script_next(duration=0.5)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a locked room")
+    status = await fake.wait_for("sendMessage", answers(ask))
+    rights = "Bad Request: not enough rights to send {} to the chat"
+    fake.fail_next("sendPhoto", status=400, description=rights.format("photos"))
+    fake.fail_next("sendDocument", status=400, description=rights.format("documents"))
+    fake.fail_next("sendMessage", status=400, description=rights.format("text messages"))
+
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.state is JobState.SUCCEEDED
+    assert job.delivery is Delivery.UNDELIVERABLE and job.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [400] and statuses(fake, "sendDocument") == [400]
+    said = await fake.wait_for("editMessageText", lambda c: c.params["text"] == NOT_POSTED)
+    assert said.params["message_id"] == status.result["message_id"]
+    assert "reply_markup" not in said.params
+    assert fake.messages[(GROUP_ID, status.result["message_id"])]["text"] == NOT_POSTED
+    assert fake.sent("deleteMessage") == []  # the status line stays, with what to do
+
+
+async def test_a_delivery_given_up_after_its_attempts_says_so(open_bed: OpenBed) -> None:
+    limiter = FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=0)
+    async with open_bed(delivery_max_attempts=2, adapter_kwargs={"rate_limiter": limiter}) as bed:
+        fake = bed.fake
+        fake.fail_next("sendPhoto", status=429, retry_after=1, count=2)
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a busy harbour")
+        status = await fake.wait_for("sendMessage", answers(ask))
+
+        job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+        assert job.delivery is Delivery.UNDELIVERABLE and job.delivery_attempts == 2
+        assert statuses(fake, "sendPhoto") == [429, 429]
+        assert fake.sent("sendDocument") == []  # a 429 is a pause, never a refusal
+        said = await fake.wait_for("editMessageText", lambda c: c.params["text"] == NOT_POSTED)
+        assert said.params["message_id"] == status.result["message_id"]
+
+
+async def test_a_result_that_waits_to_be_posted_again_says_so(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    sandbox.inject_fault("GET", "/files/", status=503)  # our copy of the result: not yet
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a slow download")
+    status = await fake.wait_for("sendMessage", answers(ask))
+
+    waiting = await fake.wait_for("editMessageText", lambda c: "📤" in c.params["text"])
+    job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+    assert waiting.params["text"] == (
+        "📤 Your image is ready, but I couldn't post it yet. I'll try again shortly."
+    )
+    assert waiting.params["message_id"] == status.result["message_id"]
+    assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 2
+    assert len(fake.sent("sendPhoto")) == 1
+    deleted = await fake.wait_for("deleteMessage")
+    assert deleted.params["message_id"] == status.result["message_id"]
+
+
+async def test_an_upload_without_an_answer_is_sent_at_most_twice(
+    fake: FakeTelegram, open_bed: OpenBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a timeout the photo may be in the chat: one more try, then a link, never a
+    # document (that would be the same image twice).
+    real = telegram_adapter.AiohttpRequest
+
+    def quick(**kwargs: Any) -> Any:
+        if "media_write_timeout" in kwargs:
+            kwargs["read_timeout"] = 1.0
+        return real(**kwargs)
+
+    monkeypatch.setattr(telegram_adapter, "AiohttpRequest", quick)
+    for _ in range(2):  # Telegram takes the photo, but answers too late
+        fake.on_next("sendPhoto", lambda call: asyncio.sleep(2.5))
+    async with open_bed() as bed:
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a shy cat")
+        job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=15)
+
+        assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
+        assert len([c for c in fake.calls if c.method == "sendPhoto"]) == 2
+        assert [c for c in fake.calls if c.method == "sendDocument"] == []
+        link = await result_link(fake)
+        assert (
+            "📎 Telegram was too slow to take this image. If it isn't above, here is a link "
+            "(it works for a limited time):\n"
+        ) in link.params["text"]

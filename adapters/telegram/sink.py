@@ -325,17 +325,10 @@ class TelegramSink:
         try:
             async with self.lock(job.id):
                 steps = self._sent.setdefault(job.id, _Steps())
-                try:
-                    if job.state is JobState.SUCCEEDED:
-                        await self._send_results(job, files, steps)
-                    else:
-                        await self._send_failure(job, steps)
-                except TelegramError as exc:
-                    error = delivery_error(exc)
-                    if not isinstance(error, PermanentDeliveryError) and error.retry_after is None:
-                        # Not a pause of seconds: say that the result waits, not the job.
-                        await self._say_in_status(job, delivery_retry_text(job.kind))
-                    raise
+                if job.state is JobState.SUCCEEDED:
+                    await self._send_results(job, files, steps)
+                else:
+                    await self._send_failure(job, steps)
                 await self._drop_status(job)
         except _NotPosted as exc:
             self._forget(job.id)
@@ -373,6 +366,13 @@ class TelegramSink:
                 log.info("job %s: not told it is undeliverable (%s)", job.id, exc)
             self._forget(job.id)
             self._done[job.id] = None
+
+    async def delivery_delayed(self, job: Job) -> None:
+        """The result waits to be posted again: the status message says so, not "waiting"."""
+        if job.id in self._done:
+            return
+        async with self.lock(job.id):
+            await self._say_in_status(job, delivery_retry_text(job))
 
     async def _say_in_status(self, job: Job, text: str) -> None:
         """Show `text` in the job's status message, if it has one (best effort)."""
@@ -560,8 +560,8 @@ class TelegramSink:
             note = link_note(job.kind, _size(f), self.upload_limit_mb)
         else:
             note = fallback_note(job.kind, unsure=UNSURE in tried)
-        note = html.escape(note)
-        text = f"{caption}\n\n{note}\n{html.escape(f.url)}" if caption else f"{note}\n{f.url}"
+        note = f"{html.escape(note, quote=False)}\n{html.escape(f.url)}"
+        text = f"{caption}\n\n{note}" if caption else note
         markup = result_buttons(job, self.catalog) if first else None
         try:
             message = await self._attempt(

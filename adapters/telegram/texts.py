@@ -162,10 +162,12 @@ def fallback_note(kind: Kind, *, unsure: bool) -> str:
     )
 
 
-def delivery_retry_text(kind: Kind) -> str:
-    """The status message while a finished result waits to be posted again."""
-    what = "video" if kind is Kind.VIDEO else "image"
-    return f"📤 Your {what} is ready, but Telegram didn't take it yet. I'll try again shortly."
+def delivery_retry_text(job: Job) -> str:
+    """The status message while a job's outcome waits to be posted again."""
+    if job.state is not JobState.SUCCEEDED:
+        return "📤 Your job has ended, but I couldn't post how yet. I'll try again shortly."
+    what = "video" if job.kind is Kind.VIDEO else "image"
+    return f"📤 Your {what} is ready, but I couldn't post it yet. I'll try again shortly."
 
 
 def mention_html(origin: Origin) -> str:
