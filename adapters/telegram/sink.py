@@ -29,7 +29,6 @@ from telegram.error import (
     BadRequest,
     ChatMigrated,
     Forbidden,
-    InvalidToken,
     NetworkError,
     RetryAfter,
     TelegramError,
@@ -49,7 +48,7 @@ from adapters.telegram.texts import (
     mention_html,
     result_buttons,
 )
-from adapters.telegram.transport import Unanswered
+from adapters.telegram.transport import ServerRefused, Unanswered
 from bot.catalog import Catalog
 from bot.errors import DeliveryError, PermanentDeliveryError
 from bot.messages import confirm_text, failure_text, progress_text, result_caption
@@ -63,6 +62,7 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 4096  # Telegram's limit for a message
 PHOTO_MAX_BYTES = FileSizeLimit.PHOTOSIZE_UPLOAD  # larger images go as documents only
 DONE_MEMORY = 10_000  # delivered job ids remembered, so a late progress update stays quiet
+TOO_LARGE_STATUS = 413
 SEND_RETRIES = 1  # after a 5xx or no answer; a timed-out send may have arrived: never twice
 
 # The ways a result file goes to a chat, in the order they are tried.
@@ -577,8 +577,8 @@ class TelegramSink:
     async def _attempt(send: Callable[[], Awaitable[Message]]) -> Message:
         """`send()`, once more at once after a 5xx or no answer (a timeout: the message may
         have arrived, so never a third time). Raises `_Refused` when Telegram would not take
-        it this way (the next way may work); flood control, a blocked bot or a migrated
-        chat go to the caller."""
+        it this way (the next way may work). Anything else (flood control, a blocked bot,
+        a migrated chat, no connection: nothing was sent) goes to the caller."""
         tries = 0
         while True:
             try:
@@ -587,12 +587,10 @@ class TelegramSink:
                 raise _Refused(REFUSED, exc.message) from None
             except (TimedOut, Unanswered) as exc:
                 reason, why = UNSURE, f"no answer ({type(exc).__name__})"
-            except (Forbidden, RetryAfter, ChatMigrated, InvalidToken):
-                raise
-            except NetworkError as exc:  # Telegram answered: a 5xx, 413
-                if _too_large(exc):
+            except ServerRefused as exc:  # Telegram answered: a 5xx, 413
+                if exc.status == TOO_LARGE_STATUS:
                     raise _Refused(TOO_LARGE, exc.message) from None
-                reason, why = REFUSED, exc.message
+                reason, why = REFUSED, f"{exc.message} ({exc.status})"
             tries += 1
             if tries > SEND_RETRIES:
                 raise _Refused(reason, why)
@@ -601,9 +599,3 @@ class TelegramSink:
 
 def _size(f: ResultFile) -> int | None:
     return f.size if f.size is not None else (f.path.stat().st_size if f.path else None)
-
-
-def _too_large(exc: NetworkError) -> bool:
-    """413: the request was larger than Telegram takes (no other upload will do)."""
-    text = exc.message.lower()
-    return "too large" in text or "(413)" in text
