@@ -1443,3 +1443,34 @@ async def test_an_upload_without_an_answer_is_sent_at_most_twice(
             "📎 Telegram was too slow to take this image. If it isn't above, here is a link "
             "(it works for a limited time):\n"
         ) in link.params["text"]
+
+
+async def test_a_result_waiting_for_budget_stays_pending_and_is_sent_after_a_restart(
+    open_bed: OpenBed,
+) -> None:
+    # One message a minute in the group: the status line takes it, the photo waits for
+    # budget. A process killed then leaves what the store holds now: a pending delivery.
+    limiter = FloodControl(overall_max_rate=0, group_max_rate=1, group_time_period=60)
+    async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as first:
+        fake = first.fake
+        ask = fake.send_text(first.group, first.ann, "/imagine a queue of ducks")
+        await fake.wait_for("sendMessage", answers(ask))
+        job = await first.job_for(ask)
+
+        async def waiting() -> list[Job]:
+            stored = await first.core.store.get(job.id)
+            return (
+                [stored] if stored and limiter.waiting and first.core.notifier._delivering else []
+            )
+
+        stored = await wait_for_value(waiting, lambda jobs: jobs[0] if jobs else None, 8)
+        assert stored.state is JobState.SUCCEEDED
+        assert stored.delivery is Delivery.PENDING and stored.delivery_attempts == 0
+        assert stored.next_delivery_at is not None  # a lease: another process takes it later
+        assert fake.sent("sendPhoto") == []
+
+    async with open_bed() as second:
+        done = await second.wait_delivered(job.id, timeout=10)
+        assert done.delivery is Delivery.DELIVERED
+        [photo] = fake.sent("sendPhoto")
+        assert replied_to(photo) == ask["message_id"]
