@@ -760,6 +760,18 @@ async def test_the_original_is_one_tap_away_for_anyone_in_the_chat(bed: Bed) -> 
     assert len(bed.sandbox.create_calls()) == 1
     assert [c.params["text"] for c in fake.sent("sendMessage")] == ["⏳ Queued on Nano Banana…"]
 
+    # Refused as a file (too large for this Bot API server): a link to it instead.
+    fake.fail_next("sendDocument", status=413, description="Request Entity Too Large")
+    since = len(fake.calls)
+    fake.press_button(bed.group, bed.ann, result_msg, f"og:{job.id}")
+    link = await fake.wait_for("sendMessage", since=since)
+    assert replied_to(link) == result_msg["message_id"]
+    assert link.params["text"] == (
+        "📎 Telegram wouldn't take this image as an upload, so here is a link instead "
+        f"(it works for a limited time):\n{job.result_urls[0]}"
+    )
+    assert len(fake.sent("sendDocument")) == 2
+
 
 async def test_a_refused_button_press_is_answered_with_the_reason(bed: Bed) -> None:
     fake = bed.fake

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dtm
+import functools
 import html
 import logging
 from collections import OrderedDict
@@ -408,28 +409,38 @@ class TelegramSink:
         self, job: Job, files: Sequence[ResultFile], origin: Origin, reply_to: int
     ) -> None:
         """The uncompressed files of an image result (📎 Original pressed), as documents
-        replying to the result message; a link where one is too large to upload."""
+        replying to the result message; a link where one is too large to upload or
+        Telegram refuses it."""
         for f in files:
             target = self.target(origin, reply_to=reply_to)
             size = _size(f)
-            if f.path is None or size is None or size > self.upload_limit:
-                note = link_note(job.kind, size, self.upload_limit_mb)
-                await self.reply(origin, f"{note}\n{f.url}", reply_to=reply_to)
-                continue
-            data = await asyncio.to_thread(f.path.read_bytes)
-            message = await self.bot.send_document(
-                document=data,
-                caption=ORIGINAL_NOTE,
-                filename=f.filename,
-                disable_content_type_detection=True,
-                **target,
-            )
-            log.info(
-                "job %s: original sent to telegram chat %s (%s)",
-                job.id,
-                origin.chat_id,
-                message.message_id,
-            )
+            note = link_note(job.kind, size, self.upload_limit_mb)
+            if f.path is not None and size is not None and size <= self.upload_limit:
+                data = await asyncio.to_thread(f.path.read_bytes)
+                try:
+                    send = functools.partial(
+                        self.bot.send_document,
+                        document=data,
+                        caption=ORIGINAL_NOTE,
+                        filename=f.filename,
+                        disable_content_type_detection=True,
+                        **target,
+                    )
+                    message = await self._attempt(send)
+                except _Refused as exc:
+                    log.info("job %s: original not sent as a file (%s)", job.id, exc)
+                    if exc.reason == UNSURE:
+                        continue  # it may be there
+                    note = fallback_note(job.kind, unsure=False)
+                else:
+                    log.info(
+                        "job %s: original sent to telegram chat %s (%s)",
+                        job.id,
+                        origin.chat_id,
+                        message.message_id,
+                    )
+                    continue
+            await self.reply(origin, f"{note}\n{f.url}", reply_to=reply_to)
 
     def _caption(self, job: Job, *, mention: bool = True) -> str:
         caption = html.escape(result_caption(job, self.catalog))
