@@ -21,7 +21,7 @@ from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
-from bot.ports import Clock, DeliverySink, JobStore, ResultFile
+from bot.ports import Clock, DeliveryNotices, DeliverySink, JobStore, ResultFile
 
 __all__ = ["Notifier"]
 
@@ -276,3 +276,19 @@ class Notifier:
         job.updated_at = now
         await self.store.save(job)
         self.metrics.delivery_failed(job, retrying=job.delivery is Delivery.PENDING)
+        await self._tell(job, exc)
+
+    async def _tell(self, job: Job, exc: DeliveryError) -> None:
+        """Say in the chat how the delivery stands, when its sink can (after the outcome was
+        recorded: best effort, it never makes a job pending again). A pause the platform
+        asked for (retry_after) is not worth a word: it is over in seconds."""
+        sink = self.sinks.get(job.origin.platform)
+        if not isinstance(sink, DeliveryNotices):
+            return
+        try:
+            if job.delivery is Delivery.UNDELIVERABLE:
+                await sink.undeliverable(job)
+            elif exc.retry_after is None:
+                await sink.delivery_delayed(job)
+        except Exception:
+            log.exception("job %s: the chat was not told how its delivery stands", job.id)

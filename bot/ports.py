@@ -7,7 +7,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
 
 from bot.models import Job, JobState
 
@@ -18,6 +18,7 @@ __all__ = [
     "ChatAdapter",
     "Clock",
     "CommunityStore",
+    "DeliveryNotices",
     "DeliverySink",
     "InboxStore",
     "JobStore",
@@ -170,6 +171,21 @@ class DeliverySink(Protocol):
 
     async def deliver(self, job: Job, files: Sequence[ResultFile]) -> None:
         """Post a terminal job (success or failure) to its origin. Raise DeliveryError to retry."""
+        ...
+
+
+@runtime_checkable
+class DeliveryNotices(Protocol):
+    """A sink that can say in the chat how a delivery stands when it does not go through at
+    once, so a job's status message never stays "waiting" for a job that has ended. Both
+    are best effort: they never raise for a platform failure."""
+
+    async def delivery_delayed(self, job: Job) -> None:
+        """The result is there but could not be posted yet; it is tried again later."""
+        ...
+
+    async def undeliverable(self, job: Job) -> None:
+        """The notifier gave up on posting the job's outcome here (it stays in the store)."""
         ...
 
 

@@ -398,9 +398,13 @@ class Service:
             origin.platform, origin.scope_id, origin.user_id, limit
         )
 
-    async def stored_result(self, job_id: str, origin: Origin) -> Job:
-        """A finished job whose result can still be sent again, to its asker in its chat."""
-        job = await self._asked_by(job_id, origin, NOT_YOURS_RESEND)
+    async def stored_result(self, job_id: str, origin: Origin, *, anyone: bool = False) -> Job:
+        """A finished job whose result can still be sent again, to its asker in its chat
+        (`anyone`: to anyone in its chat, as the original under a posted result)."""
+        if anyone:
+            job = await self._here(job_id, origin)
+        else:
+            job = await self._asked_by(job_id, origin, NOT_YOURS_RESEND)
         fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
         if job.state is not JobState.SUCCEEDED or not (
             self.media.local_result(job.id) is not None or (fresh and job.result_urls)

@@ -680,6 +680,8 @@ async def test_a_result_after_the_token_expired_is_a_channel_reply_exactly_once(
     posts = fake.find_requests("POST", f"/channels/{CHAN}/messages")
     assert [r.status for r in posts] == [429, 200]
     assert posts[-1].json["nonce"] == f"genrelay-{job.id}" and posts[-1].json["enforce_nonce"]
+    assert posts[0].json["nonce"] == posts[-1].json["nonce"]  # the retry carries the same one
+    assert len(posts[-1].json["nonce"]) <= 25  # Discord's limit for a nonce
     assert posts[-1].json["allowed_mentions"]["users"] == [USER]
     (reply,) = fake.channel_messages(CHAN, include_interactions=False)
     status = original(fake, rec)

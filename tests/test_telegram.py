@@ -225,13 +225,13 @@ async def test_imagine_in_group_replies_once_with_photo_and_tidy_status(bed: Bed
         ("🔁 Reroll", f"rr:{job.id}"),
         ("🎬 Animate", f"an:{job.id}"),
         ("🔍 4K", f"4k:{job.id}"),
+        ("📎 Original", f"og:{job.id}"),
     ]
-    # The PNG original also goes as a file, under the photo.
-    document = await fake.wait_for("sendDocument")
-    assert len(fake.sent("sendDocument")) == 1
-    assert replied_to(document) == photo.result["message_id"]
-    assert document.params["caption"] == "Full-quality original, without Telegram's compression."
-    assert document.upload is not None and document.upload[1] == photo.upload[1]
+    markup = photo.params["reply_markup"]["inline_keyboard"]
+    assert [len(row) for row in markup] == [3, 1]  # the original on a row of its own
+    assert all(len(data.encode()) <= 64 for _, data in buttons(photo))
+    # One result, one message: the uncompressed original is not sent unasked.
+    assert fake.sent("sendDocument") == []
 
     # The status line: created as a reply, edited (never with the same text), then deleted.
     status = fake.sent("sendMessage")[0]
@@ -417,8 +417,13 @@ async def test_forum_topic_replies_stay_in_the_topic(bed: Bed) -> None:
         assert call.params["message_thread_id"] == 77
         assert replied_to(call) == ask["message_id"]
     assert photo.result["is_topic_message"] is True
-    document = fake.sent("sendDocument")[0]
+    # The original, when pressed for, goes to the topic too.
+    job = await bed.job_for(ask)
+    result_msg = fake.messages[(FORUM_ID, photo.result["message_id"])]
+    fake.press_button(forum, bed.bob, result_msg, f"og:{job.id}")
+    document = await fake.wait_for("sendDocument")
     assert document.params["message_thread_id"] == 77
+    assert replied_to(document) == result_msg["message_id"]
 
 
 async def test_a_job_waiting_its_turn_says_so_in_its_status(open_bed: OpenBed) -> None:
@@ -716,13 +721,56 @@ async def test_reroll_animate_and_4k_buttons(bed: Bed) -> None:
     assert all(replied_to(p) == result_msg["message_id"] for p in photos[1:])
     assert all('<a href="tg://user?id=43">Bob</a>' in p.params["caption"] for p in photos[1:])
     four_k = next(p for p in photos if f"rr:{upscale.id}" in dict(buttons(p)).values())
-    assert [t for t, _ in buttons(four_k)] == ["🔁 Reroll", "🎬 Animate"]  # 4K already
+    assert [t for t, _ in buttons(four_k)] == ["🔁 Reroll", "🎬 Animate", "📎 Original"]
     [video] = fake.sent("sendVideo")
     assert replied_to(video) == result_msg["message_id"]
     # The animated video started from the first result, hosted by us.
     create = bed.sandbox.create_calls()[2]
     assert "data:image/png;base64," in json.dumps(create.json)
     assert len(fake.sent("answerCallbackQuery")) == 3
+
+
+async def test_the_original_is_one_tap_away_for_anyone_in_the_chat(bed: Bed) -> None:
+    fake = bed.fake
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a paper crane")
+    photo = await fake.wait_for("sendPhoto", timeout=8)
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+    result_msg = fake.messages[(GROUP_ID, photo.result["message_id"])]
+    assert fake.sent("sendDocument") == []
+
+    async def press() -> Call:
+        since = len(fake.calls)
+        query_id = fake.press_button(bed.group, bed.bob, result_msg, f"og:{job.id}")
+        answered = await fake.wait_for("answerCallbackQuery", since=since)
+        assert answered.params["callback_query_id"] == query_id
+        assert answered.params["text"] == "📎 Sending the original…"
+        return await fake.wait_for("sendDocument", since=since)
+
+    document = await press()  # Bob, not the asker
+    assert document.chat_id == GROUP_ID
+    assert replied_to(document) == result_msg["message_id"]
+    assert document.params["caption"] == "Full-quality original, without Telegram's compression."
+    assert document.upload is not None and photo.upload is not None
+    assert document.upload[1] == photo.upload[1]  # the file as made, not recompressed
+    assert "reply_markup" not in document.params
+    # Each press sends it once; nothing else is said and nothing is made upstream.
+    await press()
+    assert len(fake.sent("sendDocument")) == 2
+    assert len(fake.sent("sendPhoto")) == 1
+    assert len(bed.sandbox.create_calls()) == 1
+    assert [c.params["text"] for c in fake.sent("sendMessage")] == ["⏳ Queued on Nano Banana…"]
+
+    # Refused as a file (too large for this Bot API server): a link to it instead.
+    fake.fail_next("sendDocument", status=413, description="Request Entity Too Large")
+    since = len(fake.calls)
+    fake.press_button(bed.group, bed.ann, result_msg, f"og:{job.id}")
+    link = await fake.wait_for("sendMessage", since=since)
+    assert replied_to(link) == result_msg["message_id"]
+    assert link.params["text"] == (
+        "📎 Telegram wouldn't take this image as an upload, so here is a link instead "
+        f"(it works for a limited time):\n{job.result_urls[0]}"
+    )
+    assert len(fake.sent("sendDocument")) == 2
 
 
 async def test_a_refused_button_press_is_answered_with_the_reason(bed: Bed) -> None:
@@ -800,27 +848,29 @@ async def test_retry_after_inside_the_rate_limiter_delivers_once(open_bed: OpenB
         job = await bed.wait_delivered((await bed.job_for(ask)).id)
 
         assert [c.status for c in fake.calls if c.method == "sendPhoto"] == [429, 200]
-        assert len(fake.sent("sendPhoto")) == 1 and len(fake.sent("sendDocument")) == 1
+        assert len(fake.sent("sendPhoto")) == 1 and fake.sent("sendDocument") == []
         assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
 
 
 async def test_retry_after_escaping_is_retried_without_resending(
     open_bed: OpenBed, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # No retries in PTB: the 429 on the second upload fails the delivery; the notifier tries
-    # again after retry_after, and the photo that already went out is not sent again.
+    # No retries in PTB: the 429 on the upload fails the delivery; the notifier tries again
+    # after retry_after. A 429 is a pause, not a refusal: no fallback to another way, and
+    # the status line is left alone (it goes when the photo is there).
     limiter = FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=0)
     caplog.set_level(logging.INFO)
     async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as bed:
         fake = bed.fake
-        fake.fail_next("sendDocument", status=429, retry_after=1)
+        fake.fail_next("sendPhoto", status=429, retry_after=1)
         ask = fake.send_text(bed.group, bed.ann, "/imagine a quiet harbour")
 
         job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
 
         assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 2
-        assert len(fake.sent("sendPhoto")) == 1
-        assert [c.status for c in fake.calls if c.method == "sendDocument"] == [429, 200]
+        assert [c.status for c in fake.calls if c.method == "sendPhoto"] == [429, 200]
+        assert fake.sent("sendDocument") == []
+        assert not [c for c in fake.sent("editMessageText") if "📤" in c.params["text"]]
         assert len(fake.sent("deleteMessage")) == 1
         assert any(
             "delivery failed (Telegram flood control (1 s)); retry in 1.0 s" in r.getMessage()
@@ -1216,3 +1266,223 @@ async def test_shutting_down_leaves_new_updates_for_the_next_process(
     assert [u["message"]["message_id"] for u in fake._updates] == [later["message_id"]]
     async with open_bed():  # the next process answers it
         assert (await reply_text(fake, later)).startswith("👋 Hi!")
+
+
+# -- fallbacks: an upload Telegram refuses goes another way ------------------------------------
+
+IMAGE_PROCESS_FAILED = "Bad Request: IMAGE_PROCESS_FAILED"
+PHOTO_INVALID_DIMENSIONS = "Bad Request: PHOTO_INVALID_DIMENSIONS"
+NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
+
+
+def statuses(fake: FakeTelegram, method: str) -> list[int]:
+    return [c.status for c in fake.calls if c.method == method]
+
+
+async def result_link(fake: FakeTelegram) -> Call:
+    return await fake.wait_for("sendMessage", lambda c: "📎" in c.params["text"])
+
+
+async def test_a_photo_telegram_cannot_process_goes_as_a_document(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=400, description=IMAGE_PROCESS_FAILED)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a glass bird")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [400]  # a refusal: not tried twice
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == ask["message_id"]
+    assert document.params["caption"] == (
+        'Nano Banana · “a glass bird”\n<a href="tg://user?id=42">Ann &lt;3</a>'
+    )
+    # A document is the original already: no 📎 Original under it.
+    assert [t for t, _ in buttons(document)] == ["🔁 Reroll", "🎬 Animate", "🔍 4K"]
+    assert document.upload is not None and document.upload[1].startswith(PNG_SIGNATURE)
+    await fake.wait_for("deleteMessage")  # the status line goes, as after a photo
+    assert len(fake.sent("sendMessage")) == 1
+
+
+async def test_a_refused_photo_and_document_become_a_link(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=400, description=PHOTO_INVALID_DIMENSIONS)
+    fake.fail_next("sendDocument", status=400, description=IMAGE_PROCESS_FAILED)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a very tall tower")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [400] and statuses(fake, "sendDocument") == [400]
+    link = await result_link(fake)
+    assert link.params["text"] == (
+        "Nano Banana · “a very tall tower”\n"
+        '<a href="tg://user?id=42">Ann &lt;3</a>\n\n'
+        "📎 Telegram wouldn't take this image as an upload, so here is a link instead "
+        "(it works for a limited time):\n"
+        f"{job.result_urls[0]}"
+    )
+    assert replied_to(link) == ask["message_id"]
+    assert [t for t, _ in buttons(link)] == ["🔁 Reroll", "🎬 Animate", "🔍 4K"]
+    await fake.wait_for("deleteMessage")
+
+
+async def test_a_file_too_large_for_telegram_goes_straight_to_a_link(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=413, description="Request Entity Too Large")
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a huge mural")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [413]
+    assert statuses(fake, "sendDocument") == []  # the same bytes would be too large again
+    link = await result_link(fake)
+    assert "📎 Telegram wouldn't take this image as an upload" in link.params["text"]
+    assert link.params["text"].endswith(job.result_urls[0])
+
+
+async def test_a_5xx_is_tried_once_more_then_the_next_way(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendPhoto", status=500)
+    first = fake.send_text(bed.group, bed.ann, "/imagine a lantern")
+    one = await bed.wait_delivered((await bed.job_for(first)).id)
+    assert one.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendPhoto") == [500, 200]  # a hiccup: the photo, at once
+    assert fake.sent("sendDocument") == []
+
+    fake.fail_next("sendPhoto", status=502, count=2)
+    second = fake.send_text(bed.group, bed.ann, "/imagine a second lantern")
+    two = await bed.wait_delivered((await bed.job_for(second)).id)
+    assert two.delivery is Delivery.DELIVERED and two.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [500, 200, 502, 502]
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == second["message_id"]
+
+
+async def test_a_video_telegram_refuses_goes_as_a_document(bed: Bed) -> None:
+    fake = bed.fake
+    fake.fail_next("sendVideo", status=400, description="Bad Request: VIDEO_FILE_INVALID")
+    ask = fake.send_text(bed.group, bed.ann, "/video a paper boat on a lake")
+    job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+    assert job.delivery is Delivery.DELIVERED
+    assert statuses(fake, "sendVideo") == [400]
+    [document] = fake.sent("sendDocument")
+    assert replied_to(document) == ask["message_id"]
+    assert [t for t, _ in buttons(document)] == ["🔁 Reroll"]
+
+
+async def test_when_every_way_fails_the_status_says_so(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    sandbox.script_next(duration=0.5)
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a locked room")
+    status = await fake.wait_for("sendMessage", answers(ask))
+    rights = "Bad Request: not enough rights to send {} to the chat"
+    fake.fail_next("sendPhoto", status=400, description=rights.format("photos"))
+    fake.fail_next("sendDocument", status=400, description=rights.format("documents"))
+    fake.fail_next("sendMessage", status=400, description=rights.format("text messages"))
+
+    job = await bed.wait_delivered((await bed.job_for(ask)).id)
+
+    assert job.state is JobState.SUCCEEDED
+    assert job.delivery is Delivery.UNDELIVERABLE and job.delivery_attempts == 1
+    assert statuses(fake, "sendPhoto") == [400] and statuses(fake, "sendDocument") == [400]
+    said = await fake.wait_for("editMessageText", lambda c: c.params["text"] == NOT_POSTED)
+    assert said.params["message_id"] == status.result["message_id"]
+    assert "reply_markup" not in said.params
+    assert fake.messages[(GROUP_ID, status.result["message_id"])]["text"] == NOT_POSTED
+    assert fake.sent("deleteMessage") == []  # the status line stays, with what to do
+
+
+async def test_a_delivery_given_up_after_its_attempts_says_so(open_bed: OpenBed) -> None:
+    limiter = FloodControl(overall_max_rate=0, group_max_rate=0, max_retries=0)
+    async with open_bed(delivery_max_attempts=2, adapter_kwargs={"rate_limiter": limiter}) as bed:
+        fake = bed.fake
+        fake.fail_next("sendPhoto", status=429, retry_after=1, count=2)
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a busy harbour")
+        status = await fake.wait_for("sendMessage", answers(ask))
+
+        job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+        assert job.delivery is Delivery.UNDELIVERABLE and job.delivery_attempts == 2
+        assert statuses(fake, "sendPhoto") == [429, 429]
+        assert fake.sent("sendDocument") == []  # a 429 is a pause, never a refusal
+        said = await fake.wait_for("editMessageText", lambda c: c.params["text"] == NOT_POSTED)
+        assert said.params["message_id"] == status.result["message_id"]
+
+
+async def test_a_result_that_waits_to_be_posted_again_says_so(bed: Bed) -> None:
+    fake, sandbox = bed.fake, bed.sandbox
+    sandbox.inject_fault("GET", "/files/", status=503)  # our copy of the result: not yet
+    ask = fake.send_text(bed.group, bed.ann, "/imagine a slow download")
+    status = await fake.wait_for("sendMessage", answers(ask))
+
+    waiting = await fake.wait_for("editMessageText", lambda c: "📤" in c.params["text"])
+    job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=10)
+
+    assert waiting.params["text"] == (
+        "📤 Your image is ready, but I couldn't post it yet. I'll try again shortly."
+    )
+    assert waiting.params["message_id"] == status.result["message_id"]
+    assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 2
+    assert len(fake.sent("sendPhoto")) == 1
+    deleted = await fake.wait_for("deleteMessage")
+    assert deleted.params["message_id"] == status.result["message_id"]
+
+
+async def test_an_upload_without_an_answer_is_sent_at_most_twice(
+    fake: FakeTelegram, open_bed: OpenBed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a timeout the photo may be in the chat: one more try, then a link, never a
+    # document (that would be the same image twice).
+    real = telegram_adapter.AiohttpRequest
+
+    def quick(**kwargs: Any) -> Any:
+        if "media_write_timeout" in kwargs:
+            kwargs["read_timeout"] = 1.0
+        return real(**kwargs)
+
+    monkeypatch.setattr(telegram_adapter, "AiohttpRequest", quick)
+    for _ in range(2):  # Telegram takes the photo, but answers too late
+        fake.on_next("sendPhoto", lambda call: asyncio.sleep(2.5))
+    async with open_bed() as bed:
+        ask = fake.send_text(bed.group, bed.ann, "/imagine a shy cat")
+        job = await bed.wait_delivered((await bed.job_for(ask)).id, timeout=15)
+
+        assert job.delivery is Delivery.DELIVERED and job.delivery_attempts == 1
+        assert len([c for c in fake.calls if c.method == "sendPhoto"]) == 2
+        assert [c for c in fake.calls if c.method == "sendDocument"] == []
+        link = await result_link(fake)
+        assert (
+            "📎 Telegram was too slow to take this image. If it isn't above, here is a link "
+            "(it works for a limited time):\n"
+        ) in link.params["text"]
+
+
+async def test_a_result_waiting_for_budget_stays_pending_and_is_sent_after_a_restart(
+    open_bed: OpenBed,
+) -> None:
+    # One message a minute in the group: the status line takes it, the photo waits for
+    # budget. A process killed then leaves what the store holds now: a pending delivery.
+    limiter = FloodControl(overall_max_rate=0, group_max_rate=1, group_time_period=60)
+    async with open_bed(adapter_kwargs={"rate_limiter": limiter}) as first:
+        fake = first.fake
+        ask = fake.send_text(first.group, first.ann, "/imagine a queue of ducks")
+        await fake.wait_for("sendMessage", answers(ask))
+        job = await first.job_for(ask)
+
+        async def waiting() -> list[Job]:
+            stored = await first.core.store.get(job.id)
+            return (
+                [stored] if stored and limiter.waiting and first.core.notifier._delivering else []
+            )
+
+        stored = await wait_for_value(waiting, lambda jobs: jobs[0] if jobs else None, 8)
+        assert stored.state is JobState.SUCCEEDED
+        assert stored.delivery is Delivery.PENDING and stored.delivery_attempts == 0
+        assert stored.next_delivery_at is not None  # a lease: another process takes it later
+        assert fake.sent("sendPhoto") == []
+
+    async with open_bed() as second:
+        done = await second.wait_delivered(job.id, timeout=10)
+        assert done.delivery is Delivery.DELIVERED
+        [photo] = fake.sent("sendPhoto")
+        assert replied_to(photo) == ask["message_id"]

@@ -17,9 +17,17 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import RequestData
 from telegram.request._requestparameter import RequestParameter
 
-from adapters.telegram.transport import AiohttpRequest
+from adapters.telegram.transport import AiohttpRequest, ServerRefused, Unanswered
 
 TOKEN = "7012345678:AAHsecret-Token_for-genrelay-0123456789"
+
+
+ANSWERS = {
+    "tooLarge": (413, b'{"ok":false,"error_code":413,"description":"Request Entity Too Large"}'),
+    "internal": (500, b'{"ok":false,"error_code":500,"description":"Internal Server Error"}'),
+    "gateway": (502, b"<html><body>502 Bad Gateway</body></html>"),
+    "badRequest": (400, b'{"ok":false,"error_code":400,"description":"Bad Request: X"}'),
+}
 
 
 class Server:
@@ -28,8 +36,17 @@ class Server:
         self.stall = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.Response:
-        if request.match_info["method"] == "stall":
+        method = request.match_info["method"]
+        if method == "stall":
             await self.stall.wait()
+        if method == "drop":  # the connection breaks after the request was read
+            await request.read()
+            assert request.transport is not None
+            request.transport.close()
+            await asyncio.sleep(0.5)
+        if method in ANSWERS:
+            status, body = ANSWERS[method]
+            return web.Response(status=status, body=body, content_type="application/json")
         form = await request.post()
         fields: dict[str, Any] = {}
         for name, value in form.items():
@@ -118,7 +135,7 @@ async def test_a_refused_connection_is_a_network_error_without_the_token(
         port = s.getsockname()[1]
     with pytest.raises(NetworkError) as caught:
         await request_.do_request(f"http://127.0.0.1:{port}/bot{TOKEN}/getMe", "POST")
-    assert not isinstance(caught.value, TimedOut)
+    assert not isinstance(caught.value, (TimedOut, Unanswered))  # surely not sent
     assert "aiohttp.ClientConnectorError" in str(caught.value)
     assert TOKEN not in str(caught.value)
 
@@ -131,3 +148,34 @@ async def test_it_must_be_initialized_and_can_be_again() -> None:
     await transport.shutdown()
     await transport.initialize()  # PTB may start a bot again after shutting it down
     await transport.shutdown()
+
+
+async def test_a_connection_that_breaks_is_unanswered(
+    server: tuple[Server, str], request_: AiohttpRequest
+) -> None:
+    _, base = server
+    with pytest.raises(Unanswered) as caught:  # it may have arrived
+        await request_.do_request(f"{base}/drop", "POST", data(chat_id=1))
+    assert TOKEN not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "words"),
+    [
+        ("tooLarge", 413, "Request Entity Too Large"),
+        ("internal", 500, "Internal Server Error"),
+        ("gateway", 502, "Bad Gateway (502)"),
+    ],
+)
+async def test_a_5xx_or_413_answer_is_a_server_refusal_with_its_status(
+    server: tuple[Server, str], request_: AiohttpRequest, method: str, status: int, words: str
+) -> None:
+    _, base = server
+    with pytest.raises(ServerRefused) as caught:
+        await request_.do_request(f"{base}/{method}", "POST", data(chat_id=1))
+    assert caught.value.status == status
+    assert caught.value.message == words
+    assert isinstance(caught.value, NetworkError)  # as PTB would raise it
+    # Other answers are PTB's to read.
+    answered, body = await request_.do_request(f"{base}/badRequest", "POST", data(chat_id=1))
+    assert answered == 400 and b"Bad Request: X" in body

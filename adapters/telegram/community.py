@@ -16,6 +16,8 @@ from adapters.telegram.texts import (
     CANCEL,
     CONFIRM,
     CONFIRMED,
+    ORIGINAL,
+    ORIGINAL_SENDING,
     RESEND,
     RESENDING,
     RESULT_UNAVAILABLE,
@@ -34,7 +36,7 @@ __all__ = ["BUTTONS", "COMMANDS", "CommunityHandlers"]
 log = logging.getLogger(__name__)
 
 COMMANDS = frozenset({"settings", "history", "usage", "cancel"})
-BUTTONS = frozenset({CONFIRM, CANCEL, RESEND})
+BUTTONS = frozenset({CONFIRM, CANCEL, RESEND, ORIGINAL})
 _ADMIN = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
 
 
@@ -45,6 +47,7 @@ class CommunityHandlers:
         self.core = core
         self.bot = bot
         self.sink = sink
+        self._originals: set[tuple[str, int]] = set()  # result messages whose original goes
 
     async def is_admin(self, chat: Chat, origin: Origin) -> bool:
         """Whether the sender runs this chat: its creator or an administrator (in a private
@@ -133,7 +136,7 @@ class CommunityHandlers:
     # -- buttons ---------------------------------------------------------------------------
 
     async def button(self, query: CallbackQuery, action: str, job_id: str, origin: Origin) -> None:
-        """Confirm, Cancel or Send again, pressed by `origin.user_id`."""
+        """Confirm, Cancel, Send again or Original, pressed by `origin.user_id`."""
         try:
             if action == CONFIRM:
                 await self._confirm(query, job_id, origin)
@@ -147,6 +150,8 @@ class CommunityHandlers:
                     text,
                 )
                 await _answer(query, text)
+            elif action == ORIGINAL:
+                await self._send_original(query, job_id, origin)
             else:
                 await self._send_again(query, job_id, origin)
         except RequestRejected as exc:
@@ -187,6 +192,35 @@ class CommunityHandlers:
             return
         await _answer(query, RESENDING)
         await self.sink.send_again(job, files, origin)
+
+    async def _send_original(self, query: CallbackQuery, job_id: str, origin: Origin) -> None:
+        """📎 Original under a result photo: anyone in the chat may press it; each press sends
+        the file once, as a reply to the photo (a press while it is on its way is answered
+        and sends nothing more)."""
+        result = query.message
+        if result is None:
+            return
+        key = (origin.chat_id, result.message_id)
+        if key in self._originals:
+            await _answer(query, ORIGINAL_SENDING)
+            return
+        job = await self.core.service.stored_result(job_id, origin, anyone=True)
+        try:
+            files = await self.core.notifier.fetch_results(job)
+        except MediaError as exc:
+            log.info("job %s: original not fetched again (%s)", job.id, exc)
+            files = []
+        if not files:
+            await _answer(query, RESULT_UNAVAILABLE, alert=True)
+            return
+        await _answer(query, ORIGINAL_SENDING)
+        self._originals.add(key)
+        try:
+            await self.sink.send_original(job, files, origin, result.message_id)
+        except TelegramError as exc:
+            log.info("job %s: original not sent (%s)", job.id, exc)
+        finally:
+            self._originals.discard(key)
 
 
 async def _answer(query: CallbackQuery, text: str, *, alert: bool = False) -> None:

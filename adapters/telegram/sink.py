@@ -25,13 +25,22 @@ Status traffic is cosmetic and planned around the results (see `adapters.telegra
   `BOARD_PROGRESS_FACTOR` times less often. The 👀 reaction acknowledges each request.
   Jobs that had a line keep it; a job's board line goes when it ends, and the board is
   deleted once it is empty.
-"""
+
+One result, one message: an image goes as a photo whose keyboard has 📎 Original, which
+sends the uncompressed file on demand (`send_original`). When Telegram refuses an upload
+(IMAGE_PROCESS_FAILED, PHOTO_INVALID_DIMENSIONS, another 400, a 5xx twice, 413) the next
+way is tried: photo (or video), document, then a link in a text message. A 5xx or a
+request without an answer (a timeout) is tried once more at once, never a third time:
+after a timeout the message may have arrived, so a second one moves on to the link, never
+to another upload. When every way failed, the job is undeliverable and its status
+message says so (`undeliverable`)."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import datetime as dtm
+import functools
 import html
 import logging
 from collections import OrderedDict
@@ -49,20 +58,26 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 
 from adapters.telegram.flood import CalledOff, FloodControl, chat_key, status_traffic
 from adapters.telegram.parse import PLATFORM
 from adapters.telegram.texts import (
+    NOT_POSTED,
+    NOT_POSTED_FAILURE,
     ORIGINAL_NOTE,
     board_buttons,
     board_text,
     cancel_button,
     confirm_buttons,
+    delivery_retry_text,
+    fallback_note,
     link_note,
     mention_html,
     result_buttons,
 )
+from adapters.telegram.transport import ServerRefused, Unanswered
 from bot.catalog import Catalog
 from bot.errors import DeliveryError, PermanentDeliveryError
 from bot.messages import confirm_text, failure_text, progress_text, result_caption
@@ -108,6 +123,42 @@ class _Board:
 def _phases(jobs: list[Job]) -> tuple[tuple[str, int, int], ...]:
     """A board's jobs, their states and places in line: all but the percentages."""
     return tuple((job.id, _stage(job)[0], job.queue_position or 0) for job in jobs)
+
+
+TOO_LARGE_STATUS = 413
+SEND_RETRIES = 1  # after a 5xx or no answer; a timed-out send may have arrived: never twice
+
+# The ways a result file goes to a chat, in the order they are tried.
+PHOTO, VIDEO, DOCUMENT, LINK = "photo", "video", "document", "link"
+UPLOADS = (PHOTO, VIDEO, DOCUMENT)
+# Why a way is not tried again: Telegram refused it; the file is too large for any upload
+# (413); it may have arrived (no answer twice), so no other upload is tried either.
+REFUSED, TOO_LARGE, UNSURE = "refused", "too large", "unsure"
+
+
+class _Refused(Exception):
+    """Telegram did not take a message this way (`reason`: REFUSED, TOO_LARGE, UNSURE)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+class _NotPosted(Exception):
+    """Every way of posting it failed: retrying cannot help."""
+
+
+@dataclass(slots=True)
+class _Steps:
+    """What a delivery did so far (kept between its attempts in this process): the
+    messages that went out, by way and file ("photo:0"), and the ways not to try again."""
+
+    sent: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def blocked(self, index: int) -> bool:
+        """No upload of file `index` is tried any more (too large, or one may be there)."""
+        return any(self.skipped.get(f"{way}:{index}") in (TOO_LARGE, UNSURE) for way in UPLOADS)
 
 
 class StatusBook(Protocol):
@@ -194,7 +245,7 @@ class TelegramSink:
         self._locks: dict[str, asyncio.Lock] = {}
         self._status: dict[str, int] = {}
         self._shown: dict[str, str] = {}  # what the status message shows: text and buttons
-        self._sent: dict[str, dict[str, int]] = {}
+        self._sent: dict[str, _Steps] = {}
         self._done: OrderedDict[str, None] = OrderedDict()
         self._latest: dict[str, Job] = {}  # the newest update seen of each running job
         self._stage_shown: dict[str, tuple[int, int]] = {}  # how far its own line is
@@ -605,12 +656,15 @@ class TelegramSink:
         self._call_off_status(job.id)  # results first: a status waiting for budget gives up
         try:
             async with self.lock(job.id):
-                sent = self._sent.setdefault(job.id, {})
+                steps = self._sent.setdefault(job.id, _Steps())
                 if job.state is JobState.SUCCEEDED:
-                    await self._send_results(job, files, sent)
+                    await self._send_results(job, files, steps)
                 else:
-                    await self._send_failure(job, sent)
+                    await self._send_failure(job, steps)
                 await self._drop_status(job)
+        except _NotPosted as exc:
+            self._forget(job.id)
+            raise PermanentDeliveryError(str(exc)) from None
         except TelegramError as exc:
             error = delivery_error(exc)
             if isinstance(error, PermanentDeliveryError):
@@ -620,12 +674,52 @@ class TelegramSink:
             "job %s: sent to telegram chat %s (%s)",
             job.id,
             job.origin.chat_id,
-            ", ".join(f"{step}={mid}" for step, mid in sent.items()),
+            ", ".join(f"{step}={mid}" for step, mid in steps.sent.items()),
         )
         self._forget(job.id)
         self._done[job.id] = None
         while len(self._done) > DONE_MEMORY:
             self._done.popitem(last=False)
+
+    async def undeliverable(self, job: Job) -> None:
+        """The core gave up on posting the job's outcome: its status message says so and
+        where to get the result (best effort: the chat may be gone)."""
+        async with self.lock(job.id):
+            text = NOT_POSTED if job.state is JobState.SUCCEEDED else NOT_POSTED_FAILURE
+            message_id = self.status_id(job)
+            try:
+                if message_id is None:
+                    await self.reply(job.origin, text)
+                else:
+                    await self.bot.edit_message_text(
+                        text, chat_id=int(job.origin.chat_id), message_id=message_id
+                    )
+            except TelegramError as exc:
+                log.info("job %s: not told it is undeliverable (%s)", job.id, exc)
+            self._forget(job.id)
+            self._done[job.id] = None
+
+    async def delivery_delayed(self, job: Job) -> None:
+        """The result waits to be posted again: the status message says so, not "waiting"."""
+        if job.id in self._done:
+            return
+        async with self.lock(job.id):
+            await self._say_in_status(job, delivery_retry_text(job))
+
+    async def _say_in_status(self, job: Job, text: str) -> None:
+        """Show `text` in the job's status message, if it has one (best effort)."""
+        message_id = self.status_id(job)
+        key = self._key(text, None)
+        if message_id is None or self._shown.get(job.id) == key:
+            return
+        try:
+            await self.bot.edit_message_text(
+                text, chat_id=int(job.origin.chat_id), message_id=message_id
+            )
+        except TelegramError as exc:
+            log.info("job %s: status message not edited (%s)", job.id, exc)
+            return
+        self._shown[job.id] = key
 
     def _forget(self, job_id: str) -> None:
         self._untrack(job_id)
@@ -644,115 +738,215 @@ class TelegramSink:
         """A stored result once more (/history), as a reply to `origin`'s message: the same
         caption and buttons as its first delivery, without pinging its asker again."""
         again = dataclasses.replace(job, origin=origin)
-        await self._send_results(again, files, {}, mention=False)
+        try:
+            await self._send_results(again, files, _Steps(), mention=False)
+        except _NotPosted as exc:
+            log.info("job %s: not sent again (%s)", job.id, exc)
+            return
         log.info("job %s: sent again to telegram chat %s", job.id, origin.chat_id)
+
+    async def send_original(
+        self, job: Job, files: Sequence[ResultFile], origin: Origin, reply_to: int
+    ) -> None:
+        """The uncompressed files of an image result (📎 Original pressed), as documents
+        replying to the result message; a link where one is too large to upload or
+        Telegram refuses it."""
+        for f in files:
+            target = self.target(origin, reply_to=reply_to)
+            size = _size(f)
+            note = link_note(job.kind, size, self.upload_limit_mb)
+            if f.path is not None and size is not None and size <= self.upload_limit:
+                data = await asyncio.to_thread(f.path.read_bytes)
+                try:
+                    send = functools.partial(
+                        self.bot.send_document,
+                        document=data,
+                        caption=ORIGINAL_NOTE,
+                        filename=f.filename,
+                        disable_content_type_detection=True,
+                        **target,
+                    )
+                    message = await self._attempt(send)
+                except _Refused as exc:
+                    log.info("job %s: original not sent as a file (%s)", job.id, exc)
+                    if exc.reason == UNSURE:
+                        continue  # it may be there
+                    note = fallback_note(job.kind, unsure=False)
+                else:
+                    log.info(
+                        "job %s: original sent to telegram chat %s (%s)",
+                        job.id,
+                        origin.chat_id,
+                        message.message_id,
+                    )
+                    continue
+            await self.reply(origin, f"{note}\n{f.url}", reply_to=reply_to)
 
     def _caption(self, job: Job, *, mention: bool = True) -> str:
         caption = html.escape(result_caption(job, self.catalog))
         who = mention_html(job.origin) if mention else ""
         return f"{caption}\n{who}" if who else caption
 
-    async def _send_failure(self, job: Job, sent: dict[str, int]) -> None:
-        if "failure" in sent:
+    async def _send_failure(self, job: Job, steps: _Steps) -> None:
+        if "failure" in steps.sent:
             return
         text = html.escape(failure_text(job, self.catalog))
         mention = mention_html(job.origin)
-        message = await self.reply(
-            job.origin,
-            f"{text}\n{mention}" if mention else text,
-            html_text=True,
-            markup=result_buttons(job, self.catalog),
-        )
-        sent["failure"] = message.message_id
+        markup = result_buttons(job, self.catalog)
+        try:
+            message = await self._attempt(
+                lambda: self.reply(
+                    job.origin,
+                    f"{text}\n{mention}" if mention else text,
+                    html_text=True,
+                    markup=markup,
+                )
+            )
+        except _Refused as exc:
+            if exc.reason != UNSURE:
+                raise _NotPosted(f"Telegram refused the failure message: {exc}") from None
+            log.info("job %s: failure message may have been posted (%s)", job.id, exc)
+            steps.sent["failure"] = 0
+            return
+        steps.sent["failure"] = message.message_id
 
     async def _send_results(
-        self, job: Job, files: Sequence[ResultFile], sent: dict[str, int], *, mention: bool = True
+        self, job: Job, files: Sequence[ResultFile], steps: _Steps, *, mention: bool = True
     ) -> None:
-        markup = result_buttons(job, self.catalog)
         for index, f in enumerate(files):
             first = index == 0
             await self._send_one(
                 job,
                 f,
                 index,
-                sent,
+                steps,
                 caption=self._caption(job, mention=mention) if first else None,
-                markup=markup if first else None,
+                first=first,
             )
+
+    def _ways(self, job: Job, f: ResultFile) -> list[str]:
+        """How a file can go up, best first; a link (LINK) is the last way of all."""
+        size = _size(f)
+        if f.path is None or size is None or size > self.upload_limit:
+            return []
+        if _is_video(f, job):
+            return [VIDEO, DOCUMENT]
+        if _is_image(f, job) and size <= PHOTO_MAX_BYTES:
+            return [PHOTO, DOCUMENT]
+        return [DOCUMENT]
 
     async def _send_one(
         self,
         job: Job,
         f: ResultFile,
         index: int,
-        sent: dict[str, int],
+        steps: _Steps,
         *,
         caption: str | None,
-        markup: InlineKeyboardMarkup | None,
+        first: bool,
     ) -> None:
-        size = f.size if f.size is not None else (f.path.stat().st_size if f.path else None)
+        """One file, the first way Telegram takes: photo (or video), document, then a link.
+        A way Telegram refused, or that may have arrived (no answer twice), is not tried
+        again in a later attempt; after one that may have arrived, no upload is."""
+        if any(f"{way}:{index}" in steps.sent for way in (*UPLOADS, LINK)):
+            return
+        data: bytes | None = None
+        for way in self._ways(job, f):
+            key = f"{way}:{index}"
+            if steps.blocked(index):
+                break
+            if key in steps.skipped:
+                continue
+            if data is None:
+                assert f.path is not None
+                data = await asyncio.to_thread(f.path.read_bytes)
+            send = self._upload(job, f, way, data, caption, first)
+            try:
+                message = await self._attempt(send)
+            except _Refused as exc:
+                steps.skipped[key] = exc.reason
+                log.info("job %s: file %d not sent as a %s (%s)", job.id, index, way, exc)
+                continue
+            steps.sent[key] = message.message_id
+            return
+        await self._send_link(job, f, index, steps, caption, first)
+
+    def _upload(
+        self,
+        job: Job,
+        f: ResultFile,
+        way: str,
+        data: bytes,
+        caption: str | None,
+        first: bool,
+    ) -> Callable[[], Awaitable[Message]]:
+        markup = result_buttons(job, self.catalog, original=way == PHOTO) if first else None
         media: dict[str, Any] = {
             "caption": caption,
             "parse_mode": ParseMode.HTML,
             "reply_markup": markup,
             "filename": f.filename,
+            **self.target(job.origin),
         }
-        if f.path is None or size is None or size > self.upload_limit:
-            if f"link:{index}" not in sent:
-                note = html.escape(link_note(job.kind, size, self.upload_limit_mb))
-                text = f"{caption}\n\n{note}\n{html.escape(f.url)}" if caption else note
-                message = await self.reply(job.origin, text, html_text=True, markup=markup)
-                sent[f"link:{index}"] = message.message_id
-            return
-        data = await asyncio.to_thread(f.path.read_bytes)
-        target = self.target(job.origin)
-        if _is_video(f, job):
-            if f"video:{index}" not in sent:
-                message = await self.bot.send_video(
-                    video=data, supports_streaming=True, **media, **target
-                )
-                sent[f"video:{index}"] = message.message_id
-            return
-        if not _is_image(f, job):
-            await self._send_document(job, f, index, sent, data, media, target)
-            return
-        photo_key = f"photo:{index}"
-        if photo_key not in sent and size <= PHOTO_MAX_BYTES:
-            try:
-                message = await self.bot.send_photo(photo=data, **media, **target)
-                sent[photo_key] = message.message_id
-            except BadRequest as exc:  # dimensions or size Telegram will not take as a photo
-                log.info("job %s: not sendable as a photo (%s); sending a file", job.id, exc)
-        if photo_key in sent:
-            if not self._wants_original(job, f):
-                return
-            # The original goes under the photo, which carries the caption and buttons.
-            media = {"caption": ORIGINAL_NOTE, "filename": f.filename}
-            target = self.target(job.origin, reply_to=sent[photo_key])
-        await self._send_document(job, f, index, sent, data, media, target)
+        if way == PHOTO:
+            return lambda: self.bot.send_photo(photo=data, **media)
+        if way == VIDEO:
+            return lambda: self.bot.send_video(video=data, supports_streaming=True, **media)
+        return lambda: self.bot.send_document(
+            document=data, disable_content_type_detection=True, **media
+        )
 
-    async def _send_document(
+    async def _send_link(
         self,
         job: Job,
         f: ResultFile,
         index: int,
-        sent: dict[str, int],
-        data: bytes,
-        media: dict[str, Any],
-        target: dict[str, Any],
+        steps: _Steps,
+        caption: str | None,
+        first: bool,
     ) -> None:
-        key = f"document:{index}"
-        if key not in sent:
-            message = await self.bot.send_document(
-                document=data, disable_content_type_detection=True, **media, **target
+        """The file's URL in a text message: the way when no upload would do or worked."""
+        tried = [steps.skipped[k] for k in steps.skipped if k.endswith(f":{index}")]
+        if not tried:
+            note = link_note(job.kind, _size(f), self.upload_limit_mb)
+        else:
+            note = fallback_note(job.kind, unsure=UNSURE in tried)
+        note = f"{html.escape(note, quote=False)}\n{html.escape(f.url)}"
+        text = f"{caption}\n\n{note}" if caption else note
+        markup = result_buttons(job, self.catalog) if first else None
+        try:
+            message = await self._attempt(
+                lambda: self.reply(job.origin, text, html_text=True, markup=markup)
             )
-            sent[key] = message.message_id
+        except _Refused as exc:
+            if exc.reason == UNSURE:  # it may be there: sending it a third time could double it
+                raise _NotPosted(f"Telegram did not answer, twice: {exc}") from None
+            raise _NotPosted(f"Telegram refused every way to post it: {exc}") from None
+        steps.sent[f"{LINK}:{index}"] = message.message_id
 
     @staticmethod
-    def _wants_original(job: Job, f: ResultFile) -> bool:
-        """4K and PNG originals also go as a file, so Telegram does not recompress them."""
-        return (
-            (job.quality or "") in ("4k", "ultra")
-            or f.mime == "image/png"
-            or (f.filename.lower().endswith(".png"))
-        )
+    async def _attempt(send: Callable[[], Awaitable[Message]]) -> Message:
+        """`send()`, once more at once after a 5xx or no answer (a timeout: the message may
+        have arrived, so never a third time). Raises `_Refused` when Telegram would not take
+        it this way (the next way may work). Anything else (flood control, a blocked bot,
+        a migrated chat, no connection: nothing was sent) goes to the caller."""
+        tries = 0
+        while True:
+            try:
+                return await send()
+            except BadRequest as exc:  # IMAGE_PROCESS_FAILED, PHOTO_INVALID_DIMENSIONS, ...
+                raise _Refused(REFUSED, exc.message) from None
+            except (TimedOut, Unanswered) as exc:
+                reason, why = UNSURE, f"no answer ({type(exc).__name__})"
+            except ServerRefused as exc:  # Telegram answered: a 5xx, 413
+                if exc.status == TOO_LARGE_STATUS:
+                    raise _Refused(TOO_LARGE, exc.message) from None
+                reason, why = REFUSED, f"{exc.message} ({exc.status})"
+            tries += 1
+            if tries > SEND_RETRIES:
+                raise _Refused(reason, why)
+            log.info("telegram: %s; trying once more", why)
+
+
+def _size(f: ResultFile) -> int | None:
+    return f.size if f.size is not None else (f.path.stat().st_size if f.path else None)

@@ -25,8 +25,12 @@ __all__ = [
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
+    "NOT_POSTED",
+    "NOT_POSTED_FAILURE",
     "OOPS",
+    "ORIGINAL",
     "ORIGINAL_NOTE",
+    "ORIGINAL_SENDING",
     "REROLL",
     "RESEND",
     "RESENDING",
@@ -38,6 +42,8 @@ __all__ = [
     "cancel_button",
     "clip",
     "confirm_buttons",
+    "delivery_retry_text",
+    "fallback_note",
     "help_text",
     "history_buttons",
     "link_note",
@@ -53,7 +59,8 @@ __all__ = [
 # callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
 REROLL, ANIMATE, UPSCALE = "rr", "an", "4k"
 CONFIRM, CANCEL, RESEND = "cf", "cx", "rs"
-_ACTIONS = (REROLL, ANIMATE, UPSCALE, CONFIRM, CANCEL, RESEND)
+ORIGINAL = "og"  # the uncompressed original of an image result, on demand
+_ACTIONS = (REROLL, ANIMATE, UPSCALE, CONFIRM, CANCEL, RESEND, ORIGINAL)
 BUTTON_RE = rf"^({'|'.join(_ACTIONS)}):[a-z0-9]{{4,32}}$"
 ACTION_ANSWERS = {
     REROLL: "🔁 Rerolling on {name}…",
@@ -67,6 +74,10 @@ RESULT_UNAVAILABLE = "I couldn't fetch that result again; it has probably expire
 _FOUR_K = frozenset({"4k", "ultra"})
 
 ORIGINAL_NOTE = "Full-quality original, without Telegram's compression."
+ORIGINAL_SENDING = "📎 Sending the original…"
+# Every way of posting a result here failed (the status message says so).
+NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
+NOT_POSTED_FAILURE = "⚠️ This job has ended, but I couldn't post how here. /history shows it."
 DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
 # Only when the core holds no job for the request (adapter._apology checks).
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
@@ -138,6 +149,29 @@ def link_note(kind: Kind, size: int | None, limit_mb: int) -> str:
     )
 
 
+def fallback_note(kind: Kind, *, unsure: bool) -> str:
+    """Above a link sent because Telegram refused the upload (`unsure`: it did not answer
+    in time twice, so the file may have arrived after all)."""
+    what = "video" if kind is Kind.VIDEO else "image"
+    if unsure:
+        return (
+            f"📎 Telegram was too slow to take this {what}. If it isn't above, here is a link "
+            "(it works for a limited time):"
+        )
+    return (
+        f"📎 Telegram wouldn't take this {what} as an upload, so here is a link instead "
+        "(it works for a limited time):"
+    )
+
+
+def delivery_retry_text(job: Job) -> str:
+    """The status message while a job's outcome waits to be posted again."""
+    if job.state is not JobState.SUCCEEDED:
+        return "📤 Your job has ended, but I couldn't post how yet. I'll try again shortly."
+    what = "video" if job.kind is Kind.VIDEO else "image"
+    return f"📤 Your {what} is ready, but I couldn't post it yet. I'll try again shortly."
+
+
 def mention_html(origin: Origin) -> str:
     """A link that notifies the asker; empty for anonymous senders (a chat, not a user)."""
     if origin.context.get("anonymous") or not origin.user_id.isdigit():
@@ -146,9 +180,12 @@ def mention_html(origin: Origin) -> str:
     return f'<a href="tg://user?id={origin.user_id}">{name}</a>'
 
 
-def result_buttons(job: Job, catalog: Catalog) -> InlineKeyboardMarkup | None:
+def result_buttons(
+    job: Job, catalog: Catalog, *, original: bool = False
+) -> InlineKeyboardMarkup | None:
     """Reroll under every result or failure; Animate under images; 4K under Nano Banana
-    images that are not 4K yet."""
+    images that are not 4K yet; with `original` (a photo, which Telegram recompresses), a
+    second row with 📎 Original, which sends the uncompressed file when pressed."""
     if job.state is JobState.REJECTED:
         return None
     row = [InlineKeyboardButton("🔁 Reroll", callback_data=f"{REROLL}:{job.id}")]
@@ -157,6 +194,10 @@ def result_buttons(job: Job, catalog: Catalog) -> InlineKeyboardMarkup | None:
         spec = catalog.resolve(job.model)
         if spec is not None and "4k" in spec.qualities and (job.quality or "") not in _FOUR_K:
             row.append(InlineKeyboardButton("🔍 4K", callback_data=f"{UPSCALE}:{job.id}"))
+    if original and job.state is JobState.SUCCEEDED:
+        return InlineKeyboardMarkup(
+            [row, [InlineKeyboardButton("📎 Original", callback_data=f"{ORIGINAL}:{job.id}")]]
+        )
     return InlineKeyboardMarkup([row])
 
 

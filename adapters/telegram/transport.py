@@ -9,11 +9,18 @@ with the same timeouts and errors as PTB's `HTTPXRequest`:
 - `connect_timeout` bounds making a connection, `pool_timeout` waiting for a free one,
   `read_timeout` waiting for the answer; a request that uploads a file may take
   `media_write_timeout` more in all (aiohttp has no per-write timeout).
-- A timeout is `TimedOut`, any other transport failure `NetworkError`. Their messages never
-  carry the URL: a Bot API URL contains the bot token.
+- A timeout is `TimedOut`; a connection that broke during the request `Unanswered`: in
+  both, whether Telegram got the request is unknown. A connection that could not be made
+  is a plain `NetworkError` (nothing was sent). A 5xx or 413 answer is `ServerRefused`
+  (PTB would raise a plain `NetworkError` with the same words): Telegram answered, and
+  did not act on it. Their messages never carry the URL: a Bot API URL contains the bot
+  token.
 """
 
 from __future__ import annotations
+
+import json
+from http import HTTPStatus
 
 import aiohttp
 from telegram._utils.defaultvalue import DefaultValue
@@ -21,7 +28,21 @@ from telegram._utils.types import ODVInput
 from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
-__all__ = ["AiohttpRequest"]
+__all__ = ["AiohttpRequest", "ServerRefused", "Unanswered"]
+
+TOO_LARGE = 413  # Request Entity Too Large
+
+
+class Unanswered(NetworkError):
+    """No answer came (the connection broke): the request may have arrived."""
+
+
+class ServerRefused(NetworkError):
+    """Telegram answered 5xx (a failure on its side) or 413 (the request was too large)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class AiohttpRequest(BaseRequest):
@@ -93,11 +114,16 @@ class AiohttpRequest(BaseRequest):
             async with session.request(
                 method, url, data=_body(request_data), timeout=timeout
             ) as response:
-                return response.status, await response.read()
+                status, payload = response.status, await response.read()
         except TimeoutError as exc:
             raise TimedOut(_without_url(exc, url) or "Timed out") from None
-        except aiohttp.ClientError as exc:
+        except aiohttp.ClientConnectorError as exc:  # no connection: nothing was sent
             raise NetworkError(f"aiohttp.{type(exc).__name__}: {_without_url(exc, url)}") from None
+        except aiohttp.ClientError as exc:
+            raise Unanswered(f"aiohttp.{type(exc).__name__}: {_without_url(exc, url)}") from None
+        if status == TOO_LARGE or status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            raise ServerRefused(status, _described(status, payload))
+        return status, payload
 
 
 def _body(request_data: RequestData | None) -> aiohttp.FormData | None:
@@ -117,6 +143,20 @@ def _body(request_data: RequestData | None) -> aiohttp.FormData | None:
         mime = rest[0] if rest else None
         form.add_field(name, content, filename=filename, content_type=mime)
     return form
+
+
+def _described(status: int, payload: bytes) -> str:
+    """What PTB would say of this answer: Telegram's description, else the status."""
+    try:
+        description = json.loads(payload).get("description")
+    except (ValueError, AttributeError):
+        description = None
+    if isinstance(description, str) and description:
+        return description
+    try:
+        return f"{HTTPStatus(status).phrase} ({status})"
+    except ValueError:
+        return f"Unknown HTTPError ({status})"
 
 
 def _given(value: ODVInput[float], default: float | None) -> float | None:
