@@ -394,3 +394,39 @@ async def test_idle_chats_are_forgotten_busy_ones_kept() -> None:
     await settle()
     assert [t.done() for t in again] == [True, False]
     again[1].cancel()
+
+
+# -- windows -----------------------------------------------------------------------------------
+
+
+def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None:
+    """Telegram counts messages in any minute; a token bucket of the same size would let a
+    full burst and then its refill through within one window (twice the budget)."""
+    from adapters.telegram.flood import _Window
+
+    window = _Window(capacity=20, period=60.0)
+    sent: list[float] = []
+    now = 0.0
+    while now < 300.0:  # send greedily whenever the window allows, for five minutes
+        wait = window.ready_in(now)
+        if wait == 0:
+            window.spend(now)
+            sent.append(now)
+            now += 0.5
+        else:
+            now += wait
+    assert len(sent) == 100  # 20 a minute, not 20 at once plus one every 3 s
+    most = max(sum(1 for t in sent if start <= t < start + 60.0) for start in sent)
+    assert most == 20
+
+
+def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
+    from adapters.telegram.flood import _Window
+
+    window = _Window(capacity=3, period=10.0)
+    window.spend(0.0)
+    assert window.ready_in(1.0, hold=1) == 0  # two left: one for status, one kept
+    window.spend(1.0)
+    assert window.ready_in(2.0, hold=1) == pytest.approx(8.0)  # the last is the result's
+    assert window.ready_in(2.0) == 0  # ... which a result may take
+    assert not window.full(9.0) and window.full(11.0)

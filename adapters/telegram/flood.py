@@ -5,7 +5,7 @@ one group; beyond that it answers 429 with a `retry_after`. python-telegram-bot'
 AIORateLimiter keeps to those budgets first come, first served, so in a busy group a
 reply or a result waits behind every progress edit queued before it, and a reaction
 acknowledging a command waits behind all of them. `FloodControl` keeps to the same
-budgets (token buckets: the overall one, and one per group or channel) but sorts what
+budgets (sliding windows: the overall one, and one per group or channel) but sorts what
 it sends into lanes:
 
     FREE     no chat_id (getUpdates, getFile, getMe, setMyCommands, answerCallbackQuery,
@@ -51,6 +51,8 @@ import contextvars
 import datetime as dtm
 import itertools
 import logging
+import math
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -75,6 +77,9 @@ RESULT_ENDPOINTS = frozenset(
 )
 READ_PREFIX = "get"
 RETRY_MARGIN_S = 0.1  # on top of Telegram's retry_after, as python-telegram-bot waits
+# Each window is counted this much longer than Telegram's, so that requests we let go at a
+# window's edge do not reach Telegram inside it after uneven network delays.
+WINDOW_MARGIN = 0.05
 EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
 EDIT_RESERVE = 0.25  # the share of a budget an edit leaves to new messages
 MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
@@ -146,37 +151,48 @@ def _seconds(period: dtm.timedelta | float) -> float:
 
 
 @dataclass(slots=True)
-class _Bucket:
-    """`capacity` tokens, refilled at `capacity` per `period` seconds."""
+class _Window:
+    """At most `capacity` requests in any `period` seconds: a sliding window over the
+    times they went, as Telegram counts ("no more than 20 messages per minute in the same
+    group"). A token bucket of the same size would let twice as many through in one
+    window: a full bucket's burst, then its refill."""
 
-    capacity: float
+    capacity: int
     period: float
-    tokens: float
-    at: float
+    sent: deque[float] = field(default_factory=deque)
 
-    def refill(self, now: float) -> None:
-        self.tokens = min(
-            self.capacity, self.tokens + (now - self.at) * self.capacity / self.period
-        )
-        self.at = now
+    def _expire(self, now: float) -> None:
+        while self.sent and self.sent[0] <= now - self.period:
+            self.sent.popleft()
+
+    def tokens(self, now: float) -> int:
+        self._expire(now)
+        return self.capacity - len(self.sent)
 
     def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
-        """Seconds until a token is there with a `keep` share of the bucket, or `hold`
-        tokens if more, left over (never more than all but one token, so a small bucket
-        still serves) (0: now)."""
-        self.refill(now)
+        """Seconds until one request may go with a `keep` share of the window, or `hold`
+        requests if more, left over (never more than all but one, so a small window still
+        serves) (0: now)."""
+        self._expire(now)
         keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
-        wait = (1.0 + keep - self.tokens) * self.period / self.capacity
+        over = len(self.sent) + 1 + math.ceil(keep - 1e-9) - self.capacity
+        if over <= 0:
+            return 0.0
+        wait = self.sent[over - 1] + self.period - now  # when the `over`-th oldest leaves
         return wait if wait > EARLY_S else 0.0
 
+    def spend(self, now: float) -> None:
+        self.sent.append(now)
+
     def full(self, now: float) -> bool:
-        self.refill(now)
-        return self.tokens >= self.capacity
+        """Nothing sent within the window: as if never used."""
+        self._expire(now)
+        return not self.sent
 
 
 @dataclass(slots=True)
 class _Chat:
-    bucket: _Bucket | None  # None: no per-chat budget (a private chat)
+    bucket: _Window | None  # None: no per-chat budget (a private chat)
     paused_until: float = 0.0
     users: int = 0  # requests inside process_request for this chat
     results: int = 0  # tokens kept for results to come (jobs in flight here)
@@ -204,7 +220,7 @@ class CalledOff(Exception):
 
 
 class FloodControl(BaseRateLimiter[int]):
-    """Token buckets served by lane (see the module docstring). A rate of 0 lifts that limit.
+    """Sliding windows served by lane (see the module docstring). A rate of 0 lifts that limit.
     `rate_limit_args`, like AIORateLimiter's, is the number of RetryAfter retries for one
     request (default `max_retries`)."""
 
@@ -218,6 +234,7 @@ class FloodControl(BaseRateLimiter[int]):
         max_retries: int = 0,
         max_idle_chats: int = MAX_IDLE_CHATS,
         edit_reserve: float = EDIT_RESERVE,
+        window_margin: float = WINDOW_MARGIN,
     ) -> None:
         self.overall_max_rate = overall_max_rate
         self.overall_time_period = overall_time_period
@@ -226,14 +243,15 @@ class FloodControl(BaseRateLimiter[int]):
         self.max_retries = max_retries
         self.max_idle_chats = max_idle_chats
         self.edit_reserve = edit_reserve
-        self._overall: _Bucket | None = None
+        self.window_margin = window_margin
+        self._overall: _Window | None = None
         self._chats: dict[ChatKey, _Chat] = {}
         self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
     async def initialize(self) -> None:
-        """Nothing to set up: buckets are made on first use."""
+        """Nothing to set up: windows are made on first use."""
 
     async def shutdown(self) -> None:
         """Requests still waiting fail with NetworkError (a delivery is retried later)."""
@@ -400,7 +418,10 @@ class FloodControl(BaseRateLimiter[int]):
                 del self._chats[old]
         bucket = None
         if is_group and self.group_max_rate and self.group_time_period:
-            bucket = _Bucket(self.group_max_rate, self.group_time_period, self.group_max_rate, now)
+            bucket = _Window(
+                int(self.group_max_rate),
+                _seconds(self.group_time_period) * (1 + self.window_margin),
+            )
         chat = self._chats[key] = _Chat(bucket)
         return chat
 
@@ -446,19 +467,20 @@ class FloodControl(BaseRateLimiter[int]):
                 wake = wait if wake is None else min(wake, wait)
                 continue
             if overall is not None:
-                overall.tokens -= 1
+                overall.spend(now)
             if chat.bucket is not None:
-                chat.bucket.tokens -= 1
+                chat.bucket.spend(now)
             waiter.granted.set_result(None)
         self._waiting = keep
         if keep and wake is not None:
             self._timer = loop.call_later(wake, self.dispatch)
 
-    def _overall_bucket(self, now: float) -> _Bucket | None:
+    def _overall_bucket(self, now: float) -> _Window | None:
         if not (self.overall_max_rate and self.overall_time_period):
             return None
         if self._overall is None:
-            self._overall = _Bucket(
-                self.overall_max_rate, self.overall_time_period, self.overall_max_rate, now
+            self._overall = _Window(
+                int(self.overall_max_rate),
+                _seconds(self.overall_time_period) * (1 + self.window_margin),
             )
         return self._overall
