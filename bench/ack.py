@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
-from bench.common import API_KEY, bench_settings, free_port
+from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
 from bot.app import Core
 from bot.config import Settings
@@ -51,17 +51,6 @@ APP_ID = 424242
 FLOOD, LIFTED, AIO = "FloodControl (default)", "limits lifted", "PTB's AIORateLimiter"
 
 Latencies = dict[str, list[float]]  # what was measured -> ms per command
-
-
-@contextlib.asynccontextmanager
-async def _running(core: Core) -> AsyncIterator[None]:
-    task = asyncio.create_task(core.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _limiter(name: str) -> BaseRateLimiter[int] | None:
@@ -96,7 +85,7 @@ async def _telegram_bot(settings: Settings, limiter: str) -> AsyncIterator[None]
 
     async with (
         Core(settings) as core,
-        _running(core),
+        running_core(core),
         TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
     ):
         await asyncio.sleep(0.5)
@@ -192,7 +181,7 @@ async def discord(n: int, tmp: Path) -> list[float]:
             async with (
                 Core(settings) as core,
                 DiscordAdapter(core, settings, guild_ready_timeout=0.05),
-                _running(core),
+                running_core(core),
             ):
                 interactions = await asyncio.gather(
                     *(

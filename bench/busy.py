@@ -59,7 +59,7 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,7 @@ import httpx
 from pydantic import SecretStr
 
 from bench.ack import TG_TOKEN, _process
-from bench.common import API_KEY, bench_settings, free_port
+from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
 from bench.workload import RunSpec, make_runs
 from bot.app import Core
@@ -301,17 +301,6 @@ def _settings(tmp: Path, gateway_url: str, api_root: str) -> Settings:
     )
 
 
-@contextlib.asynccontextmanager
-async def _running(core: Core) -> AsyncIterator[None]:
-    task = asyncio.create_task(core.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def _jobs(db: Path) -> list[dict[str, Any]]:
     with contextlib.closing(sqlite3.connect(db)) as conn:
         conn.row_factory = sqlite3.Row
@@ -372,7 +361,7 @@ async def run_workload(name: str, *, limits: bool, speed: float, dump: Path | No
             db = tmp / "bench.db"
             async with (
                 Core(settings) as core,
-                _running(core),
+                running_core(core),
                 TelegramAdapter(core, settings, poll_timeout_s=1.0),
             ):
                 await asyncio.sleep(0.5)

@@ -30,8 +30,11 @@ __all__ = [
     "ScriptedGateway",
     "bench_settings",
     "drive",
+    "free_port",
     "peak_rss_mb",
     "rss_mb",
+    "running_core",
+    "running_notifier",
 ]
 
 API_KEY = "aa_bench_key_0123456789"
@@ -149,6 +152,18 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6  # KiB on Linux
+
+
+@contextlib.asynccontextmanager
+async def running_core(core: Core) -> AsyncIterator[None]:
+    """The core's loops (tracker, notifier, sweeps) running for the block."""
+    task = asyncio.create_task(core.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 @contextlib.asynccontextmanager
