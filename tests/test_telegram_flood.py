@@ -430,3 +430,15 @@ def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
     assert window.ready_in(2.0, hold=1) == pytest.approx(8.0)  # the last is the result's
     assert window.ready_in(2.0) == 0  # ... which a result may take
     assert not window.full(9.0) and window.full(11.0)
+
+
+def test_a_window_counts_a_slow_request_from_when_it_was_answered() -> None:
+    """Telegram counted it somewhere between our letting it go and its answer: the window
+    frees its place one period after the answer, never earlier."""
+    from adapters.telegram.flood import _Window
+
+    window = _Window(capacity=1, period=10.0)
+    slot = window.spend(0.0)
+    window.settle(slot, 3.0)  # the request took 3 s to be answered
+    assert window.ready_in(10.0) == pytest.approx(3.0)
+    assert window.ready_in(13.0) == 0

@@ -52,7 +52,6 @@ import datetime as dtm
 import itertools
 import logging
 import math
-from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -155,19 +154,22 @@ class _Window:
     """At most `capacity` requests in any `period` seconds: a sliding window over the
     times they went, as Telegram counts ("no more than 20 messages per minute in the same
     group"). A token bucket of the same size would let twice as many through in one
-    window: a full bucket's burst, then its refill."""
+    window: a full bucket's burst, then its refill.
+
+    A request is counted from the moment it may go (`spend`) and, once its answer came,
+    from then (`settle`): Telegram counted it somewhere in between, so the window never
+    frees its place too early, however long the request took to get there."""
 
     capacity: int
     period: float
-    sent: deque[float] = field(default_factory=deque)
+    sent: list[list[float]] = field(default_factory=list)  # [time] each, oldest first
 
     def _expire(self, now: float) -> None:
-        while self.sent and self.sent[0] <= now - self.period:
-            self.sent.popleft()
-
-    def tokens(self, now: float) -> int:
-        self._expire(now)
-        return self.capacity - len(self.sent)
+        gone = 0
+        while gone < len(self.sent) and self.sent[gone][0] <= now - self.period:
+            gone += 1
+        if gone:
+            del self.sent[:gone]
 
     def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
         """Seconds until one request may go with a `keep` share of the window, or `hold`
@@ -178,11 +180,23 @@ class _Window:
         over = len(self.sent) + 1 + math.ceil(keep - 1e-9) - self.capacity
         if over <= 0:
             return 0.0
-        wait = self.sent[over - 1] + self.period - now  # when the `over`-th oldest leaves
+        wait = self.sent[over - 1][0] + self.period - now  # when the `over`-th oldest leaves
         return wait if wait > EARLY_S else 0.0
 
-    def spend(self, now: float) -> None:
-        self.sent.append(now)
+    def spend(self, now: float) -> list[float]:
+        """Count a request that goes now; `settle` the returned slot when it is answered."""
+        slot = [now]
+        self.sent.append(slot)  # settled times are in the past: the order holds
+        return slot
+
+    def settle(self, slot: list[float], now: float) -> None:
+        """The request of `slot` was answered now: count it from now (if still counted)."""
+        for index, held in enumerate(self.sent):
+            if held is slot:
+                del self.sent[index]
+                slot[0] = max(slot[0], now)
+                bisect.insort(self.sent, slot)
+                return
 
     def full(self, now: float) -> bool:
         """Nothing sent within the window: as if never used."""
@@ -213,6 +227,8 @@ class _Waiter:
     key: ChatKey = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
     tag: str | None = field(default=None, compare=False)  # what a `turn` was taken for
+    # the windows it was counted in, with its place in each (settled once answered)
+    slots: list[tuple[_Window, list[float]]] = field(default_factory=list, compare=False)
 
 
 class CalledOff(Exception):
@@ -297,8 +313,10 @@ class FloodControl(BaseRateLimiter[int]):
             _PREPAID.set(None)
         try:
             while True:
+                waiter = None
                 if not prepaid:
-                    await self._acquire(_Waiter(lane, seq, key, self._loop().create_future()))
+                    waiter = _Waiter(lane, seq, key, self._loop().create_future())
+                    await self._acquire(waiter)
                 prepaid = False
                 try:
                     return await callback(*args, **kwargs)
@@ -321,6 +339,9 @@ class FloodControl(BaseRateLimiter[int]):
                         attempt,
                     )
                     self._pause(chat, wait)
+                finally:
+                    if waiter is not None:
+                        self._settle(waiter)
         finally:
             chat.users -= 1
 
@@ -347,6 +368,13 @@ class FloodControl(BaseRateLimiter[int]):
             yield
         finally:
             _PREPAID.reset(token)
+            self._settle(waiter)
+
+    def _settle(self, waiter: _Waiter) -> None:
+        """Its request was answered (or never went): count it in its windows from now."""
+        now = self._loop().time()
+        for window, slot in waiter.slots:
+            window.settle(slot, now)
 
     def call_off(self, tag: str) -> None:
         """Turns still waiting for `tag` raise CalledOff: nothing is sent for them."""
@@ -467,9 +495,9 @@ class FloodControl(BaseRateLimiter[int]):
                 wake = wait if wake is None else min(wake, wait)
                 continue
             if overall is not None:
-                overall.spend(now)
+                waiter.slots.append((overall, overall.spend(now)))
             if chat.bucket is not None:
-                chat.bucket.spend(now)
+                waiter.slots.append((chat.bucket, chat.bucket.spend(now)))
             waiter.granted.set_result(None)
         self._waiting = keep
         if keep and wake is not None:
