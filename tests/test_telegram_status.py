@@ -202,3 +202,19 @@ async def test_a_result_does_not_wait_for_its_jobs_status_update(
     assert bed.limiter.waiting == 1  # the delete of the status line, for the next minute
     await bed.sink.aclose()
     assert (GROUP_ID, line.result["message_id"]) in bed.fake.messages
+
+
+async def test_a_percentage_near_the_end_is_not_shown(open_bed: Callable[[int], Bed]) -> None:
+    """At 75 % and over the result follows within seconds: an edit then would mostly reach
+    the chat after the gateway finished, so the status keeps its last percentage."""
+    bed = open_bed(20)
+    await bed.sink.bot.initialize()
+    job = await bed.job()
+    await bed.sink.progress(job)
+    running = dataclasses.replace(job, state=JobState.RUNNING, progress=10)
+    await bed.store.save(running)
+    await bed.sink.progress(running)
+    near = dataclasses.replace(running, progress=80)
+    await bed.store.save(near)
+    await bed.sink.progress(near)
+    assert bed.texts() == [QUEUED, "🎨 Nano Banana ▰▱▱▱▱▱▱▱▱▱ 10%"]

@@ -96,6 +96,9 @@ BOARD_INTERVAL_S = 3.0  # a board shows a change of state at most this long afte
 BOARD_PROGRESS_FACTOR = 5  # and a new percentage only after five times that
 # Requests a job's own status line may cost (its reply, edits and delete), by kind.
 STATUS_BUDGET = {Kind.IMAGE: 4, Kind.VIDEO: 8}
+# A percentage this high is not shown: the result follows within seconds, and an edit sent
+# now would mostly reach the chat after the gateway finished (a stale status).
+LAST_PERCENT_SHOWN = 75
 
 # How far a job got, for status texts: an older update is never shown over a newer one
 # (a gateway may report queued again after running, so they rank alike).
@@ -395,6 +398,8 @@ class TelegramSink:
         stage = _stage(job)
         if shown is None or stage[0] != shown[0] or job.state is not JobState.RUNNING:
             return True
+        if stage[1] >= LAST_PERCENT_SHOWN:
+            return False  # the result is near: an edit now would mostly land after it
         left = STATUS_BUDGET.get(job.kind, 4) - self._spent.get(job.id, 0) - 1  # the delete
         return left > 0 and stage[1] >= shown[1] + (100 - shown[1]) / (left + 1)
 
