@@ -8,7 +8,7 @@ import contextlib
 import resource
 import socket
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,23 +155,21 @@ def peak_rss_mb() -> float:
 
 
 @contextlib.asynccontextmanager
-async def running_core(core: Core) -> AsyncIterator[None]:
+async def _running(loop: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    task = asyncio.create_task(loop)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def running_core(core: Core) -> contextlib.AbstractAsyncContextManager[None]:
     """The core's loops (tracker, notifier, sweeps) running for the block."""
-    task = asyncio.create_task(core.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    return _running(core.run())
 
 
-@contextlib.asynccontextmanager
-async def running_notifier(core: Core) -> AsyncIterator[None]:
-    task = asyncio.create_task(core.notifier.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+def running_notifier(core: Core) -> contextlib.AbstractAsyncContextManager[None]:
+    """Only the notifier running for the block."""
+    return _running(core.notifier.run())

@@ -30,6 +30,7 @@ from bot.community import SETTING_NAMES
 from bot.errors import MediaError, RequestRejected
 from bot.messages import history_text
 from bot.models import Job, JobState, Origin
+from bot.ports import ResultFile
 
 __all__ = ["BUTTONS", "COMMANDS", "CommunityHandlers"]
 
@@ -180,8 +181,9 @@ class CommunityHandlers:
         if status_id is not None:
             await service.attach_status_message(job.id, str(status_id))
 
-    async def _send_again(self, query: CallbackQuery, job_id: str, origin: Origin) -> None:
-        job = await self.core.service.stored_result(job_id, origin)
+    async def _result_files(self, query: CallbackQuery, job: Job) -> list[ResultFile]:
+        """The job's result files fetched again; none (and the presser told so) when the
+        gateway's links are gone."""
         try:
             files = await self.core.notifier.fetch_results(job)
         except MediaError as exc:
@@ -189,6 +191,12 @@ class CommunityHandlers:
             files = []
         if not files:
             await _answer(query, RESULT_UNAVAILABLE, alert=True)
+        return files
+
+    async def _send_again(self, query: CallbackQuery, job_id: str, origin: Origin) -> None:
+        job = await self.core.service.stored_result(job_id, origin)
+        files = await self._result_files(query, job)
+        if not files:
             return
         await _answer(query, RESENDING)
         await self.sink.send_again(job, files, origin)
@@ -205,13 +213,8 @@ class CommunityHandlers:
             await _answer(query, ORIGINAL_SENDING)
             return
         job = await self.core.service.stored_result(job_id, origin, anyone=True)
-        try:
-            files = await self.core.notifier.fetch_results(job)
-        except MediaError as exc:
-            log.info("job %s: original not fetched again (%s)", job.id, exc)
-            files = []
+        files = await self._result_files(query, job)
         if not files:
-            await _answer(query, RESULT_UNAVAILABLE, alert=True)
             return
         await _answer(query, ORIGINAL_SENDING)
         self._originals.add(key)
