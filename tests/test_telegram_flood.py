@@ -256,6 +256,24 @@ async def test_a_turn_is_taken_before_the_text_is_chosen_and_spent_by_the_reques
     await asyncio.gather(third, return_exceptions=True)
 
 
+async def test_a_turn_that_sends_nothing_gives_its_token_back() -> None:
+    limiter = FloodControl(
+        overall_max_rate=100, group_max_rate=2, group_time_period=MINUTE, edit_reserve=0
+    )
+    telegram = Telegram()
+    async with limiter.turn(GROUP_A):
+        pass  # the edit was moot when its turn came: nothing went
+    async with limiter.turn(GROUP_A):
+        data = {"chat_id": GROUP_A, "text": "10%"}
+        await limiter.process_request(
+            telegram, ("editMessageText", data), {}, "editMessageText", data, None
+        )
+    photo = request(limiter, telegram, "sendPhoto", GROUP_A)
+    await asyncio.wait_for(photo, 5)  # the second of the 2 tokens was still free
+    assert telegram.calls == [("editMessageText", GROUP_A), ("sendPhoto", GROUP_A)]
+    await limiter.shutdown()
+
+
 # -- budgets -----------------------------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from telegram.ext import ExtBot
 
+from adapters.telegram import sink as sink_module
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.sink import TelegramSink
 from bot.config import Settings
@@ -122,14 +123,55 @@ async def test_an_update_made_moot_while_waiting_is_never_sent(
 
     waiting = asyncio.create_task(bed.sink.progress(dataclasses.replace(running, progress=60)))
     await until_waiting(bed.limiter)
-    later = dataclasses.replace(running, progress=90)
-    await bed.store.save(later)  # the tracker saw 90% while the 60% edit waited
+    later = dataclasses.replace(running, progress=70)
+    await bed.store.save(later)  # the tracker saw 70% while the 60% edit waited
     newer = asyncio.create_task(bed.sink.progress(later))  # waits behind it: same job
     bed.limiter.expect_results(GROUP_ID, 0)  # tokens free up
     await asyncio.wait_for(asyncio.gather(waiting, newer), 5)
 
-    assert bed.texts() == [QUEUED, "🎨 Nano Banana ▰▱▱▱▱▱▱▱▱▱ 10%", "🎨 Nano Banana ▰▰▰▰▰▰▰▰▰▱ 90%"]
+    assert bed.texts() == [QUEUED, "🎨 Nano Banana ▰▱▱▱▱▱▱▱▱▱ 10%", "🎨 Nano Banana ▰▰▰▰▰▰▰▱▱▱ 70%"]
     assert not any("60%" in t for t in bed.texts())
+
+
+async def test_a_near_end_percentage_that_came_while_an_edit_waited_is_not_shown(
+    open_bed: Callable[[int], Bed],
+) -> None:
+    bed = open_bed(3)
+    await bed.sink.bot.initialize()
+    job = await bed.job()
+    await bed.sink.progress(job)
+    running = dataclasses.replace(job, state=JobState.RUNNING, progress=10)
+    await bed.sink.progress(running)
+    waiting = asyncio.create_task(bed.sink.progress(dataclasses.replace(running, progress=60)))
+    await until_waiting(bed.limiter)
+    near = dataclasses.replace(running, progress=90)
+    await bed.store.save(near)
+    newer = asyncio.create_task(bed.sink.progress(near))
+    bed.limiter.expect_results(GROUP_ID, 0)
+    await asyncio.wait_for(asyncio.gather(waiting, newer), 5)
+    assert bed.texts() == [QUEUED, "🎨 Nano Banana ▰▱▱▱▱▱▱▱▱▱ 10%"]
+
+
+async def test_a_percentage_seen_long_before_its_turn_is_dropped(
+    open_bed: Callable[[int], Bed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job may have finished while the edit waited: the next poll brings a fresh one."""
+    monkeypatch.setattr(sink_module, "PROGRESS_FRESH_S", 0.05)
+    bed = open_bed(3)
+    await bed.sink.bot.initialize()
+    job = await bed.job()
+    await bed.sink.progress(job)
+    running = dataclasses.replace(job, state=JobState.RUNNING, progress=10)
+    await bed.sink.progress(running)
+    waiting = asyncio.create_task(bed.sink.progress(dataclasses.replace(running, progress=60)))
+    await until_waiting(bed.limiter)
+    await asyncio.sleep(0.2)  # longer than PROGRESS_FRESH_S: the 60 % is old news now
+    bed.limiter.expect_results(GROUP_ID, 0)
+    await asyncio.wait_for(waiting, 5)
+    assert bed.texts() == [QUEUED, "🎨 Nano Banana ▰▱▱▱▱▱▱▱▱▱ 10%"]
+
+    await bed.sink.progress(dataclasses.replace(running, progress=70))  # fresh: it goes
+    assert bed.texts()[-1] == "🎨 Nano Banana ▰▰▰▰▰▰▰▱▱▱ 70%"
 
 
 async def test_nothing_is_sent_for_a_job_that_ended_while_its_edit_waited(

@@ -198,6 +198,13 @@ class _Window:
                 bisect.insort(self.sent, slot)
                 return
 
+    def release(self, slot: list[float]) -> None:
+        """The request of `slot` never went: its place is free again."""
+        for index, held in enumerate(self.sent):
+            if held is slot:
+                del self.sent[index]
+                return
+
     def full(self, now: float) -> bool:
         """Nothing sent within the window: as if never used."""
         self._expire(now)
@@ -367,8 +374,18 @@ class FloodControl(BaseRateLimiter[int]):
         try:
             yield
         finally:
+            unused = _PREPAID.get() == key  # nothing was sent inside: the token goes back
             _PREPAID.reset(token)
-            self._settle(waiter)
+            if unused:
+                self._release(waiter)
+            else:
+                self._settle(waiter)
+
+    def _release(self, waiter: _Waiter) -> None:
+        for window, slot in waiter.slots:
+            window.release(slot)
+        if self._waiting:
+            self.dispatch()
 
     def _settle(self, waiter: _Waiter) -> None:
         """Its request was answered (or never went): count it in its windows from now."""

@@ -99,6 +99,9 @@ STATUS_BUDGET = {Kind.IMAGE: 4, Kind.VIDEO: 8}
 # A percentage this high is not shown: the result follows within seconds, and an edit sent
 # now would mostly reach the chat after the gateway finished (a stale status).
 LAST_PERCENT_SHOWN = 75
+# A percentage seen longer ago than this when its edit's turn comes is not sent: the job
+# may have finished meanwhile, and the next poll brings a newer one.
+PROGRESS_FRESH_S = 1.0
 
 # How far a job got, for status texts: an older update is never shown over a newer one
 # (a gateway may report queued again after running, so they rank alike).
@@ -253,6 +256,7 @@ class TelegramSink:
         self._latest: dict[str, Job] = {}  # the newest update seen of each running job
         self._stage_shown: dict[str, tuple[int, int]] = {}  # how far its own line is
         self._spent: dict[str, int] = {}  # requests its own line cost so far
+        self._seen_at: dict[str, float] = {}  # loop time its newest update was seen
         self._chat_of: dict[str, int] = {}  # running job -> its chat
         self._running: dict[int, set[str]] = {}  # chat -> its running jobs seen here
         self._boards: dict[int, _Board] = {}
@@ -373,6 +377,15 @@ class TelegramSink:
         latest = self._latest.get(job.id)
         if latest is None or _stage(job) >= _stage(latest):
             self._latest[job.id] = job
+            self._seen_at[job.id] = asyncio.get_running_loop().time()
+
+    def _too_old(self, job: Job) -> bool:
+        """A new percentage (nothing else changed) seen too long ago to be shown now."""
+        shown = self._stage_shown.get(job.id)
+        if shown is None or job.state is not JobState.RUNNING or _stage(job)[0] != shown[0]:
+            return False
+        seen = self._seen_at.get(job.id)
+        return seen is not None and asyncio.get_running_loop().time() - seen > PROGRESS_FRESH_S
 
     async def _newest(self, job: Job) -> Job | None:
         """What the job's status should show now: the newest of the update in hand, any
@@ -460,6 +473,8 @@ class TelegramSink:
                 return posted
             if self._shown.get(job.id) == key:
                 return message_id
+            if not self._worth_an_edit(job) or self._too_old(job):
+                return message_id  # a newer percentage came while it waited: not worth it
             self._spent[job.id] = self._spent.get(job.id, 0) + 1
             try:
                 await self.bot.edit_message_text(
@@ -736,6 +751,7 @@ class TelegramSink:
             self._latest,
             self._stage_shown,
             self._spent,
+            self._seen_at,
         ):
             store.pop(job_id, None)
 
