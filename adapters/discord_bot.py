@@ -94,9 +94,18 @@ from bot.app import Core
 from bot.catalog import ModelSpec
 from bot.config import Settings
 from bot.errors import ConfigError, MediaError, PlatformUnavailable, RequestRejected
-from bot.messages import confirm_text, history_text, model_line, progress_text
+from bot.messages import (
+    cancel_text,
+    chat_usage_text,
+    confirm_text,
+    history_text,
+    model_line,
+    progress_text,
+    setting_changed_text,
+    usage_text,
+)
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
-from bot.service import CANCELLED
+from bot.outcomes import Cancelled
 
 __all__ = ["DiscordAdapter", "sync_commands"]
 
@@ -453,12 +462,12 @@ class DiscordAdapter:
 
     async def _cancel_job(self, interaction: discord.Interaction[Any], job_id: str) -> None:
         try:
-            said = await self.core.service.cancel(job_id, self._presser(interaction))
+            outcome = await self.core.service.cancel(job_id, self._presser(interaction))
         except RequestRejected as exc:
             await self._refuse(interaction, exc)
             return
-        if said != CANCELLED:  # already sent or finished: only the presser needs to know
-            await interaction.response.send_message(said, ephemeral=True)
+        if not isinstance(outcome, Cancelled):  # sent or finished: only the presser is told
+            await interaction.response.send_message(cancel_text(outcome), ephemeral=True)
             return
         await interaction.response.defer()  # the delivery says it was cancelled
 
@@ -500,7 +509,7 @@ class DiscordAdapter:
 
     async def on_settings_show(self, interaction: discord.Interaction[Any]) -> None:
         async def show(origin: Origin) -> str:
-            return settings_text(await self.core.service.settings_text(origin))
+            return settings_text(await self.core.service.rules(origin))
 
         await self._answer(interaction, show)
 
@@ -510,7 +519,8 @@ class DiscordAdapter:
         admin = _is_admin(interaction)
 
         async def change(origin: Origin) -> str:
-            return await self.core.service.change_setting(origin, name, value, is_admin=admin)
+            changed = await self.core.service.change_setting(origin, name, value, is_admin=admin)
+            return setting_changed_text(changed)
 
         await self._answer(interaction, change)
 
@@ -519,13 +529,16 @@ class DiscordAdapter:
 
         async def usage(origin: Origin) -> str:
             if scope == "chat":
-                return await self.core.service.chat_usage_text(origin, is_admin=admin)
-            return await self.core.service.usage_text(origin)
+                return chat_usage_text(await self.core.service.chat_usage(origin, is_admin=admin))
+            return usage_text(await self.core.service.usage(origin))
 
         await self._answer(interaction, usage)
 
     async def on_cancel(self, interaction: discord.Interaction[Any]) -> None:
-        await self._answer(interaction, self.core.service.cancel_latest)
+        async def cancel(origin: Origin) -> str:
+            return cancel_text(await self.core.service.cancel_latest(origin))
+
+        await self._answer(interaction, cancel)
 
     async def on_history(self, interaction: discord.Interaction[Any]) -> None:
         try:

@@ -1,32 +1,41 @@
 """Rules for shared chats: limits, budgets, fair turns, confirmation, chat settings. One
-implementation for every platform; adapters only render what it says."""
+implementation for every platform; it answers in values, and bot/messages.py words them."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.catalog import Catalog
 from bot.config import Settings
 from bot.constants import MAX_CHAT_BUDGET_USD, MAX_JOBS_AT_ONCE, MAX_JOBS_PER_DAY
-from bot.errors import RequestRejected
 from bot.models import Kind, Origin
+from bot.outcomes import (
+    BadBudget,
+    NotOnOff,
+    NotWhole,
+    SettingRefusal,
+    UnknownModel,
+    UnknownSetting,
+    UsageRow,
+    WrongKindModel,
+)
 from bot.validation import clean_text
 
 __all__ = [
     "SETTING_NAMES",
     "ChatRules",
+    "Parsed",
     "Quota",
     "Refusal",
     "UsageRow",
     "day_start",
-    "format_wait",
     "is_operator",
     "parse_setting",
-    "rules_text",
+    "setting_key",
 ]
 
 
@@ -46,14 +55,6 @@ class Refusal:
     limit: str  # user_unfinished, user_daily, chat_budget, global_budget
     used: float
     allowed: float
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    user_id: str
-    user_name: str | None
-    jobs: int
-    spend_usd: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,30 +127,26 @@ _WHOLE: dict[str, tuple[int, int, int]] = {
 }
 _WHOLE_RE = re.compile(r"\+?[0-9]{1,12}")  # ASCII digits only: no "1e9", "inf", "５"
 _USD_RE = re.compile(r"\$?([0-9]{0,12})(?:\.([0-9]*))?")
-BUDGET_RULE = (
-    f"chat_budget_usd takes an amount in USD from 0.01 to {MAX_CHAT_BUDGET_USD:,} with at "
-    "most 2 decimals, or 0 for no budget, e.g. chat_budget_usd 12.50."
-)
+
+# A setting's value as parsed and stored (lists as lists: the store keeps JSON).
+Parsed = str | int | float | bool | list[str]
 
 
-def _whole(name: str, value: str) -> int:
+def _whole(name: str, value: str) -> int | NotWhole:
     low, high, example = _WHOLE[name]
     n = int(value) if _WHOLE_RE.fullmatch(value) else None
     if n is None or not low <= n <= high:
-        raise RequestRejected(
-            f"{name} takes a whole number from {low} to {high:,}, e.g. {name} {example}.",
-            code="bad_setting",
-        )
+        return NotWhole(name, low, high, example)
     return n
 
 
-def _usd(value: str) -> float:
+def _usd(name: str, value: str) -> float | BadBudget:
     match = _USD_RE.fullmatch(value.replace(" ", ""))
     if match is None or not (match[1] or match[2]) or len(match[2] or "") > 2:
-        raise RequestRejected(BUDGET_RULE, code="bad_setting")
+        return BadBudget(name, MAX_CHAT_BUDGET_USD)
     cents = int(match[1] or 0) * 100 + int((match[2] or "").ljust(2, "0"))
     if cents > MAX_CHAT_BUDGET_USD * 100:
-        raise RequestRejected(BUDGET_RULE, code="bad_setting")
+        return BadBudget(name, MAX_CHAT_BUDGET_USD)
     return cents / 100
 
 
@@ -168,23 +165,22 @@ def _fits(name: str, value: Any) -> bool:
     return True
 
 
-def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
-    """A value for `name` from what an admin typed; raises RequestRejected in plain words."""
-    name = clean_text(name).strip().lower().replace("-", "_")
+def setting_key(name: str) -> str:
+    """A setting's name as an admin typed it, read the way /settings reads it."""
+    return clean_text(name).strip().lower().replace("-", "_")
+
+
+def parse_setting(name: str, value: str, catalog: Catalog) -> Parsed | SettingRefusal:
+    """A value for `name` from what an admin typed, or why the setting cannot take it."""
+    name = setting_key(name)
     value = clean_text(value).strip()
     if name not in SETTING_NAMES:
-        raise RequestRejected(
-            f"There is no setting “{name}”. Settings: {', '.join(SETTING_NAMES)}.",
-            code="bad_setting",
-        )
+        return UnknownSetting(name, tuple(SETTING_NAMES))
     if name in ("image_model", "video_model"):
         spec = catalog.resolve(value)
         kind = Kind.IMAGE if name == "image_model" else Kind.VIDEO
         if spec is None or spec.kind is not kind:
-            options = ", ".join(s.code for s in catalog.all(kind))
-            raise RequestRejected(
-                f"{name} must be a {kind.value} model: {options}.", code="bad_setting"
-            )
+            return WrongKindModel(name, kind, tuple(s.code for s in catalog.all(kind)))
         return spec.code
     if name == "allowed_models":
         if value.lower() in ("all", "*", ""):
@@ -193,7 +189,7 @@ def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
         for part in filter(None, (p.strip() for p in value.split(","))):
             spec = catalog.resolve(part)
             if spec is None:
-                raise RequestRejected(f"I don't know the model “{part}”.", code="bad_setting")
+                return UnknownModel(name, part)
             codes.append(spec.code)
         return codes
     if name == "blocked_words":
@@ -206,48 +202,16 @@ def parse_setting(name: str, value: str, catalog: Catalog) -> Any:
             return True
         if lowered in ("off", "no", "false", "0"):
             return False
-        raise RequestRejected("video_confirm takes on or off.", code="bad_setting")
+        return NotOnOff(name)
     if name == "chat_budget_usd":
-        return _usd(value)
+        return _usd(name, value)
     return _whole(name, value)
-
-
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple | list):
-        return ", ".join(value) if value else "none"
-    return str(value)
-
-
-def rules_text(rules: ChatRules) -> str:
-    lines = ["⚙️ Settings for this chat:"]
-    for name in SETTING_NAMES:
-        value = getattr(rules, name)
-        if name == "allowed_models" and not value:
-            shown = "all"
-        elif name == "chat_budget_usd":
-            shown = f"${value:.2f}" if value else "no budget"
-        else:
-            shown = _shown(value)
-        lines.append(f"• {name}: {shown}")
-    lines.append("Admins change one with /settings <name> <value>.")
-    return "\n".join(lines)
 
 
 def day_start(now: float) -> float:
     """Midnight UTC of the day `now` is in: daily limits and budgets reset then."""
     d = datetime.fromtimestamp(now, UTC)
     return d.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-
-
-def format_wait(now: float) -> str:
-    """When the daily counters reset, in words: 'at 00:00 UTC, in 3 h 12 min'."""
-    reset = datetime.fromtimestamp(day_start(now), UTC) + timedelta(days=1)
-    left = max(int(reset.timestamp() - now), 60)
-    hours, minutes = divmod(left // 60, 60)
-    span = f"{hours} h {minutes} min" if hours else f"{minutes} min"
-    return f"at 00:00 UTC (in {span})"
 
 
 def is_operator(origin: Origin, operator_ids: str) -> bool:

@@ -7,23 +7,22 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from bot import messages
 from bot.catalog import Catalog
 from bot.community import (
     ChatRules,
     Quota,
     Refusal,
     day_start,
-    format_wait,
     is_operator,
     parse_setting,
-    rules_text,
+    setting_key,
 )
 from bot.config import Settings
 from bot.constants import CONSOLE
 from bot.errors import DuplicateRequest, RequestRejected
 from bot.faults import crash_point
 from bot.media import MediaStore
-from bot.messages import plural
 from bot.models import (
     GenerationRequest,
     Job,
@@ -33,24 +32,23 @@ from bot.models import (
     ReferenceImage,
     new_job_id,
 )
+from bot.outcomes import (
+    AlreadyFinished,
+    AlreadyStarted,
+    Cancelled,
+    CancelOutcome,
+    ChatUsage,
+    NothingToCancel,
+    SettingChanged,
+    SettingRefusal,
+    UsageReport,
+)
 from bot.ports import Clock, CommunityStore
 from bot.tracker import process_owner
-from bot.validation import Checked, clean_request, clean_text, validate
+from bot.validation import Checked, clean_request, validate
 
-__all__ = [
-    "CANCELLED",
-    "NOT_YOURS_CANCEL",
-    "NOT_YOURS_CONFIRM",
-    "NOT_YOURS_RESEND",
-    "OTHER_CHAT",
-    "Service",
-]
+__all__ = ["Service"]
 
-CANCELLED = "Cancelled. Nothing was sent, so nothing was charged."
-OTHER_CHAT = "That button is for a job from another chat, so it does nothing here."
-NOT_YOURS_CONFIRM = "Only the person who asked can confirm this."
-NOT_YOURS_CANCEL = "Only the person who asked can cancel it."
-NOT_YOURS_RESEND = "Only the person who asked can get this result again."
 RESULT_KEPT_S = 24 * 3600  # gateway result URLs expire after a day
 
 log = logging.getLogger(__name__)
@@ -109,38 +107,12 @@ class Service:
         spec = self.catalog.get(model)
         if rules.allowed_models and spec.code not in rules.allowed_models:
             allowed = [c for c in rules.allowed_models if self.catalog.get(c).kind is req.kind]
-            options = ", ".join(allowed) if allowed else "none of this kind"
             raise RequestRejected(
-                f"This chat doesn't allow {spec.name}. Allowed here: {options}.",
-                code="model_not_allowed",
+                messages.model_not_allowed_text(spec.name, allowed), code="model_not_allowed"
             )
         word = rules.blocked_word_in(req.prompt)
         if word is not None:
-            raise RequestRejected(
-                f"Your prompt contains “{word}”, which this chat does not allow. "
-                "Please rephrase it.",
-                code="blocked_word",
-            )
-
-    def _limit_words(self, refusal: Refusal, job: Job, now: float) -> str:
-        used = int(refusal.used)
-        if refusal.limit == "user_unfinished":
-            return (
-                f"You have {plural(used, 'job')} going already, the most at once here. "
-                "Try again when one of them finishes."
-            )
-        if refusal.limit == "user_daily":
-            return (
-                f"You've made {plural(used, job.kind.value)} today, the most allowed here. "
-                f"You can go again {format_wait(now)}."
-            )
-        if refusal.limit == "chat_budget":
-            return (
-                f"This chat has used ${refusal.used:.2f} of its ${refusal.allowed:.2f} budget "
-                f"for today, and this {job.kind.value} costs about ${job.price_usd or 0:.2f}. "
-                f"The budget resets {format_wait(now)}."
-            )
-        return f"genrelay has reached its spending limit for today. It resets {format_wait(now)}."
+            raise RequestRejected(messages.blocked_word_text(word), code="blocked_word")
 
     def check(self, req: GenerationRequest) -> None:
         """Validate without recording anything; raises RequestRejected."""
@@ -210,7 +182,8 @@ class Service:
     ) -> RequestRejected:
         log.info("job refused: %s over %s", req.origin.user_id, refusal.limit)
         self.on_limit(refusal.limit)
-        return RequestRejected(self._limit_words(refusal, job, now), code=f"limit_{refusal.limit}")
+        words = messages.limit_text(refusal, job.kind, job.price_usd, now)
+        return RequestRejected(words, code=f"limit_{refusal.limit}")
 
     async def submit(self, req: GenerationRequest, *, status_message_id: str | None = None) -> Job:
         """Check the request against the catalog and the chat's rules and record it. A job
@@ -268,7 +241,7 @@ class Service:
         log.info("job %s: its request (%s) came again; not recorded twice", job.id, job.request_key)
         if job.state is JobState.REJECTED:
             raise RequestRejected(
-                job.error_message or "That request was refused.", code=job.error_code or "rejected"
+                job.error_message or messages.REFUSED, code=job.error_code or "rejected"
             )
         if job.state is JobState.RECEIVED and job.hold is None:
             job.queue_position = await self._position(job)
@@ -308,11 +281,9 @@ class Service:
 
     async def confirm(self, job_id: str, origin: Origin) -> Job:
         """Release a held job; only its asker, in its chat, may."""
-        job = await self._asked_by(job_id, origin, NOT_YOURS_CONFIRM)
+        job = await self._asked_by(job_id, origin, messages.NOT_YOURS_CONFIRM)
         if job.hold is None or not await self.store.release_hold(job.id, self.clock.now()):
-            raise RequestRejected(
-                "This request is no longer waiting for confirmation.", code="not_held"
-            )
+            raise RequestRejected(messages.NOT_HELD, code="not_held")
         log.info("job %s: confirmed by its asker", job.id)
         self.wake_tracker()
         fresh = await self.store.get(job.id)
@@ -322,32 +293,28 @@ class Service:
             self.on_line_changed(fresh.origin.platform, fresh.origin.scope_id)
         return fresh
 
-    async def cancel(self, job_id: str, origin: Origin) -> str:
+    async def cancel(self, job_id: str, origin: Origin) -> CancelOutcome:
         """Stop a job that was not sent yet; only its asker, in its chat, may. Returns what
-        to tell the user."""
-        job = await self._asked_by(job_id, origin, NOT_YOURS_CANCEL)
+        became of it (Cancelled, or why not)."""
+        job = await self._asked_by(job_id, origin, messages.NOT_YOURS_CANCEL)
         if job.state is JobState.RECEIVED and await self.store.stop_waiting(
-            job.id, self.clock.now(), code="cancelled", message=CANCELLED
+            job.id, self.clock.now(), code="cancelled", message=messages.CANCELLED
         ):
             log.info("job %s: cancelled by its asker", job.id)
             self.wake_tracker()
             self.wake_notifier()
             self.on_line_changed(job.origin.platform, job.origin.scope_id)
-            return CANCELLED
+            return Cancelled(job.id)
         job = await self._parent(job_id)
         if job.terminal:
-            return "That job has already finished."
-        name = self.catalog.get(job.model).name
-        return (
-            f"That job is already with {name} and can't be stopped; "
-            "I'll still post the result when it's ready."
-        )
+            return AlreadyFinished(job.id)
+        return AlreadyStarted(job.id, self.catalog.get(job.model).name)
 
-    async def cancel_latest(self, origin: Origin) -> str:
+    async def cancel_latest(self, origin: Origin) -> CancelOutcome:
         """/cancel: the asker's newest job in this chat that can still be stopped."""
         jobs = await self.store.cancellable(origin.platform, origin.scope_id, origin.user_id)
         if not jobs:
-            return "You have nothing waiting or running here."
+            return NothingToCancel()
         waiting = [j for j in jobs if j.state is JobState.RECEIVED]
         return await self.cancel((waiting or jobs)[0].id, origin)
 
@@ -355,10 +322,7 @@ class Service:
         """Held jobs nobody confirmed in time end as `rejected` (the asker is told)."""
         now = self.clock.now()
         minutes = max(round(self.settings.confirm_timeout_s / 60), 1)
-        message = (
-            f"Nobody confirmed this within {plural(minutes, 'minute')}, so it was not sent. "
-            "Nothing was charged."
-        )
+        message = messages.confirm_expired_text(minutes)
         expired = 0
         for job_id in await self.store.expired_holds(now):
             if await self.store.stop_waiting(job_id, now, code="confirm_expired", message=message):
@@ -370,17 +334,16 @@ class Service:
     def is_operator(self, origin: Origin) -> bool:
         return is_operator(origin, self.settings.operator_ids)
 
-    async def settings_text(self, origin: Origin) -> str:
-        return rules_text(await self.rules(origin))
-
-    async def change_setting(self, origin: Origin, name: str, value: str, *, is_admin: bool) -> str:
+    async def change_setting(
+        self, origin: Origin, name: str, value: str, *, is_admin: bool
+    ) -> SettingChanged:
+        """Set one of the chat's rules; only its admins (or an operator) may."""
         if not (is_admin or self.is_operator(origin)):
-            raise RequestRejected(
-                "Only this chat's admins can change its settings. Ask one of them.",
-                code="not_admin",
-            )
+            raise RequestRejected(messages.NOT_ADMIN_SETTINGS, code="not_admin")
         parsed = parse_setting(name, value, self.catalog)
-        key = clean_text(name).strip().lower().replace("-", "_")  # as parse_setting reads it
+        if isinstance(parsed, SettingRefusal):
+            raise RequestRejected(messages.setting_refusal_text(parsed), code="bad_setting")
+        key = setting_key(name)
         stored = await self.store.chat_settings(origin.platform, origin.scope_id)
         stored[key] = parsed
         await self.store.save_chat_settings(
@@ -389,9 +352,7 @@ class Service:
         log.info(
             "chat %s %s: %s changed by %s", origin.platform, origin.scope_id, key, origin.user_id
         )
-        shown = rules_text(self.default_rules.merged({key: parsed})).splitlines()
-        line = next(x for x in shown if x.startswith(f"• {key}:"))
-        return f"✅ {line[2:]}"
+        return SettingChanged(key, tuple(parsed) if isinstance(parsed, list) else parsed)
 
     async def history(self, origin: Origin, limit: int = 10) -> list[Job]:
         return await self.store.user_history(
@@ -404,57 +365,50 @@ class Service:
         if anyone:
             job = await self._here(job_id, origin)
         else:
-            job = await self._asked_by(job_id, origin, NOT_YOURS_RESEND)
+            job = await self._asked_by(job_id, origin, messages.NOT_YOURS_RESEND)
         fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
         if job.state is not JobState.SUCCEEDED or not (
             self.media.local_result(job.id) is not None or (fresh and job.result_urls)
         ):
-            raise RequestRejected("That result is no longer stored.", code="result_gone")
+            raise RequestRejected(messages.RESULT_GONE, code="result_gone")
         return job
 
-    async def usage_text(self, origin: Origin) -> str:
+    async def usage(self, origin: Origin) -> UsageReport:
+        """/usage: the asker's jobs and spend in this chat today, against its limits."""
         now = self.clock.now()
         since = day_start(now)
         rules = await self.rules(origin)
         rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
         mine = next((r for r in rows if r.user_id == origin.user_id), None)
         jobs_today = [j for j in await self.history(origin, 200) if j.created_at >= since]
-        images = sum(1 for j in jobs_today if j.kind is Kind.IMAGE)
-        videos = sum(1 for j in jobs_today if j.kind is Kind.VIDEO)
-        lines = [
-            f"📊 Today you made {images} of {rules.user_images_per_day} images and "
-            f"{videos} of {rules.user_videos_per_day} videos here, "
-            f"spending ${mine.spend_usd if mine else 0:.2f}."
-        ]
+        left = 0.0
         if rules.chat_budget_usd:
             spent = await self.store.spend(
                 since, platform=origin.platform, scope_id=origin.scope_id
             )
             left = max(rules.chat_budget_usd - spent, 0)
-            lines.append(
-                f"This chat has ${left:.2f} of its ${rules.chat_budget_usd:.2f} daily budget left."
-            )
-        lines.append(f"Limits reset {format_wait(now)}.")
-        return "\n".join(lines)
+        return UsageReport(
+            images=sum(1 for j in jobs_today if j.kind is Kind.IMAGE),
+            images_allowed=rules.user_images_per_day,
+            videos=sum(1 for j in jobs_today if j.kind is Kind.VIDEO),
+            videos_allowed=rules.user_videos_per_day,
+            spend_usd=mine.spend_usd if mine else 0,
+            budget_usd=rules.chat_budget_usd,
+            budget_left_usd=left,
+            now=now,
+        )
 
-    async def chat_usage_text(self, origin: Origin, *, is_admin: bool) -> str:
+    async def chat_usage(self, origin: Origin, *, is_admin: bool) -> ChatUsage:
+        """/usage chat: everyone's jobs and spend here today; for admins (and operators)."""
         if not (is_admin or self.is_operator(origin)):
-            raise RequestRejected(
-                "Only this chat's admins can see everyone's usage.", code="not_admin"
-            )
+            raise RequestRejected(messages.NOT_ADMIN_USAGE, code="not_admin")
         since = day_start(self.clock.now())
         rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
-        total = sum(r.spend_usd for r in rows)
-        if not rows:
-            return "📊 Nobody has made anything here today."
-        lines = [
-            f"📊 Today in this chat: {plural(sum(r.jobs for r in rows), 'job')}, ${total:.2f}."
-        ]
-        for i, r in enumerate(rows[:10], start=1):
-            lines.append(
-                f"{i}. {r.user_name or r.user_id}: {plural(r.jobs, 'job')}, ${r.spend_usd:.2f}"
-            )
-        return "\n".join(lines)
+        return ChatUsage(
+            rows=tuple(rows),
+            jobs=sum(r.jobs for r in rows),
+            spend_usd=sum(r.spend_usd for r in rows),
+        )
 
     async def _record_rejected(
         self, req: GenerationRequest, exc: RequestRejected, now: float
@@ -499,7 +453,7 @@ class Service:
     async def _parent(self, job_id: str) -> Job:
         job = await self.store.get(job_id)
         if job is None:
-            raise RequestRejected("I can't find that job any more.", code="unknown_job")
+            raise RequestRejected(messages.UNKNOWN_JOB, code="unknown_job")
         return job
 
     async def _here(self, job_id: str, origin: Origin) -> Job:
@@ -515,7 +469,7 @@ class Service:
                 origin.platform,
                 origin.scope_id,
             )
-            raise RequestRejected(OTHER_CHAT, code="other_chat")
+            raise RequestRejected(messages.OTHER_CHAT, code="other_chat")
         return job
 
     async def _asked_by(self, job_id: str, origin: Origin, refusal: str) -> Job:
@@ -609,7 +563,7 @@ class Service:
         parent = await self._succeeded_image(job_id, origin, "upscale")
         spec = self.catalog.resolve(parent.model)
         if spec is None or "4k" not in spec.qualities:
-            raise RequestRejected("4K is only offered for Nano Banana images.", code="no_4k")
+            raise RequestRejected(messages.NO_4K, code="no_4k")
         return GenerationRequest(
             kind=Kind.IMAGE,
             prompt=parent.prompt,
@@ -636,11 +590,9 @@ class Service:
     async def _succeeded_image(self, job_id: str, origin: Origin, action: str) -> Job:
         parent = await self._here(job_id, origin)
         if parent.state is not JobState.SUCCEEDED or not parent.result_urls:
-            raise RequestRejected(
-                "That job has no finished image to work from.", code=f"no_result_{action}"
-            )
+            raise RequestRejected(messages.NO_RESULT, code=f"no_result_{action}")
         if parent.kind is not Kind.IMAGE:
-            raise RequestRejected("Only an image can be used for that.", code=f"not_image_{action}")
+            raise RequestRejected(messages.ONLY_AN_IMAGE, code=f"not_image_{action}")
         return parent
 
     async def recent(self, limit: int = 20, **filters: str | None) -> list[Job]:

@@ -12,7 +12,16 @@ import pytest
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import RequestRejected
-from bot.messages import confirm_text, history_text, progress_text
+from bot.messages import (
+    cancel_text,
+    chat_usage_text,
+    confirm_text,
+    history_text,
+    progress_text,
+    rules_text,
+    setting_changed_text,
+    usage_text,
+)
 from bot.models import GenerationRequest, JobState, Kind, Origin
 from bot.sandbox import SandboxGateway
 from tests.conftest import FakeClock
@@ -273,17 +282,17 @@ async def test_cancel_before_submit_and_after(
             RequestRejected, match=re.escape("Only the person who asked can cancel it.")
         ):
             await core.service.cancel(waiting.id, who("bob"))
-        assert await core.service.cancel_latest(who("ann")) == (
+        assert cancel_text(await core.service.cancel_latest(who("ann"))) == (
             "Cancelled. Nothing was sent, so nothing was charged."
         )
-        assert await core.service.cancel(first.id, who("ann")) == (
+        assert cancel_text(await core.service.cancel(first.id, who("ann"))) == (
             "That job is already with Nano Banana and can't be stopped; "
             "I'll still post the result when it's ready."
         )
         await step(core, clock, 5)
         assert [c.json["prompt"] for c in gw.create_calls()] == ["first"]
         assert (
-            await core.service.cancel_latest(who("zed"))
+            cancel_text(await core.service.cancel_latest(who("zed")))
             == "You have nothing waiting or running here."
         )
 
@@ -325,18 +334,24 @@ async def test_settings_are_for_admins_and_survive_restart(
             == "Only this chat's admins can change its settings. Ask one of them."
         )
         assert (
-            await core.service.change_setting(who("ann"), "video_confirm", "on", is_admin=True)
+            setting_changed_text(
+                await core.service.change_setting(who("ann"), "video_confirm", "on", is_admin=True)
+            )
             == "✅ video_confirm: on"
         )
         assert (
-            await core.service.change_setting(
-                who("root"), "chat_budget_usd", "$2.5", is_admin=False
+            setting_changed_text(
+                await core.service.change_setting(
+                    who("root"), "chat_budget_usd", "$2.5", is_admin=False
+                )
             )
             == "✅ chat_budget_usd: $2.50"
         )
         assert (
-            await core.service.change_setting(
-                who("ann"), "image_model", "nanobanana_pro", is_admin=True
+            setting_changed_text(
+                await core.service.change_setting(
+                    who("ann"), "image_model", "nanobanana_pro", is_admin=True
+                )
             )
             == "✅ image_model: nanobanana_pro"
         )
@@ -345,7 +360,7 @@ async def test_settings_are_for_admins_and_survive_restart(
         with pytest.raises(RequestRejected, match="There is no setting “colour”"):
             await core.service.change_setting(who("ann"), "colour", "red", is_admin=True)
     async with Core(settings, clock=clock) as again:
-        text = await again.service.settings_text(who("bob"))
+        text = rules_text(await again.service.rules(who("bob")))
         assert "• video_confirm: on" in text and "• chat_budget_usd: $2.50" in text
         job = await again.service.submit(ask("bob"))
         assert job.model == "nanobanana_pro"  # the chat's default image model
@@ -379,7 +394,7 @@ async def test_history_and_usage(
             "2. Nano Banana · succeeded · just now · “a red fox”"
         )
         assert (await core.service.stored_result(jobs[1].id, who("ann"))).id == jobs[1].id
-        assert await core.service.usage_text(who("ann")) == (
+        assert usage_text(await core.service.usage(who("ann"))) == (
             "📊 Today you made 1 of 50 images and 1 of 10 videos here, spending $0.29.\n"
             "This chat has $9.67 of its $10.00 daily budget left.\n"
             "Limits reset at 00:00 UTC (in 11 h 59 min)."
@@ -387,8 +402,8 @@ async def test_history_and_usage(
         with pytest.raises(
             RequestRejected, match=re.escape("Only this chat's admins can see everyone's usage.")
         ):
-            await core.service.chat_usage_text(who("ann"), is_admin=False)
-        assert await core.service.chat_usage_text(who("ann"), is_admin=True) == (
+            await core.service.chat_usage(who("ann"), is_admin=False)
+        assert chat_usage_text(await core.service.chat_usage(who("ann"), is_admin=True)) == (
             "📊 Today in this chat: 3 jobs, $0.33.\n1. Ann: 2 jobs, $0.29\n2. Bob: 1 job, $0.04"
         )
 
@@ -463,11 +478,11 @@ async def test_a_setting_out_of_range_is_refused_with_the_range(
     build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
 ) -> None:
     async with Core(build(), clock=clock) as core:
-        before = await core.service.settings_text(who("ann"))
+        before = rules_text(await core.service.rules(who("ann")))
         with pytest.raises(RequestRejected) as info:
             await core.service.change_setting(who("ann"), name, value, is_admin=True)
         assert info.value.message == said
-        assert await core.service.settings_text(who("ann")) == before
+        assert rules_text(await core.service.rules(who("ann"))) == before
 
 
 @pytest.mark.parametrize(
@@ -485,7 +500,8 @@ async def test_a_setting_at_the_edge_of_its_range_is_taken(
     build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
 ) -> None:
     async with Core(build(), clock=clock) as core:
-        assert await core.service.change_setting(who("ann"), name, value, is_admin=True) == said
+        changed = await core.service.change_setting(who("ann"), name, value, is_admin=True)
+        assert setting_changed_text(changed) == said
 
 
 async def test_a_stored_value_out_of_range_falls_back_to_the_default(
@@ -498,7 +514,7 @@ async def test_a_stored_value_out_of_range_falls_back_to_the_default(
         await core.store.save_chat_settings(
             origin.platform, origin.scope_id, bad, by="old", now=clock.now()
         )
-        text = await core.service.settings_text(origin)
+        text = rules_text(await core.service.rules(origin))
     assert "• chat_budget_usd: $10.00" in text and "$inf" not in text
     assert "• user_jobs_at_once: 2" in text and "• video_confirm: on" in text
 

@@ -876,7 +876,7 @@ async def test_an_unexpected_error_in_a_command_is_answered(
         async def broken(*args: object, **kwargs: object) -> str:
             raise RuntimeError("the disk is full")
 
-        monkeypatch.setattr(core.service, "settings_text", broken)
+        monkeypatch.setattr(core.service, "rules", broken)
         monkeypatch.setattr(core.service, "history", broken)
         monkeypatch.setattr(core.service, "stored_result", broken)
         assert await say(fake, BOB, "settings", "show") == OOPS_TEXT

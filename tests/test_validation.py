@@ -14,7 +14,7 @@ import bot.media
 from bot.app import Core
 from bot.errors import MediaError, RequestRejected
 from bot.media import UNREADABLE_IMAGE, MediaStore
-from bot.messages import progress_text, result_caption
+from bot.messages import progress_text, result_caption, setting_changed_text
 from bot.models import JobState, Kind, ReferenceImage
 from bot.sandbox import SandboxGateway
 from tests.helpers import (
@@ -336,10 +336,10 @@ async def test_a_refusal_never_echoes_control_characters(
 
 async def test_a_setting_name_or_value_is_read_without_control_characters(core: Core) -> None:
     origin = request("x").origin
-    said = await core.service.change_setting(
+    changed = await core.service.change_setting(
         origin, "blocked_words\x00", "gore\u202e, spoiler", is_admin=True
     )
-    assert said == "✅ blocked_words: gore, spoiler"
+    assert setting_changed_text(changed) == "✅ blocked_words: gore, spoiler"
     with pytest.raises(RequestRejected) as info:
         await core.service.change_setting(origin, "colour\u202e", "red", is_admin=True)
     assert info.value.message.startswith("There is no setting “colour”.")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.community import ChatRules
 from bot.media import human_size
+from bot.messages import rules_text
 
 __all__ = [
     "BUTTON_EMOJI",
@@ -53,7 +55,7 @@ HELP_TEXT = (
     "**Cancel** button. If videos need confirming, the asker sees the cost first and only "
     "they can press **Confirm**."
 )
-# Replaces the core's last line of /settings, which names the Telegram form of the command.
+# The last line of /settings here, in place of the core's (which names Telegram's command).
 SETTINGS_HINT = "Members with Manage Server change one with /settings set."
 USAGE_SCOPES = {"me": "me — your jobs and spend today", "chat": "chat — everyone's (admins)"}
 # Only before a job is recorded (after, a failure to show it is logged and the job goes on).
@@ -98,12 +100,9 @@ def ready_text(user_id: str, what: str) -> str:
     return f"<@{user_id}> your {what} is ready."
 
 
-def settings_text(core_text: str) -> str:
-    """The core's /settings text with Discord's way to change a setting as its last line."""
-    lines = core_text.splitlines()
-    if lines and lines[-1].startswith("Admins change one with"):
-        lines[-1] = SETTINGS_HINT
-    return "\n".join(lines)
+def settings_text(rules: ChatRules) -> str:
+    """/settings show: the chat's rules with Discord's way to change one as its last line."""
+    return rules_text(rules, hint=SETTINGS_HINT)
 
 
 def setting_label(name: str, meaning: str) -> str:

@@ -28,7 +28,15 @@ from adapters.telegram.texts import (
 from bot.app import Core
 from bot.community import SETTING_NAMES
 from bot.errors import MediaError, RequestRejected
-from bot.messages import history_text
+from bot.messages import (
+    cancel_text,
+    chat_usage_text,
+    history_text,
+    rules_text,
+    setting_changed_text,
+    setting_shown,
+    usage_text,
+)
 from bot.models import Job, JobState, Origin
 from bot.ports import ResultFile
 
@@ -82,7 +90,7 @@ class CommunityHandlers:
             elif command.name == "usage":
                 text = await self._usage(chat, command.args, origin)
             else:
-                text = await self.core.service.cancel_latest(origin)
+                text = cancel_text(await self.core.service.cancel_latest(origin))
         except RequestRejected as exc:
             log.info(
                 "telegram: chat %s message %s: /%s refused (%s)",
@@ -98,21 +106,19 @@ class CommunityHandlers:
         service = self.core.service
         words = args.split(maxsplit=1)
         if not words:
-            return await service.settings_text(origin)
+            return rules_text(await service.rules(origin))
         name, value = words[0], (words[1] if len(words) > 1 else "")
         key = name.lower().replace("-", "_")
         if not value and key in SETTING_NAMES:
-            prefix = f"• {key}: "
-            lines = (await service.settings_text(origin)).splitlines()
-            shown = next((x.removeprefix(prefix) for x in lines if x.startswith(prefix)), "")
-            return setting_hint(key, shown)
-        answer = await service.change_setting(
+            rules = await service.rules(origin)
+            return setting_hint(key, setting_shown(key, getattr(rules, key)))
+        changed = await service.change_setting(
             origin, name, value, is_admin=await self.is_admin(chat, origin)
         )
         log.info(
             "telegram: chat %s: setting %s changed by user %s", origin.chat_id, key, origin.user_id
         )
-        return answer
+        return setting_changed_text(changed)
 
     async def _history(self, origin: Origin) -> tuple[str, InlineKeyboardMarkup | None]:
         service = self.core.service
@@ -131,8 +137,9 @@ class CommunityHandlers:
     async def _usage(self, chat: Chat, args: str, origin: Origin) -> str:
         service = self.core.service
         if args.strip().lower() == "chat":
-            return await service.chat_usage_text(origin, is_admin=await self.is_admin(chat, origin))
-        return await service.usage_text(origin)
+            admin = await self.is_admin(chat, origin)
+            return chat_usage_text(await service.chat_usage(origin, is_admin=admin))
+        return usage_text(await service.usage(origin))
 
     # -- buttons ---------------------------------------------------------------------------
 
@@ -142,7 +149,7 @@ class CommunityHandlers:
             if action == CONFIRM:
                 await self._confirm(query, job_id, origin)
             elif action == CANCEL:
-                text = await self.core.service.cancel(job_id, origin)
+                text = cancel_text(await self.core.service.cancel(job_id, origin))
                 log.info(
                     "telegram: chat %s: cancel on job %s by user %s: %s",
                     origin.chat_id,
