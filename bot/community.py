@@ -14,6 +14,7 @@ from bot.config import Settings
 from bot.constants import MAX_CHAT_BUDGET_USD, MAX_JOBS_AT_ONCE, MAX_JOBS_PER_DAY
 from bot.errors import RequestRejected
 from bot.models import Kind, Origin
+from bot.ports import Quota, Refusal, UsageRow  # the store's values, named with its seam
 from bot.validation import clean_text
 
 __all__ = [
@@ -28,32 +29,6 @@ __all__ = [
     "parse_setting",
     "rules_text",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """The limits one new job must fit, with the moment 'today' began."""
-
-    since: float
-    user_unfinished: int | None = None
-    user_daily: int | None = None  # jobs of this kind per user per day in this chat
-    chat_budget_usd: float | None = None
-    global_budget_usd: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    limit: str  # user_unfinished, user_daily, chat_budget, global_budget
-    used: float
-    allowed: float
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    user_id: str
-    user_name: str | None
-    jobs: int
-    spend_usd: float
 
 
 @dataclass(frozen=True, slots=True)
