@@ -36,8 +36,8 @@ from pydantic import SecretStr
 
 from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
-from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.sandbox import SandboxGateway
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ async def _telegram_bot(settings: Settings, limiter: str) -> AsyncIterator[None]
     from adapters.telegram_bot import TelegramAdapter
 
     async with (
-        Core(settings) as core,
+        open_core(settings) as core,
         running_core(core),
         TelegramAdapter(core, settings, poll_timeout_s=1.0, rate_limiter=_limiter(limiter)),
     ):
@@ -179,7 +179,7 @@ async def discord(n: int, tmp: Path) -> list[float]:
                 poll_interval_s=0.5,
             )
             async with (
-                Core(settings) as core,
+                open_core(settings) as core,
                 DiscordAdapter(core, settings, guild_ready_timeout=0.05),
                 running_core(core),
             ):

@@ -71,8 +71,8 @@ from bench.ack import TG_TOKEN, _process
 from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
 from bench.workload import RunSpec, make_runs
-from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 
 __all__ = ["Asked", "JobStats", "main", "measure", "run_workload"]
 
@@ -360,7 +360,7 @@ async def run_workload(name: str, *, limits: bool, speed: float, dump: Path | No
             settings = _settings(tmp, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{api_port}")
             db = tmp / "bench.db"
             async with (
-                Core(settings) as core,
+                open_core(settings) as core,
                 running_core(core),
                 TelegramAdapter(core, settings, poll_timeout_s=1.0),
             ):

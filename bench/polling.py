@@ -37,7 +37,7 @@ from bench.common import (
 )
 from bench.report import percentile, table
 from bench.workload import CLASSES, RunSpec, make_runs
-from bot.app import Core
+from bot.main.wiring import open_core
 from bot.models import GenerationRequest, Kind, Origin
 from bot.polling import FixedPolicy, PollPolicy, ProgressAwarePolicy
 
@@ -74,7 +74,7 @@ async def run_policy(
     with tempfile.TemporaryDirectory(prefix="genrelay-bench-") as tmp:
         async with ScriptedGateway(by_prompt, api_key=API_KEY, clock=clock.now) as gw:
             settings = bench_settings(Path(tmp), gw.base_url)
-            async with Core(settings, clock=clock, policy=_policy(name)) as core:
+            async with open_core(settings, clock=clock, policy=_policy(name)) as core:
                 sink = DeliveryTimes(clock, expected=len(runs))
                 core.notifier.register(sink)
                 stop = asyncio.Event()

@@ -29,6 +29,7 @@ from pathlib import Path
 from bench.common import API_KEY, bench_settings, free_port, peak_rss_mb, rss_mb
 from bench.report import table
 from bot.app import Core
+from bot.main.wiring import open_core
 from bot.models import GenerationRequest, Kind, Origin
 from bot.polling import ProgressAwarePolicy
 
@@ -97,7 +98,7 @@ async def _main(args: argparse.Namespace) -> None:
             # A service that has run these models before knows their runs are long.
             runs = {"veo": 6.0 * SANDBOX_SPEED, "nanobanana": 2.0 * SANDBOX_SPEED}
             policy.learn_durations({m: [d * f for f in (0.9, 1.0, 1.1)] for m, d in runs.items()})
-            async with Core(settings, policy=policy) as core:
+            async with open_core(settings, policy=policy) as core:
                 runner = asyncio.create_task(core.run())
                 submitted = 0
                 try:

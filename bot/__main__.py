@@ -1,10 +1,11 @@
-"""`python -m bot` and the `genrelay` console script."""
+"""`python -m bot`: the CLI of the composition root (bot/main/cli.py), as the `genrelay`
+console script runs it."""
 
 from __future__ import annotations
 
 import sys
 
-from bot.cli import main
+from bot.main.cli import main
 
 __all__ = ["main"]
 

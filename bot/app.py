@@ -1,4 +1,5 @@
-"""Composes the core: store, HTTP client, gateways, tracker, notifier, service."""
+"""Composes the core: HTTP client, gateways, tracker, notifier, service, on the store and
+catalog the composition root (bot/main/wiring.py) hands it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from types import TracebackType
 
 import httpx
 
+from bot.catalog import Catalog
 from bot.config import Settings
 from bot.gateway.aa import AAGateway
 from bot.gateway.aggregator import PROVIDER as AGGREGATOR
@@ -21,11 +23,10 @@ from bot.metrics import Metrics
 from bot.models import Job
 from bot.notifier import Notifier
 from bot.polling import PollPolicy, make_policy
-from bot.ports import Clock, SystemClock
+from bot.ports import Clock, CoreStore, SystemClock
 from bot.service import Service
-from bot.tracker import Tracker, owner_alive, process_owner
+from bot.tracker import Tracker, owner_alive
 from bot.webhooks import WebhookReceiver, webhook_base
-from storage.sqlite import SqliteJobStore
 
 __all__ = ["Core"]
 
@@ -35,21 +36,26 @@ SWEEP_INTERVAL_S = 5.0
 
 
 class Core:
-    """Everything platform-neutral, built from Settings. An async context manager:
-    entering opens the store and HTTP client and recovers jobs a past process left."""
+    """Everything platform-neutral, built from Settings on a store and a catalog it is given
+    (`bot.main.wiring.open_core` builds all three). An async context manager: entering opens
+    the store and HTTP client and recovers jobs a past process left."""
 
     def __init__(
         self,
         settings: Settings,
         *,
+        store: CoreStore,
+        catalog: Catalog,
         clock: Clock | None = None,
         policy: PollPolicy | None = None,
         gateways: dict[str, Gateway] | None = None,
         own_jobs_only: bool = False,
     ) -> None:
-        """`own_jobs_only`: a `genrelay generate` process, which follows and delivers only
-        the jobs it made (the rest belong to `genrelay run`, or to another `generate`)."""
+        """`store`: not yet open (entering opens it). `own_jobs_only`: a `genrelay generate`
+        process, which follows and delivers only the jobs it made (the rest belong to
+        `genrelay run`, or to another `generate`); its store claims only those."""
         self.settings = settings
+        self.store = store
         self.own_jobs_only = own_jobs_only
         self.clock = clock or SystemClock()
         self.policy = policy or make_policy(
@@ -63,7 +69,7 @@ class Core:
         self._background: set[asyncio.Task[None]] = set()
         self._lines_due: dict[tuple[str, str], set[str]] = {}  # chats whose places to show
         self._line_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self.catalog = settings.build_catalog()
+        self.catalog = catalog
         self.media = MediaStore(
             settings.data_dir,
             public_base_url=settings.public_base_url,
@@ -98,15 +104,7 @@ class Core:
 
     async def _open(self) -> None:
         s = self.settings
-        self.store = await self._stack.enter_async_context(
-            SqliteJobStore(
-                s.database_path,
-                default_chat_concurrency=s.chat_concurrent_jobs,
-                only_owner=process_owner() if self.own_jobs_only else None,
-                owner_alive=owner_alive,
-                busy_timeout_ms=int(s.database_busy_timeout_s * 1000),
-            )
-        )
+        await self._stack.enter_async_context(self.store)
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
                 # httpcore checks every idle connection on each request: a big idle pool

@@ -20,9 +20,9 @@ from bot.outcomes import (
     SettingRefusal,
     UnknownModel,
     UnknownSetting,
-    UsageRow,
     WrongKindModel,
 )
+from bot.ports import Quota, Refusal, UsageRow  # the store's values, named with its seam
 from bot.validation import clean_text
 
 __all__ = [
@@ -37,24 +37,6 @@ __all__ = [
     "parse_setting",
     "setting_key",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Quota:
-    """The limits one new job must fit, with the moment 'today' began."""
-
-    since: float
-    user_unfinished: int | None = None
-    user_daily: int | None = None  # jobs of this kind per user per day in this chat
-    chat_budget_usd: float | None = None
-    global_budget_usd: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    limit: str  # user_unfinished, user_daily, chat_budget, global_budget
-    used: float
-    allowed: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,24 +2,65 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.catalog import Catalog, ModelSpec, default_specs
-from bot.constants import (
-    ADAPTER_RETRY_FIRST_S,
-    ADAPTER_RETRY_MAX_S,
-    MAX_REFERENCE_BYTES,
-    RESULT_MAX_BYTES,
-    SHUTDOWN_GRACE_S,
-    SQLITE_BUSY_TIMEOUT_MS,
-)
-from bot.gateway.aggregator import aggregator_specs, parse_pairs
+__all__ = [
+    "ADAPTER_RETRY_FIRST_S",
+    "ADAPTER_RETRY_MAX_S",
+    "AGGREGATOR_PREFIX",
+    "MAX_REFERENCE_BYTES",
+    "RESULT_MAX_BYTES",
+    "SHUTDOWN_GRACE_S",
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "AggregatorModel",
+    "Settings",
+    "aggregator_name",
+    "parse_pairs",
+]
 
-__all__ = ["Settings"]
+# Defaults of the settings below that are numbers worth a name (config imports nothing of
+# the project, so they live here rather than in bot/constants.py).
+MAX_REFERENCE_BYTES = 20 * 1024 * 1024
+RESULT_MAX_BYTES = 200 * 1024 * 1024
+ADAPTER_RETRY_FIRST_S = 1.0  # a chat platform that did not answer at start: first wait
+ADAPTER_RETRY_MAX_S = 60.0  # ... doubling up to this
+SQLITE_BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
+SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight may finish
+
+AGGREGATOR_PREFIX = "agg:"  # every aggregator model also answers to agg:<name>
+
+
+def aggregator_name(name: str) -> str:
+    """A model name as the aggregator knows it: trimmed, without `agg:`."""
+    name = name.strip()
+    return name[len(AGGREGATOR_PREFIX) :] if name.lower().startswith(AGGREGATOR_PREFIX) else name
+
+
+def parse_pairs(text: str) -> dict[str, str]:
+    """`"flux=0.03, qwen-image=0.02"` as a dict; keys lower-cased, `agg:` dropped."""
+    out: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ValueError(f"expected name=value, got {item!r}")
+        out[aggregator_name(key).lower()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class AggregatorModel:
+    """One model of AGGREGATOR_MODELS with what AGGREGATOR_KINDS, _NAMES and _PRICES say of
+    it (None: not given)."""
+
+    name: str  # as the aggregator knows it
+    kind: Literal["image", "video"]
+    display: str | None
+    price_usd: float | None
 
 
 class Settings(BaseSettings):
@@ -140,32 +181,34 @@ class Settings(BaseSettings):
                 raise ValueError("AGGREGATOR_MODELS is set but AGGREGATOR_BASE_URL is not")
             if "{task_id}" not in self.aggregator_task_path:
                 raise ValueError("AGGREGATOR_TASK_PATH must contain {task_id}")
-            self._aggregator_specs([])  # refuses bad AGGREGATOR_KINDS / _PRICES / _NAMES now
+            self.aggregator_entries()  # refuses bad AGGREGATOR_KINDS / _PRICES / _NAMES now
         return self
 
-    def _aggregator_specs(self, taken: list[ModelSpec]) -> list[ModelSpec]:
+    def aggregator_entries(self) -> list[AggregatorModel]:
+        """AGGREGATOR_MODELS, each once, with its overrides; ValueError names a bad one."""
         if not self.aggregator_enabled:
             return []
-        return aggregator_specs(
-            self.aggregator_models.split(","),
-            taken=taken,
-            kinds=parse_pairs(self.aggregator_kinds),
-            names=parse_pairs(self.aggregator_names),
-            prices=parse_pairs(self.aggregator_prices),
-            image_deadline_s=self.image_deadline_s,
-            video_deadline_s=self.video_deadline_s,
-        )
-
-    def build_catalog(self) -> Catalog:
-        specs = default_specs(
-            image_deadline_s=self.image_deadline_s, video_deadline_s=self.video_deadline_s
-        )
-        return Catalog(
-            specs + self._aggregator_specs(specs),
-            prices=self.prices(),
-            default_image=self.default_image_model,
-            default_video=self.default_video_model,
-        )
+        kinds = parse_pairs(self.aggregator_kinds)
+        names = parse_pairs(self.aggregator_names)
+        prices = parse_pairs(self.aggregator_prices)
+        entries: list[AggregatorModel] = []
+        seen: set[str] = set()
+        for raw in self.aggregator_models.split(","):
+            name = aggregator_name(raw)
+            key = name.lower()
+            if not name or key in seen:
+                continue
+            seen.add(key)
+            kind_text = kinds.get(key, "image").strip().lower()
+            if kind_text not in ("image", "video"):
+                raise ValueError(f"AGGREGATOR_KINDS: {name} must be image or video")
+            kind: Literal["image", "video"] = "video" if kind_text == "video" else "image"
+            try:
+                price = float(prices[key]) if key in prices else None
+            except ValueError:
+                raise ValueError(f"AGGREGATOR_PRICES: {name} needs a number") from None
+            entries.append(AggregatorModel(name, kind, names.get(key), price))
+        return entries
 
     def secrets(self) -> list[str]:
         """Every secret value, for the log filter."""

@@ -8,10 +8,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.constants import JOB_KEY_LENGTH
-
 __all__ = [
     "ACTIVE_STATES",
+    "JOB_KEY_LENGTH",
     "TERMINAL_STATES",
     "Delivery",
     "GenerationRequest",
@@ -65,6 +64,7 @@ class Delivery(enum.StrEnum):
     UNDELIVERABLE = "undeliverable"
 
 
+JOB_KEY_LENGTH = 10  # base32 characters: short enough for Telegram's 64-byte callback_data
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.models import Kind
+from bot.ports import UsageRow  # one person's jobs and spend, as the store counts them
 
 __all__ = [
     "AlreadyFinished",
@@ -60,16 +61,6 @@ class NothingToCancel:
 CancelOutcome = Cancelled | AlreadyFinished | AlreadyStarted | NothingToCancel
 
 # -- usage -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UsageRow:
-    """One person's jobs and spend in a chat since a moment (today)."""
-
-    user_id: str
-    user_name: str | None
-    jobs: int
-    spend_usd: float
 
 
 @dataclass(frozen=True, slots=True)

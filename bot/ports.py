@@ -7,23 +7,24 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, runtime_checkable
+from typing import Any, Protocol, Self, runtime_checkable
 
 from bot.models import Job, JobState
-
-if TYPE_CHECKING:
-    from bot.community import Quota, Refusal, UsageRow
 
 __all__ = [
     "ChatAdapter",
     "Clock",
     "CommunityStore",
+    "CoreStore",
     "DeliveryNotices",
     "DeliverySink",
     "InboxStore",
     "JobStore",
+    "Quota",
+    "Refusal",
     "ResultFile",
     "SystemClock",
+    "UsageRow",
 ]
 
 
@@ -99,6 +100,32 @@ class JobStore(Protocol):
     ) -> list[Job]: ...
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The limits one new job must fit, with the moment 'today' began."""
+
+    since: float
+    user_unfinished: int | None = None
+    user_daily: int | None = None  # jobs of this kind per user per day in this chat
+    chat_budget_usd: float | None = None
+    global_budget_usd: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    limit: str  # user_unfinished, user_daily, chat_budget, global_budget
+    used: float
+    allowed: float
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    user_id: str
+    user_name: str | None
+    jobs: int
+    spend_usd: float
+
+
 class CommunityStore(JobStore, Protocol):
     """The queries shared chats need; limits are checked and the job inserted atomically."""
 
@@ -147,6 +174,24 @@ class InboxStore(Protocol):
     async def inbox_pending(self, source: str) -> list[tuple[int, str]]: ...
 
     async def inbox_prune(self, before: float) -> int: ...
+
+
+class CoreStore(CommunityStore, InboxStore, Protocol):
+    """The store the core runs on, as the composition root hands it over unopened: entering
+    opens it, leaving closes it."""
+
+    async def ping(self) -> bool: ...
+
+    async def count_by_model_state(self) -> list[tuple[str, str, int]]: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)

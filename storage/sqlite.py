@@ -16,7 +16,8 @@ from typing import Any
 
 import aiosqlite
 
-from bot.constants import SQLITE_BUSY_TIMEOUT_MS, STORE_BUSY_BACKOFF_S, STORE_BUSY_CAP_S
+from bot.config import SQLITE_BUSY_TIMEOUT_MS
+from bot.constants import STORE_BUSY_BACKOFF_S, STORE_BUSY_CAP_S
 from bot.errors import DuplicateRequest
 from bot.models import (
     TERMINAL_STATES,

@@ -3,7 +3,6 @@ gateway on loopback, and a running core."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -15,6 +14,8 @@ from pydantic import SecretStr
 
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
+from bot.runner import Runner
 from bot.sandbox import SandboxGateway
 
 API_KEY = "aa_live_TESTKEY_0123456789abcdef"
@@ -80,19 +81,15 @@ def settings(make_settings: Callable[..., Settings], sandbox: SandboxGateway) ->
 
 @contextlib.asynccontextmanager
 async def running(core: Core) -> AsyncIterator[Core]:
-    task = asyncio.create_task(core.run())
-    try:
+    """The core's loops running for the block (bot.runner.Runner, as `genrelay run` has)."""
+    async with Runner(core):
         yield core
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture
 async def core(settings: Settings) -> AsyncIterator[Core]:
     """A core on the sandbox, with its tracker and notifier running."""
-    async with Core(settings) as c, running(c):
+    async with open_core(settings) as c, running(c):
         yield c
 
 

@@ -17,6 +17,7 @@ from pydantic import SecretStr, ValidationError
 from bot.app import Core
 from bot.config import Settings
 from bot.gateway.aggregator import UNDERSTOOD, parse_task
+from bot.main.wiring import build_catalog, open_core
 from bot.models import Delivery, JobState, Kind
 from bot.sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
@@ -53,7 +54,7 @@ def agg_settings(
 
 @pytest.fixture
 async def core(agg_settings: Callable[..., Settings]) -> AsyncIterator[Core]:
-    async with Core(agg_settings()) as c, running(c):
+    async with open_core(agg_settings()) as c, running(c):
         yield c
 
 
@@ -70,7 +71,7 @@ def sink(core: Core) -> RecordingSink:
 def test_both_gateways_share_the_catalog_and_a_clash_gets_the_prefix(
     agg_settings: Callable[..., Settings],
 ) -> None:
-    catalog = agg_settings().build_catalog()
+    catalog = build_catalog(agg_settings())
     codes = [s.code for s in catalog.all()]
     assert codes[:8] == [
         "sora_studio",
@@ -96,13 +97,15 @@ def test_both_gateways_share_the_catalog_and_a_clash_gets_the_prefix(
 def test_names_prices_and_kinds_can_be_overridden(
     agg_settings: Callable[..., Settings],
 ) -> None:
-    catalog = agg_settings(
-        aggregator_models="flux, qwen-image,sora2",
-        aggregator_prices="flux=0.03,agg:qwen-image=0.02",
-        aggregator_names="flux=Flux Pro",
-        aggregator_kinds="sora2=video",
-        model_prices="sora2=0.3",
-    ).build_catalog()
+    catalog = build_catalog(
+        agg_settings(
+            aggregator_models="flux, qwen-image,sora2",
+            aggregator_prices="flux=0.03,agg:qwen-image=0.02",
+            aggregator_names="flux=Flux Pro",
+            aggregator_kinds="sora2=video",
+            model_prices="sora2=0.3",
+        )
+    )
     assert (catalog.get("flux").name, catalog.get("flux").price_usd) == ("Flux Pro", 0.03)
     assert catalog.get("qwen-image").price_usd == 0.02
     sora2 = catalog.get("sora2")
@@ -208,7 +211,7 @@ async def test_the_submit_path_is_configurable(
     agg_settings: Callable[..., Settings], agg: FakeAggregator
 ) -> None:
     settings = agg_settings(aggregator_submit_path="/v1/images/edits")
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(RecordingSink())
         job = await core.service.submit(request(model="qwen-image"))
         done = await wait_delivered(core, job.id)
@@ -406,7 +409,7 @@ async def test_a_gateway_that_echoes_the_key_does_not_make_us_repeat_it(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     settings = agg_settings(aggregator_api_key=SecretStr("sk-wrong-key-0000000000"))
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(RecordingSink())
         job = await core.service.submit(request(model="flux"))
         done = await wait_delivered(core, job.id)

@@ -12,6 +12,7 @@ import pytest
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import RequestRejected
+from bot.main.wiring import open_core
 from bot.messages import (
     cancel_text,
     chat_usage_text,
@@ -72,7 +73,7 @@ async def step(core: Core, clock: FakeClock, seconds: float = 0.0) -> None:
 async def test_user_over_concurrent_limit_is_told_to_wait(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(user_concurrent_jobs=2), clock=clock) as core:
+    async with open_core(build(user_concurrent_jobs=2), clock=clock) as core:
         await core.service.submit(ask("ann"))
         await core.service.submit(ask("ann"))
         with pytest.raises(RequestRejected) as info:
@@ -95,7 +96,7 @@ async def test_precheck_finds_a_limit_without_recording_anything(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
     """What Discord asks before its public "thinking…": the same words as submit's."""
-    async with Core(build(user_concurrent_jobs=1, operator_ids=""), clock=clock) as core:
+    async with open_core(build(user_concurrent_jobs=1, operator_ids=""), clock=clock) as core:
         await core.service.precheck(ask("ann"))
         assert await core.store.recent(10) == []
         await core.service.submit(ask("ann"))
@@ -122,7 +123,7 @@ async def test_precheck_finds_a_limit_without_recording_anything(
 async def test_daily_limit_says_when_to_come_back(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(user_daily_videos=1, user_concurrent_jobs=5), clock=clock) as core:
+    async with open_core(build(user_daily_videos=1, user_concurrent_jobs=5), clock=clock) as core:
         core.notifier.register(RecordingSink())
         await core.service.submit(ask("ann", kind=Kind.VIDEO, model="veo_fast"))
         with pytest.raises(RequestRejected) as info:
@@ -139,7 +140,9 @@ async def test_daily_limit_says_when_to_come_back(
 async def test_chat_budget_refuses_and_a_refund_frees_it(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(chat_daily_budget_usd=1.0, user_concurrent_jobs=5), clock=clock) as core:
+    async with open_core(
+        build(chat_daily_budget_usd=1.0, user_concurrent_jobs=5), clock=clock
+    ) as core:
         core.notifier.register(RecordingSink())
         gw.script_next(outcome="refunded")
         first = await core.service.submit(ask("ann", "a storm", Kind.VIDEO, "sora_studio"))  # $0.65
@@ -165,7 +168,7 @@ async def test_chat_budget_refuses_and_a_refund_frees_it(
 async def test_global_budget_stops_everyone(
     build: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    async with Core(build(global_daily_budget_usd=0.5), clock=clock) as core:
+    async with open_core(build(global_daily_budget_usd=0.5), clock=clock) as core:
         await core.service.submit(ask("ann", model="nanobanana_pro"))
         other = GenerationRequest(
             kind=Kind.IMAGE, prompt="p", origin=who("bob", "g9"), model="nanobanana_pro"
@@ -184,7 +187,9 @@ async def test_global_budget_stops_everyone(
 async def test_saturated_chat_alternates_between_users(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock) as core:
+    async with open_core(
+        build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock
+    ) as core:
         core.notifier.register(RecordingSink())
         gw.durations["nanobanana"] = 1.0
         ann = [await core.service.submit(ask("ann", f"ann {i}")) for i in range(4)]
@@ -204,7 +209,9 @@ async def test_saturated_chat_alternates_between_users(
 
 
 async def test_place_in_line_is_shown(build: Callable[..., Settings], clock: FakeClock) -> None:
-    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock) as core:
+    async with open_core(
+        build(chat_concurrent_jobs=1, user_concurrent_jobs=10), clock=clock
+    ) as core:
         await core.service.submit(ask("ann", "first"))
         await step(core, clock)  # first is with the gateway: the chat is full
         second = await core.service.submit(ask("bob", "second"))
@@ -223,7 +230,7 @@ async def test_place_in_line_is_shown(build: Callable[..., Settings], clock: Fak
 async def test_video_needs_the_askers_confirm(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(video_needs_confirmation=True), clock=clock) as core:
+    async with open_core(build(video_needs_confirmation=True), clock=clock) as core:
         job = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
         assert job.hold == "confirm"
         assert confirm_text(job, core.catalog, 300) == (
@@ -254,7 +261,7 @@ async def test_video_needs_the_askers_confirm(
 async def test_unconfirmed_video_expires_and_the_asker_is_told(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(
+    async with open_core(
         build(video_needs_confirmation=True, confirm_timeout_s=120), clock=clock
     ) as core:
         sink = RecordingSink()
@@ -274,7 +281,9 @@ async def test_unconfirmed_video_expires_and_the_asker_is_told(
 async def test_cancel_before_submit_and_after(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(chat_concurrent_jobs=1, user_concurrent_jobs=5), clock=clock) as core:
+    async with open_core(
+        build(chat_concurrent_jobs=1, user_concurrent_jobs=5), clock=clock
+    ) as core:
         first = await core.service.submit(ask("ann", "first"))
         await step(core, clock)
         waiting = await core.service.submit(ask("ann", "second"))
@@ -300,7 +309,7 @@ async def test_cancel_before_submit_and_after(
 async def test_blocked_word_and_allowed_models(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(operator_ids="test:root"), clock=clock) as core:
+    async with open_core(build(operator_ids="test:root"), clock=clock) as core:
         admin = who("ann")
         await core.service.change_setting(admin, "blocked_words", "gore, Spoiler", is_admin=True)
         await core.service.change_setting(
@@ -326,7 +335,7 @@ async def test_settings_are_for_admins_and_survive_restart(
     build: Callable[..., Settings], clock: FakeClock
 ) -> None:
     settings = build(operator_ids="test:root")
-    async with Core(settings, clock=clock) as core:
+    async with open_core(settings, clock=clock) as core:
         with pytest.raises(RequestRejected) as info:
             await core.service.change_setting(who("bob"), "video_confirm", "on", is_admin=False)
         assert (
@@ -359,7 +368,7 @@ async def test_settings_are_for_admins_and_survive_restart(
             await core.service.change_setting(who("ann"), "image_model", "veo", is_admin=True)
         with pytest.raises(RequestRejected, match="There is no setting “colour”"):
             await core.service.change_setting(who("ann"), "colour", "red", is_admin=True)
-    async with Core(settings, clock=clock) as again:
+    async with open_core(settings, clock=clock) as again:
         text = rules_text(await again.service.rules(who("bob")))
         assert "• video_confirm: on" in text and "• chat_budget_usd: $2.50" in text
         job = await again.service.submit(ask("bob"))
@@ -369,7 +378,7 @@ async def test_settings_are_for_admins_and_survive_restart(
 async def test_two_requests_for_the_last_slot_admit_exactly_one(
     build: Callable[..., Settings], clock: FakeClock
 ) -> None:
-    async with Core(build(user_concurrent_jobs=1), clock=clock) as core:
+    async with open_core(build(user_concurrent_jobs=1), clock=clock) as core:
         results = await asyncio.gather(
             *(core.service.submit(ask("ann", f"p{i}")) for i in range(2)), return_exceptions=True
         )
@@ -380,7 +389,7 @@ async def test_two_requests_for_the_last_slot_admit_exactly_one(
 async def test_history_and_usage(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(user_concurrent_jobs=5), clock=clock) as core:
+    async with open_core(build(user_concurrent_jobs=5), clock=clock) as core:
         core.notifier.register(RecordingSink())
         await core.service.submit(ask("ann", "a red fox"))
         await core.service.submit(ask("ann", "waves", Kind.VIDEO, "veo_fast"))
@@ -411,7 +420,9 @@ async def test_history_and_usage(
 async def test_a_chats_own_concurrency_reaches_the_scheduler(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(chat_concurrent_jobs=5, user_concurrent_jobs=5), clock=clock) as core:
+    async with open_core(
+        build(chat_concurrent_jobs=5, user_concurrent_jobs=5), clock=clock
+    ) as core:
         await core.service.change_setting(who("ann"), "chat_jobs_at_once", "1", is_admin=True)
         gw.script_next(duration=60)
         await core.service.submit(ask("ann", "one"))
@@ -477,7 +488,7 @@ BUDGET_RULE = (
 async def test_a_setting_out_of_range_is_refused_with_the_range(
     build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
 ) -> None:
-    async with Core(build(), clock=clock) as core:
+    async with open_core(build(), clock=clock) as core:
         before = rules_text(await core.service.rules(who("ann")))
         with pytest.raises(RequestRejected) as info:
             await core.service.change_setting(who("ann"), name, value, is_admin=True)
@@ -499,7 +510,7 @@ async def test_a_setting_out_of_range_is_refused_with_the_range(
 async def test_a_setting_at_the_edge_of_its_range_is_taken(
     build: Callable[..., Settings], clock: FakeClock, name: str, value: str, said: str
 ) -> None:
-    async with Core(build(), clock=clock) as core:
+    async with open_core(build(), clock=clock) as core:
         changed = await core.service.change_setting(who("ann"), name, value, is_admin=True)
         assert setting_changed_text(changed) == said
 
@@ -508,7 +519,7 @@ async def test_a_stored_value_out_of_range_falls_back_to_the_default(
     build: Callable[..., Settings], clock: FakeClock
 ) -> None:
     """Older versions saved any number: an infinite budget is not shown as "$inf"."""
-    async with Core(build(), clock=clock) as core:
+    async with open_core(build(), clock=clock) as core:
         origin = who("ann")
         bad = {"chat_budget_usd": float("inf"), "user_jobs_at_once": 10**30, "video_confirm": True}
         await core.store.save_chat_settings(
@@ -522,7 +533,7 @@ async def test_a_stored_value_out_of_range_falls_back_to_the_default(
 async def test_buttons_act_only_in_their_jobs_chat_and_asker_only_ones_only_for_the_asker(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(video_needs_confirmation=True), clock=clock) as core:
+    async with open_core(build(video_needs_confirmation=True), clock=clock) as core:
         image = await core.service.submit(ask("ann", "a lamp"))
         held = await core.service.submit(ask("ann", "a paper boat", Kind.VIDEO, "veo"))
         for _ in range(10):
@@ -551,7 +562,7 @@ async def test_buttons_act_only_in_their_jobs_chat_and_asker_only_ones_only_for_
 async def test_a_request_key_makes_one_job_and_repeats_its_refusal(
     build: Callable[..., Settings], clock: FakeClock, gw: SandboxGateway
 ) -> None:
-    async with Core(build(), clock=clock) as core:
+    async with open_core(build(), clock=clock) as core:
         req = GenerationRequest(Kind.IMAGE, "a fox", who("ann"), request_key="test:g1:7")
         first = await core.service.submit(req)
         again = await core.service.submit(req)

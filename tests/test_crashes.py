@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import build_catalog, open_core
 from bot.messages import confirm_text, failure_text, progress_text
 from bot.models import Job, JobState, Kind
 from bot.sandbox import SandboxGateway
@@ -111,7 +111,7 @@ async def test_each_broken_invariant_is_named(
     await status_line(fake, asked)  # a second status line, and neither is removed
     await create(sandbox)
     await create(sandbox)
-    async with Core(make_settings(aa_base_url=sandbox.base_url)) as core:
+    async with open_core(make_settings(aa_base_url=sandbox.base_url)) as core:
         job = await core.service.submit(request(PROMPT))  # recorded, never followed
         problems = await judge(fake, sandbox, core.store, [asked], crashes=0)
     assert len(problems) == 5, problems
@@ -126,7 +126,7 @@ async def test_each_broken_invariant_is_named(
         f"job left unfinished: {job.id} (nanobanana, {PROMPT!r}) is received, delivery none"
     )
     # One duplicate is what one crash may leave.
-    async with Core(make_settings(aa_base_url=sandbox.base_url)) as core:
+    async with open_core(make_settings(aa_base_url=sandbox.base_url)) as core:
         problems = await judge(fake, sandbox, core.store, [asked], crashes=1)
     assert not [p for p in problems if "duplicate" in p]
 
@@ -164,7 +164,7 @@ ENDED_JOBS = [
 
 @pytest.mark.parametrize("job", UNFINISHED_JOBS, ids=lambda j: f"{j.state.value}")
 def test_every_status_line_of_an_unfinished_job_counts_as_unfinished(job: Job) -> None:
-    catalog = Settings(_env_file=None).build_catalog()  # type: ignore[call-arg]
+    catalog = build_catalog(Settings(_env_file=None))  # type: ignore[call-arg]
     assert unfinished(progress_text(job, catalog))
     held = dataclasses.replace(job, state=JobState.RECEIVED, hold="confirm")
     assert unfinished(confirm_text(held, catalog, 300))
@@ -172,6 +172,6 @@ def test_every_status_line_of_an_unfinished_job_counts_as_unfinished(job: Job) -
 
 @pytest.mark.parametrize("job", ENDED_JOBS, ids=lambda j: f"{j.state.value}")
 def test_a_final_answer_does_not(job: Job) -> None:
-    catalog = Settings(_env_file=None).build_catalog()  # type: ignore[call-arg]
+    catalog = build_catalog(Settings(_env_file=None))  # type: ignore[call-arg]
     assert not unfinished(progress_text(job, catalog))
     assert not unfinished(failure_text(job, catalog))

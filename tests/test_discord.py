@@ -38,6 +38,7 @@ from adapters.discord_bot import DiscordAdapter, sync_commands
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, DeliveryError, PermanentDeliveryError, PlatformUnavailable
+from bot.main.wiring import open_core
 from bot.media import UNREADABLE_IMAGE, human_size
 from bot.messages import failure_text, model_line, progress_text
 from bot.models import Delivery, Job, JobState, Kind
@@ -122,7 +123,7 @@ async def serving(settings: Settings, **knobs: Any) -> AsyncIterator[tuple[Core,
     """One process, started like `genrelay run`: the adapter connects (and registers its
     sink) before the tracker and notifier start."""
     async with (
-        Core(settings) as core,
+        open_core(settings) as core,
         DiscordAdapter(core, settings, guild_ready_timeout=0.05, **knobs) as adapter,
         running(core),
     ):
@@ -981,11 +982,11 @@ async def test_no_token_or_no_gateway_fails_to_start(
     dsettings: Settings, make_settings: Callable[..., Settings]
 ) -> None:
     unset = make_settings()
-    async with Core(unset) as core:
+    async with open_core(unset) as core:
         with pytest.raises(ConfigError, match=r"^DISCORD_BOT_TOKEN is not set$"):
             async with DiscordAdapter(core, unset):
                 pass
-    async with Core(dsettings) as core:
+    async with open_core(dsettings) as core:
         with pytest.raises(PlatformUnavailable, match=r"^Discord was not ready within 0\.001 s$"):
             async with DiscordAdapter(core, dsettings, ready_timeout_s=0.001):
                 pass
@@ -993,7 +994,7 @@ async def test_no_token_or_no_gateway_fails_to_start(
     # A gateway nobody answers: discord.py either keeps retrying (our timeout) or gives up
     # with an error of its own; both end the start cleanly, as a start to try again.
     nowhere = dsettings.model_copy(update={"discord_gateway_url": "ws://127.0.0.1:9/gateway"})
-    async with Core(nowhere) as core:
+    async with open_core(nowhere) as core:
         with pytest.raises(
             PlatformUnavailable, match=r"^Discord (was not ready|could not be reached)"
         ):
@@ -1006,7 +1007,7 @@ async def test_a_wrong_token_fails_to_start(
     fake: FakeDiscord, dsettings: Settings, sandbox: SandboxGateway
 ) -> None:
     bad = dsettings.model_copy(update={"discord_bot_token": SecretStr("not-the-token")})
-    async with Core(bad) as core:
+    async with open_core(bad) as core:
         with pytest.raises(ConfigError, match="refused DISCORD_BOT_TOKEN"):
             async with DiscordAdapter(core, bad, guild_ready_timeout=0.05):
                 pass

@@ -29,6 +29,7 @@ from adapters.discord_bot import DiscordAdapter, sync_commands
 from bot.app import Core
 from bot.community import SETTING_NAMES
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.messages import confirm_text, failure_text
 from bot.models import Job, JobState
 from bot.sandbox import SandboxGateway
@@ -143,7 +144,7 @@ async def serving(
     settings: Settings, core_clock: CoreClock
 ) -> AsyncIterator[tuple[Core, DiscordAdapter]]:
     async with (
-        Core(settings, clock=core_clock) as core,
+        open_core(settings, clock=core_clock) as core,
         DiscordAdapter(core, settings, guild_ready_timeout=0.05) as adapter,
         running(core),
     ):

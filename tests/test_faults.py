@@ -9,6 +9,7 @@ import pytest
 
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.messages import failure_text
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
@@ -36,7 +37,7 @@ async def core(
     settings = make_settings(
         aa_base_url=gw.base_url, poll_first_delay_s=1.0, poll_interval_s=5.0, gateway_timeout_s=0.5
     )
-    async with Core(settings, clock=clock) as c:
+    async with open_core(settings, clock=clock) as c:
         c.notifier.register(RecordingSink())
         yield c
 
@@ -210,7 +211,7 @@ async def test_submit_with_unknown_outcome_is_interrupted_and_never_resent(
     for _ in range(5):
         await step(core, clock, 60)
     # A new process on the same database does not send it again either.
-    async with Core(core.settings, clock=clock) as again:
+    async with open_core(core.settings, clock=clock) as again:
         await again.tracker.run_once()
         await again.tracker.drain()
     assert len(gw.create_calls()) == 1
@@ -292,7 +293,7 @@ async def test_404_streak_counts_only_404s_and_survives_a_restart(
     gw.inject_fault("GET", "/v1/tasks/", status=500)  # neither grows nor ends the 404 streak
     await step(core, clock, 15)
     assert (await reload(core, job)).not_found_streak == 2
-    async with Core(core.settings, clock=clock) as second:  # a new process reads the row
+    async with open_core(core.settings, clock=clock) as second:  # a new process reads the row
         second.notifier.register(RecordingSink())
         assert (await reload(second, job)).not_found_streak == 2
         gw.inject_fault("GET", "/v1/tasks/", status=404)

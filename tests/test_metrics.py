@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
-from bot.app import Core
 from bot.config import Settings
 from bot.errors import RequestRejected
+from bot.main.wiring import open_core
 from bot.metrics import Metrics
 from bot.models import JobState, Kind
 from bot.sandbox import SandboxGateway
@@ -60,7 +60,7 @@ def value(
 async def test_metrics_report_the_counts_of_a_short_run(
     settings: Settings, sandbox: SandboxGateway, agg: FakeAggregator
 ) -> None:
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         sink = RecordingSink(fail_times=1)  # the first delivery fails once, then goes
         core.notifier.register(sink)
         sandbox.inject_fault("GET", "/v1/tasks/", status=500)  # one AA poll fails
@@ -145,7 +145,7 @@ class FakeAdapter:
 async def test_readyz_needs_every_configured_adapter_connected(settings: Settings) -> None:
     telegram = FakeAdapter("telegram", connected=False, problem="Telegram did not answer")
     adapters: list[FakeAdapter] = []
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         server = WebServer(
             host="127.0.0.1",
             port=0,
@@ -185,7 +185,7 @@ async def test_healthz_and_readyz_fail_when_the_database_does_not_answer(
     async def broken() -> bool:
         raise RuntimeError("the job store is not open")
 
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         server = WebServer(host="127.0.0.1", port=0, media=core.media, health=broken)
         async with server as web, httpx.AsyncClient() as http:
             assert (await http.get(web.base_url + "/healthz")).status_code == 503

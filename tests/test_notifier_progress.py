@@ -11,6 +11,7 @@ import pytest
 
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState
 from tests.helpers import request
 
@@ -44,7 +45,9 @@ class GatedSink:
 @pytest.fixture
 async def core(make_settings: Callable[..., Settings]) -> AsyncIterator[Core]:
     """A core whose tracker and notifier loops do not run: only `progress` is exercised."""
-    async with Core(make_settings(aa_base_url="http://127.0.0.1:9", progress_interval_s=0.05)) as c:
+    async with open_core(
+        make_settings(aa_base_url="http://127.0.0.1:9", progress_interval_s=0.05)
+    ) as c:
         yield c
 
 

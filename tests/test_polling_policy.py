@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Core
 from bot.catalog import ModelSpec, default_specs
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState, Kind, Origin
 from bot.polling import (
     BLIND_GAP,
@@ -311,7 +311,7 @@ async def follow(
         poll_interval_s=5.0,
         database_url=f"sqlite:///{gw.port}-{policy}.db",
     )
-    async with Core(settings, clock=clock) as core:
+    async with open_core(settings, clock=clock) as core:
         core.notifier.register(RecordingSink())
         gw.script_next(duration=120.0)
         job = await core.service.submit(request(kind=Kind.VIDEO, model="veo"))

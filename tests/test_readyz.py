@@ -21,8 +21,8 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from bot.cli import serve
 from bot.config import Settings
+from bot.main.cli import serve
 from bot.sandbox import SandboxGateway
 from tests.fakes.discord_api import FakeDiscord
 

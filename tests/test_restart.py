@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, JobState, Kind
 from bot.sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
@@ -24,7 +25,7 @@ async def test_job_in_flight_is_finished_by_the_next_service_once(
     settings: Settings, sandbox: SandboxGateway
 ) -> None:
     sandbox.script_next(duration=0.6)
-    async with Core(settings) as first, running(first):
+    async with open_core(settings) as first, running(first):
         job = await first.service.submit(request(kind=Kind.VIDEO, model="veo_fast"))
         async with asyncio.timeout(5):
             while not sandbox.create_calls():
@@ -33,7 +34,7 @@ async def test_job_in_flight_is_finished_by_the_next_service_once(
                 await asyncio.sleep(0.01)
     # The first service stopped with the job queued upstream and nothing delivered.
     sink = RecordingSink()
-    async with Core(settings) as second, running(second):
+    async with open_core(settings) as second, running(second):
         second.notifier.register(sink)
         done = await wait_delivered(second, job.id)
     assert done.state is JobState.SUCCEEDED
@@ -45,14 +46,14 @@ async def test_job_in_flight_is_finished_by_the_next_service_once(
 async def test_finished_but_undelivered_job_is_delivered_after_restart(
     settings: Settings, sandbox: SandboxGateway
 ) -> None:
-    async with Core(settings) as first, running(first):
+    async with open_core(settings) as first, running(first):
         job = await first.service.submit(request(model="nanobanana"))
         async with asyncio.timeout(5):
             while (await first.store.get(job.id)).state is not JobState.SUCCEEDED:  # type: ignore[union-attr]
                 await asyncio.sleep(0.01)
     # No sink for the "test" platform was registered: the delivery waited.
     sink = RecordingSink()
-    async with Core(settings) as second, running(second):
+    async with open_core(settings) as second, running(second):
         second.notifier.register(sink)
         done = await wait_delivered(second, job.id)
     assert done.delivery is Delivery.DELIVERED
@@ -65,7 +66,7 @@ async def test_delivery_is_retried_then_given_up(
 ) -> None:
     settings = make_settings(aa_base_url=sandbox.base_url, delivery_max_attempts=3)
     flaky = RecordingSink(fail_times=2)
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(flaky)
         job = await core.service.submit(request(model="nanobanana"))
         done = await wait_delivered(core, job.id)
@@ -73,7 +74,7 @@ async def test_delivery_is_retried_then_given_up(
     assert flaky.attempts == 3 and len(flaky.delivered) == 1
 
     broken = RecordingSink(fail_times=99)
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(broken)
         job = await core.service.submit(request(model="nanobanana"))
         done = await wait_delivered(core, job.id)
@@ -203,7 +204,7 @@ async def test_kill_9_during_submit_is_interrupted_not_resent(
     proc.send_signal(signal.SIGKILL)
     await proc.wait()
 
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         (job,) = await core.store.recent(5)
         assert job.state is JobState.INTERRUPTED
         await core.tracker.run_once()

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, JobState, Kind
 from bot.sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
@@ -67,7 +67,7 @@ async def test_a_store_locked_past_busy_timeout_slows_the_core_but_never_stops_i
     settings = make_settings(aa_base_url=sandbox.base_url, database_busy_timeout_s=0.1)
     sandbox.script_next(duration=0.5)
     sink = RecordingSink()
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         core.notifier.register(sink)
         runner = asyncio.create_task(core.run())
         job = await core.service.submit(request(kind=Kind.VIDEO, model="veo_fast"))
@@ -97,7 +97,7 @@ async def test_a_new_request_waits_for_a_locked_store(
     make_settings: Callable[..., Settings], sandbox: SandboxGateway
 ) -> None:
     settings = make_settings(aa_base_url=sandbox.base_url, database_busy_timeout_s=0.1)
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(RecordingSink())
         async with locked(settings.database_path):
             submit = asyncio.create_task(core.service.submit(request(model="nanobanana")))
@@ -171,12 +171,12 @@ async def test_several_generates_at_once_each_get_their_own_job(
 async def test_a_generate_starting_leaves_the_services_schedule_alone(
     settings: Settings, sandbox: SandboxGateway
 ) -> None:
-    async with Core(settings) as core:  # the service: a delivery waits out Telegram's 429
+    async with open_core(settings) as core:  # the service: a delivery waits out Telegram's 429
         job = await core.service.submit(request(model="nanobanana"))
         job.state, job.delivery = JobState.SUCCEEDED, Delivery.PENDING
         job.next_delivery_at = core.clock.now() + 300
         await core.store.save(job)
-    async with Core(settings, own_jobs_only=True) as gen:  # `genrelay generate` starts
+    async with open_core(settings, own_jobs_only=True) as gen:  # `genrelay generate` starts
         after = await gen.store.get(job.id)
     assert after is not None and after.next_delivery_at == job.next_delivery_at
 

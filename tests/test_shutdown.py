@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, JobState
 from bot.sandbox import SandboxGateway
 from tests.conftest import running
@@ -30,7 +30,7 @@ async def _until_submitted(sandbox: SandboxGateway) -> None:
 async def test_sigterm_lets_a_synchronous_submit_finish_then_exits_0(
     settings: Settings, sandbox: SandboxGateway, tmp_path: Path
 ) -> None:
-    async with Core(settings) as core:  # a chat's request, recorded before `run` starts
+    async with open_core(settings) as core:  # a chat's request, recorded before `run` starts
         job = await core.service.submit(request(model=GPT_IMAGE_2))
     sandbox.script_next(duration=3.0)  # the call blocks this long
     log = tmp_path / "run.log"
@@ -44,7 +44,7 @@ async def test_sigterm_lets_a_synchronous_submit_finish_then_exits_0(
     text = log.read_text()
     assert run.returncode == 0, text
     assert "stopping: waiting up to 30 s for 1 submits" in text
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         done = await core.store.get(job.id)
     assert done is not None
     assert done.state is JobState.SUCCEEDED and done.result_urls
@@ -56,7 +56,7 @@ async def test_a_submit_still_running_when_the_grace_ends_is_cancelled_and_logge
     settings: Settings, sandbox: SandboxGateway, log_records: pytest.LogCaptureFixture
 ) -> None:
     sandbox.script_next(duration=30.0)
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         core.notifier.register(RecordingSink())
         job = await core.service.submit(request(model=GPT_IMAGE_2))
         await _until_submitted(sandbox)
@@ -70,7 +70,7 @@ async def test_a_submit_still_running_when_the_grace_ends_is_cancelled_and_logge
 async def test_stopping_takes_no_new_job_and_waits_for_nothing_when_idle(
     settings: Settings, sandbox: SandboxGateway
 ) -> None:
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         await core.stop(grace_s=30)
         job = await core.service.submit(request(model="nanobanana"))
         await core.tracker.run_once()
@@ -82,7 +82,7 @@ async def test_stopping_takes_no_new_job_and_waits_for_nothing_when_idle(
 async def test_a_second_signal_stops_without_waiting(
     settings: Settings, sandbox: SandboxGateway, tmp_path: Path
 ) -> None:
-    async with Core(settings) as core:
+    async with open_core(settings) as core:
         job = await core.service.submit(request(model=GPT_IMAGE_2))
     sandbox.script_next(duration=120.0)
     log = tmp_path / "run.log"
@@ -100,7 +100,7 @@ async def test_a_second_signal_stops_without_waiting(
     text = log.read_text()
     assert run.returncode == 0, text
     assert "a second signal: stopping without waiting" in text
-    async with Core(settings) as core:  # the next process: the cut-off submit is interrupted
+    async with open_core(settings) as core:  # the next process: the cut-off submit is interrupted
         left = await core.store.get(job.id)
     assert left is not None and left.state is JobState.INTERRUPTED
     assert len(sandbox.create_calls()) == 1

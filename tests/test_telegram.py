@@ -29,6 +29,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
+from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState, Kind
 from bot.sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
@@ -136,7 +137,7 @@ def open_bed(
         }
         kwargs.update(adapter_kwargs or {})
         async with (
-            Core(settings) as core,
+            open_core(settings) as core,
             running(core),
             TelegramAdapter(core, settings, **kwargs) as adapter,
         ):

@@ -20,6 +20,7 @@ from telegram.ext import AIORateLimiter
 from adapters.telegram_bot import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState
 from bot.sandbox import SandboxGateway
 from tests.conftest import running
@@ -179,7 +180,7 @@ def open_room(
         fake.chat_admins[GROUP_ID] = {ANN}
         fake.chat_creators[GROUP_ID] = CY
         async with (
-            Core(settings, clock=clock) as core,
+            open_core(settings, clock=clock) as core,
             running(core),
             TelegramAdapter(
                 core, settings, poll_timeout_s=1.0, rate_limiter=limiter, board_interval_s=0.0

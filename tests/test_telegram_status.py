@@ -18,6 +18,7 @@ from adapters.telegram import sink as sink_module
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.sink import TelegramSink
 from bot.config import Settings
+from bot.main.wiring import build_catalog
 from bot.models import Job, JobState, Kind, Origin, new_job_id
 from bot.ports import ResultFile
 from storage.sqlite import SqliteJobStore
@@ -92,7 +93,7 @@ async def open_bed(
         bot: ExtBot[None] = ExtBot(fake.token, base_url=fake.api_base, rate_limiter=limiter)
         bots.append(bot)
         sink = TelegramSink(
-            bot, make_settings().build_catalog(), upload_limit_mb=50, fresh=store.get
+            bot, build_catalog(make_settings()), upload_limit_mb=50, fresh=store.get
         )
         return Bed(fake, store, limiter, sink)
 

@@ -13,6 +13,7 @@ from PIL import Image
 import bot.media
 from bot.app import Core
 from bot.errors import MediaError, RequestRejected
+from bot.main.wiring import build_catalog
 from bot.media import UNREADABLE_IMAGE, MediaStore
 from bot.messages import progress_text, result_caption, setting_changed_text
 from bot.models import JobState, Kind, ReferenceImage
@@ -277,7 +278,7 @@ def test_catalog_has_every_model_and_alias(core: Core) -> None:
 
 def test_prices_are_configurable(make_settings: object) -> None:
     settings = make_settings(model_prices="veo=0.9, nanobanana_pro=0.2")  # type: ignore[operator]
-    catalog = settings.build_catalog()
+    catalog = build_catalog(settings)
     assert catalog.get("veo").price_usd == 0.9
     assert catalog.get("nanobanana_pro").price_usd == 0.2
     assert catalog.get("veo_fast").price_usd == 0.25

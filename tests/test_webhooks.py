@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from bot.app import Core
 from bot.config import Settings
+from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState
 from bot.web import WebServer
 from tests.conftest import running
@@ -58,7 +59,7 @@ def build(
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[tuple[Core, WebServer, RecordingSink]]:
     """A core with its tracker and notifier running, behind its own HTTP server."""
-    async with Core(settings) as core, running(core):
+    async with open_core(settings) as core, running(core):
         web = WebServer(
             host=settings.http_host,
             port=settings.http_port,

@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 
 from bot.catalog import Family, ModelSpec
+from bot.config import AGGREGATOR_PREFIX, AggregatorModel, aggregator_name
 from bot.errors import BadResponse, UpstreamRejected
 from bot.gateway.base import STATUS_MAP, map_status
 from bot.gateway.http import Observer, send
@@ -42,7 +43,6 @@ __all__ = [
     "UNDERSTOOD",
     "AggregatorGateway",
     "aggregator_specs",
-    "parse_pairs",
     "parse_task",
     "upstream_name",
 ]
@@ -50,7 +50,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PROVIDER = "aggregator"
-PREFIX = "agg:"
+PREFIX = AGGREGATOR_PREFIX
 SUBMIT_PATH = "/v1/images/generations"
 TASK_PATH = "/v1/images/tasks/{task_id}"
 SIZES: Mapping[str, str] = {"1:1": "1024x1024", "16:9": "1792x1024", "9:16": "1024x1792"}
@@ -79,22 +79,6 @@ _MAX_DEPTH = 4
 # -- catalog -----------------------------------------------------------------------------------
 
 
-def parse_pairs(text: str) -> dict[str, str]:
-    """`"flux=0.03, qwen-image=0.02"` as a dict; keys lower-cased, `agg:` dropped."""
-    out: dict[str, str] = {}
-    for item in filter(None, (p.strip() for p in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise ValueError(f"expected name=value, got {item!r}")
-        out[_bare(key).lower()] = value.strip()
-    return out
-
-
-def _bare(name: str) -> str:
-    name = name.strip()
-    return name[len(PREFIX) :] if name.lower().startswith(PREFIX) else name
-
-
 def _display(name: str) -> str:
     known = _KNOWN_NAMES.get(name.lower())
     if known:
@@ -104,45 +88,31 @@ def _display(name: str) -> str:
 
 def upstream_name(spec: ModelSpec) -> str:
     """The model name the aggregator knows (our code without the `agg:` prefix)."""
-    return _bare(spec.code)
+    return aggregator_name(spec.code)
 
 
 def aggregator_specs(
-    models: Iterable[str],
+    entries: Iterable[AggregatorModel],
     *,
     taken: Iterable[ModelSpec],
-    kinds: Mapping[str, str] | None = None,
-    names: Mapping[str, str] | None = None,
-    prices: Mapping[str, str] | None = None,
     image_deadline_s: float = 600,
     video_deadline_s: float = 1800,
 ) -> list[ModelSpec]:
-    """The catalog entries of AGGREGATOR_MODELS. A name another gateway already uses (as a
-    code or an alias) becomes `agg:<name>`; every entry also answers to `agg:<name>`."""
-    kinds, names, prices = kinds or {}, names or {}, prices or {}
+    """The catalog entries of AGGREGATOR_MODELS (Settings.aggregator_entries). A name another
+    gateway already uses (as a code or an alias) becomes `agg:<name>`; every entry also
+    answers to `agg:<name>`."""
     used: dict[str, str] = {}  # every name another gateway answers to -> its display name
     for spec in taken:
         for taken_name in (spec.code, *spec.aliases):
             used[taken_name.lower()] = spec.name
     specs: list[ModelSpec] = []
-    seen: set[str] = set()
-    for raw in models:
-        name = _bare(raw)
+    for entry in entries:
+        name = entry.name
         key = name.lower()
-        if not name or key in seen:
-            continue
-        seen.add(key)
         clash = key in used
-        kind_text = kinds.get(key, "image").strip().lower()
-        try:
-            kind = Kind(kind_text)
-        except ValueError:
-            raise ValueError(f"AGGREGATOR_KINDS: {name} must be image or video") from None
-        display = names.get(key) or (f"{used[key]} (aggregator)" if clash else _display(name))
-        try:
-            price = float(prices.get(key, DEFAULT_PRICE_USD))
-        except ValueError:
-            raise ValueError(f"AGGREGATOR_PRICES: {name} needs a number") from None
+        kind = Kind(entry.kind)
+        display = entry.display or (f"{used[key]} (aggregator)" if clash else _display(name))
+        price = DEFAULT_PRICE_USD if entry.price_usd is None else entry.price_usd
         image = kind is Kind.IMAGE
         specs.append(
             ModelSpec(

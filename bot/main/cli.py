@@ -12,7 +12,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +23,10 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, MediaError, RequestRejected
 from bot.logs import setup_logging
+from bot.main.wiring import build_adapters, build_catalog, open_core
 from bot.messages import failure_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
-from bot.ports import ChatAdapter
-from bot.supervisor import AdapterSupervisor
+from bot.runner import Runner
 from bot.web import WebServer
 
 __all__ = ["job_json", "main"]
@@ -130,7 +130,7 @@ async def generate(
 
 
 async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
-    spec = settings.build_catalog().resolve(args.model)
+    spec = build_catalog(settings).resolve(args.model)
     if spec is not None and spec.provider == "aggregator":
         if settings.aggregator_api_key is None:
             return _config_error(
@@ -148,28 +148,20 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     # and PUBLIC_BASE_URL routed to this short-lived process, for a job that may outlive it.
     settings = settings.model_copy(update={"public_base_url": None})
     # Only its own jobs: `run` or another `generate` on the same database takes the rest.
-    async with Core(settings, own_jobs_only=True) as core:
-        runner = asyncio.create_task(core.run())
-        making = asyncio.create_task(
-            generate(
-                core,
-                model=args.model,
-                prompt=args.prompt,
-                images=args.image or [],
-                aspect_ratio=args.aspect_ratio,
-                quality=args.quality,
-                out_dir=Path(args.output) if args.output else None,
-                quiet=False,
-            )
-        )
+    async with open_core(settings, own_jobs_only=True) as core, Runner(core) as runner:
         try:
-            # Should the tracker and notifier ever stop, say why instead of waiting forever.
-            await asyncio.wait({making, runner}, return_when=asyncio.FIRST_COMPLETED)
-            if not making.done():
-                making.cancel()
-                runner.result()
-                raise RuntimeError("the tracker and notifier stopped")
-            job, files = making.result()
+            job, files = await runner.until(
+                generate(
+                    core,
+                    model=args.model,
+                    prompt=args.prompt,
+                    images=args.image or [],
+                    aspect_ratio=args.aspect_ratio,
+                    quality=args.quality,
+                    out_dir=Path(args.output) if args.output else None,
+                    quiet=False,
+                )
+            )
         except RequestRejected as exc:
             # This request's own rejected job; none when it was refused before one was
             # recorded (an -i reference that is missing, no image, too big, unreachable).
@@ -179,10 +171,6 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
                 print(json.dumps(own))
             print(exc.message, file=sys.stderr)
             return EXIT_REJECTED
-        finally:
-            runner.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
     if args.json:
         print(json.dumps(job_json(job, files=files)))
     elif job.state is JobState.SUCCEEDED:
@@ -227,56 +215,14 @@ def _on_signals() -> tuple[asyncio.Event, asyncio.Event]:
     return first, second
 
 
-async def _stop_gracefully(
-    core: Core, adapters: Sequence[AdapterSupervisor], grace_s: float, cut: asyncio.Event
-) -> None:
-    """Take no new work; let submits and uploads in flight finish (up to `grace_s`, or
-    until `cut` is set: a second signal)."""
-    log.info("stopping: no new work; up to %g s for the work in flight", grace_s)
-    for adapter in adapters:
-        try:
-            await adapter.stop_intake()
-        except Exception:  # it closes at the end anyway
-            log.exception("stopping: %s did not stop taking requests", adapter.platform)
-    drain = asyncio.create_task(core.stop(grace_s), name="drain")
-    cutter = asyncio.create_task(cut.wait())
-    await asyncio.wait({drain, cutter}, return_when=asyncio.FIRST_COMPLETED)
-    cutter.cancel()
-    if not drain.done():
-        log.warning("a second signal: stopping without waiting")
-        drain.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await drain
-
-
-def _adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
-    """A starter for each configured chat platform. Each builds its first adapter now, so a
-    setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before anything runs."""
-    makers: list[Callable[[], ChatAdapter]] = []
-    if settings.telegram_bot_token is not None:
-        from adapters.telegram_bot import TelegramAdapter
-
-        makers.append(lambda: TelegramAdapter(core, settings))
-    if settings.discord_bot_token is not None:
-        from adapters.discord_bot import DiscordAdapter
-
-        makers.append(lambda: DiscordAdapter(core, settings))
-    return [
-        AdapterSupervisor(
-            make, first_s=settings.adapter_retry_first_s, max_s=settings.adapter_retry_max_s
-        )
-        for make in makers
-    ]
-
-
 async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> None:
     """Every configured adapter, the tracker, the notifier and the HTTP server. A chat
     platform that does not answer is tried again meanwhile (/readyz: 503); ConfigError
     (a setting, or a token the platform refused) ends it."""
     from adapters.console import ConsoleSink
 
-    core = Core(settings)  # no I/O before it is entered
-    adapters = _adapters(core, settings)
+    core = open_core(settings)  # no I/O before it is entered
+    adapters = build_adapters(core, settings)
     if settings.aa_api_key is None:
         log.warning("AA_API_KEY is not set: the gateway will refuse every job")
     async with contextlib.AsyncExitStack() as stack:
@@ -294,19 +240,12 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
         await stack.enter_async_context(web)
         if not adapters:
             log.info("no chat platform configured: following jobs only (tracker and notifier)")
-        tasks = [asyncio.create_task(core.run(), name="core")]
-        tasks += [asyncio.create_task(a.run(), name=f"adapter-{a.platform}") for a in adapters]
-        first, second = _on_signals()
-        stop = asyncio.create_task(first.wait() if until is None else until.wait(), name="stop")
         try:
-            done, _ = await asyncio.wait({stop, *tasks}, return_when=asyncio.FIRST_COMPLETED)
-            for task in done - {stop}:
-                task.result()  # ConfigError from an adapter, or a crash of the core
-            await _stop_gracefully(core, adapters, settings.shutdown_grace_s, second)
+            async with Runner(core, adapters) as runner:
+                first, second = _on_signals()
+                await runner.until((first if until is None else until).wait())
+                await runner.stop_gracefully(settings.shutdown_grace_s, cut=second)
         finally:
-            for task in (*tasks, stop):
-                task.cancel()
-            await asyncio.gather(*tasks, stop, return_exceptions=True)
             log.info("stopping")
 
 
@@ -342,16 +281,12 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
         say(f"genrelay demo: a sandbox gateway runs at {gateway.base_url} (no key, no network)")
         say(f"  job store: {work / 'demo.db'}")
         say("  submitting one image job and one video job through the same path as a chat request")
-        async with Core(demo_settings) as core:
-            runner = asyncio.create_task(core.run())
-            try:
-                results = await asyncio.gather(
+        async with open_core(demo_settings) as core, Runner(core) as runner:
+            results = await runner.until(
+                asyncio.gather(
                     *(generate(core, model=m, prompt=p, out_dir=out_dir) for m, p in DEMO_JOBS)
                 )
-            finally:
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+            )
         creates = len(gateway.create_calls())
         polls = sum(1 for r in gateway.requests if r.method == "GET" and "/tasks/" in r.path)
     say("")
@@ -369,7 +304,7 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
-    catalog = settings.build_catalog()
+    catalog = build_catalog(settings)
     if args.json:
         rows = [
             {

@@ -1,0 +1,90 @@
+"""Builds the store, the catalog, the core and the chat adapters from Settings, and hands
+them to each other."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bot.app import Core
+from bot.catalog import Catalog, default_specs
+from bot.config import Settings
+from bot.gateway.aggregator import aggregator_specs
+from bot.gateway.base import Gateway
+from bot.polling import PollPolicy
+from bot.ports import ChatAdapter, Clock
+from bot.supervisor import AdapterSupervisor
+from bot.tracker import owner_alive, process_owner
+from storage.sqlite import SqliteJobStore
+
+__all__ = ["build_adapters", "build_catalog", "job_store", "open_core"]
+
+
+def build_catalog(settings: Settings) -> Catalog:
+    """Every model: the AA gateway's, then AGGREGATOR_MODELS, with MODEL_PRICES applied."""
+    specs = default_specs(
+        image_deadline_s=settings.image_deadline_s, video_deadline_s=settings.video_deadline_s
+    )
+    extra = aggregator_specs(
+        settings.aggregator_entries(),
+        taken=specs,
+        image_deadline_s=settings.image_deadline_s,
+        video_deadline_s=settings.video_deadline_s,
+    )
+    return Catalog(
+        specs + extra,
+        prices=settings.prices(),
+        default_image=settings.default_image_model,
+        default_video=settings.default_video_model,
+    )
+
+
+def job_store(settings: Settings, *, own_jobs_only: bool = False) -> SqliteJobStore:
+    """The job store of DATABASE_URL, not yet open. `own_jobs_only` (a `genrelay generate`):
+    it claims only this process's jobs."""
+    return SqliteJobStore(
+        settings.database_path,
+        default_chat_concurrency=settings.chat_concurrent_jobs,
+        only_owner=process_owner() if own_jobs_only else None,
+        owner_alive=owner_alive,
+        busy_timeout_ms=int(settings.database_busy_timeout_s * 1000),
+    )
+
+
+def open_core(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    policy: PollPolicy | None = None,
+    gateways: dict[str, Gateway] | None = None,
+    own_jobs_only: bool = False,
+) -> Core:
+    """The core on the job store and catalog of `settings`; `async with` opens it."""
+    return Core(
+        settings,
+        store=job_store(settings, own_jobs_only=own_jobs_only),
+        catalog=build_catalog(settings),
+        clock=clock,
+        policy=policy,
+        gateways=gateways,
+        own_jobs_only=own_jobs_only,
+    )
+
+
+def build_adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
+    """A starter for each configured chat platform. Each builds its first adapter now, so a
+    setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before anything runs."""
+    makers: list[Callable[[], ChatAdapter]] = []
+    if settings.telegram_bot_token is not None:
+        from adapters.telegram_bot import TelegramAdapter
+
+        makers.append(lambda: TelegramAdapter(core, settings))
+    if settings.discord_bot_token is not None:
+        from adapters.discord_bot import DiscordAdapter
+
+        makers.append(lambda: DiscordAdapter(core, settings))
+    return [
+        AdapterSupervisor(
+            make, first_s=settings.adapter_retry_first_s, max_s=settings.adapter_retry_max_s
+        )
+        for make in makers
+    ]
