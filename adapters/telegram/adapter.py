@@ -47,15 +47,12 @@ from adapters.telegram.parse import (
 from adapters.telegram.sink import BOARD_INTERVAL_S, TelegramSink
 from adapters.telegram.texts import (
     ACTION_ANSWERS,
-    ANIMATE,
     BUTTON_RE,
     CALLBACK_ANSWER_MAX,
     CONFIRM_FIRST,
     DOWNLOAD_FAILED,
     OOPS,
-    REROLL,
     SOMETHING_WRONG,
-    UPSCALE,
     clip,
     help_text,
     models_text,
@@ -68,7 +65,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
 from bot.faults import crash_point
-from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.models import GenerationRequest, Job, JobAction, JobState, Kind, Origin, ReferenceImage
 
 __all__ = ["TelegramAdapter", "ack_reaction"]
 
@@ -509,7 +506,8 @@ class TelegramAdapter:
         query = update.callback_query
         if query is None or query.data is None or query.message is None:
             return
-        action, _, job_id = query.data.partition(":")
+        name, _, job_id = query.data.partition(":")
+        action = JobAction(name)  # BUTTON_RE let only Telegram's actions through
         result = query.message
         if isinstance(result, Message):
             origin = origin_of(result, query.from_user)
@@ -525,10 +523,10 @@ class TelegramAdapter:
             await self.community.button(query, action, job_id, origin)
             return
         service = self.core.service
-        actions: dict[str, ButtonAction] = {
-            REROLL: service.reroll,
-            ANIMATE: service.animate,
-            UPSCALE: service.upscale,
+        actions: dict[JobAction, ButtonAction] = {
+            JobAction.REROLL: service.reroll,
+            JobAction.ANIMATE: service.animate,
+            JobAction.UPSCALE: service.upscale,
         }
         try:
             job = await actions[action](
