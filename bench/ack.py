@@ -154,7 +154,7 @@ async def discord(n: int, tmp: Path) -> list[float]:
         from discord.gateway import DiscordWebSocket
         from discord.http import Route
 
-    from adapters.discord_bot import DiscordAdapter
+    from adapters.discord import DiscordAdapter
     from tests.fakes.discord_api import FakeDiscord
 
     saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY

@@ -258,7 +258,7 @@ def _adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
 
         makers.append(lambda: TelegramAdapter(core, settings))
     if settings.discord_bot_token is not None:
-        from adapters.discord_bot import DiscordAdapter
+        from adapters.discord import DiscordAdapter
 
         makers.append(lambda: DiscordAdapter(core, settings))
     return [
@@ -506,7 +506,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return asyncio.run(_cmd_demo(settings, args))
         if args.command == "discord":
-            from adapters.discord_bot import sync_commands
+            from adapters.discord import sync_commands
 
             return asyncio.run(sync_commands(settings, guild_id=args.guild))
         asyncio.run(serve(settings))

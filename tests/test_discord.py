@@ -23,8 +23,8 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from adapters.discord.ui import JobButton
-from adapters.discord.words import (
+from adapters.discord import DiscordAdapter, sync_commands
+from adapters.discord.texts import (
     HELP_TEXT,
     INTERNAL_ERROR_TEXT,
     OOPS_TEXT,
@@ -34,7 +34,7 @@ from adapters.discord.words import (
     not_an_image_text,
     ready_text,
 )
-from adapters.discord_bot import DiscordAdapter, sync_commands
+from adapters.discord.ui import JobButton
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, DeliveryError, PermanentDeliveryError, PlatformUnavailable
