@@ -81,7 +81,7 @@ def _tg_settings(tmp: Path, gateway_url: str, api_root: str) -> Settings:
 @contextlib.asynccontextmanager
 async def _telegram_bot(settings: Settings, limiter: str) -> AsyncIterator[None]:
     """A core and the Telegram adapter, running, its long poll waiting."""
-    from adapters.telegram_bot import TelegramAdapter
+    from adapters.telegram import TelegramAdapter
 
     async with (
         Core(settings) as core,

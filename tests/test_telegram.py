@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
+from adapters.telegram import TelegramAdapter
 from adapters.telegram import adapter as telegram_adapter
 from adapters.telegram.adapter import ack_reaction
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.texts import link_note
-from adapters.telegram_bot import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError
