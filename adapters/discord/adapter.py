@@ -92,6 +92,12 @@ class DiscordAdapter:
     `max_ratelimit_timeout_s` (the longest 429 wait discord.py sleeps through; it raises
     beyond, and discord.py takes no less than 30), `guild_ready_timeout` (discord.py's wait
     for GUILD_CREATEs before READY).
+
+    `client`: a `GenrelayClient` built outside (a test harness, other intents or a proxy)
+    to use instead of building one; it must have no command tree yet. The adapter becomes
+    its handler, adds the commands and buttons, logs it in, runs it and closes it at the
+    end, as it does its own; `max_ratelimit_timeout_s` and `guild_ready_timeout` are then
+    the client's own options.
     """
 
     platform = PLATFORM
@@ -106,6 +112,7 @@ class DiscordAdapter:
         delivery_timeout_s: float = 60.0,
         max_ratelimit_timeout_s: float = 30.0,
         guild_ready_timeout: float = 2.0,
+        client: GenrelayClient | None = None,
     ) -> None:
         self.core = core
         self.settings = settings
@@ -114,6 +121,7 @@ class DiscordAdapter:
         self.delivery_timeout_s = delivery_timeout_s
         self.max_ratelimit_timeout_s = max_ratelimit_timeout_s
         self.guild_ready_timeout = guild_ready_timeout
+        self._given_client = client
         self._stack = AsyncExitStack()
         self._runner: asyncio.Task[None] | None = None
         self._client: GenrelayClient | None = None
@@ -159,16 +167,22 @@ class DiscordAdapter:
         log.info("discord: connected as %s", self.client.user)
         return self
 
+    def _make_client(self) -> GenrelayClient:
+        client = self._given_client
+        if client is None:
+            return GenrelayClient(
+                self,
+                intents=discord.Intents.default(),
+                guild_ready_timeout=self.guild_ready_timeout,
+                max_ratelimit_timeout=self.max_ratelimit_timeout_s,
+                allowed_mentions=discord.AllowedMentions.none(),
+            )
+        client.handler = self
+        return client
+
     async def _start(self, token: str) -> None:
         self._stack.enter_context(pointed_at(self.settings))
-        client = GenrelayClient(
-            self,
-            intents=discord.Intents.default(),
-            guild_ready_timeout=self.guild_ready_timeout,
-            max_ratelimit_timeout=self.max_ratelimit_timeout_s,
-            allowed_mentions=discord.AllowedMentions.none(),
-        )
-        self._client = client
+        client = self._client = self._make_client()
         self._sink = DiscordSink(
             client,
             self.core.catalog,
