@@ -4,7 +4,7 @@ typed text, parsed by adapters/commands.py; its command list is set by telegram/
 
 Commands are module functions turned into fresh `app_commands.Command` objects for every
 tree, so serving and `genrelay discord sync` register the same definitions and nothing is
-shared between clients. They reach the adapter through the client (`ui.handler`).
+shared between clients. They reach the adapter through the client (`ui.handler_of`).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ with warnings.catch_warnings():
 
 from adapters.discord.parse import Choice, SlashRequest
 from adapters.discord.texts import HELP_TEXT, USAGE_SCOPES, setting_label
-from adapters.discord.ui import GenrelayClient, handler
+from adapters.discord.ui import GenrelayClient, handler_of
 from bot.community import SETTING_NAMES
 from bot.config import Settings
 from bot.models import Kind
@@ -41,23 +41,23 @@ Interaction = discord.Interaction[GenrelayClient]
 
 
 async def _image_models(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).model_choices(Kind.IMAGE, current)
+    return handler_of(interaction).model_choices(Kind.IMAGE, current)
 
 
 async def _video_models(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).model_choices(Kind.VIDEO, current)
+    return handler_of(interaction).model_choices(Kind.VIDEO, current)
 
 
 async def _image_ratios(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).option_choices(interaction, Kind.IMAGE, "aspect_ratios", current)
+    return handler_of(interaction).option_choices(interaction, Kind.IMAGE, "aspect_ratios", current)
 
 
 async def _video_ratios(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).option_choices(interaction, Kind.VIDEO, "aspect_ratios", current)
+    return handler_of(interaction).option_choices(interaction, Kind.VIDEO, "aspect_ratios", current)
 
 
 async def _image_qualities(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).option_choices(interaction, Kind.IMAGE, "qualities", current)
+    return handler_of(interaction).option_choices(interaction, Kind.IMAGE, "qualities", current)
 
 
 @app_commands.describe(
@@ -84,7 +84,7 @@ async def _imagine(
 ) -> None:
     attachments = (image1, image2, image3)
     request = SlashRequest(Kind.IMAGE, prompt, model, aspect_ratio, quality, attachments)
-    await handler(interaction).on_generate(interaction, request)
+    await handler_of(interaction).on_generate(interaction, request)
 
 
 @app_commands.describe(
@@ -104,11 +104,11 @@ async def _video(
     image2: discord.Attachment | None = None,
 ) -> None:
     request = SlashRequest(Kind.VIDEO, prompt, model, aspect_ratio, None, (image1, image2))
-    await handler(interaction).on_generate(interaction, request)
+    await handler_of(interaction).on_generate(interaction, request)
 
 
 async def _models(interaction: Interaction) -> None:
-    await interaction.response.send_message(handler(interaction).models_text(), ephemeral=True)
+    await interaction.response.send_message(handler_of(interaction).models_text(), ephemeral=True)
 
 
 async def _help(interaction: Interaction) -> None:
@@ -116,11 +116,11 @@ async def _help(interaction: Interaction) -> None:
 
 
 async def _setting_values(interaction: Interaction, current: str) -> list[Choice]:
-    return handler(interaction).community.setting_value_choices(interaction, current)
+    return handler_of(interaction).community.setting_value_choices(interaction, current)
 
 
 async def _settings_show(interaction: Interaction) -> None:
-    await handler(interaction).community.on_settings_show(interaction)
+    await handler_of(interaction).community.on_settings_show(interaction)
 
 
 @app_commands.describe(name="Which setting", value="Its new value")
@@ -129,11 +129,11 @@ async def _settings_show(interaction: Interaction) -> None:
 )
 @app_commands.autocomplete(value=_setting_values)
 async def _settings_set(interaction: Interaction, name: str, value: str) -> None:
-    await handler(interaction).community.on_settings_set(interaction, name, value)
+    await handler_of(interaction).community.on_settings_set(interaction, name, value)
 
 
 async def _history(interaction: Interaction) -> None:
-    await handler(interaction).community.on_history(interaction)
+    await handler_of(interaction).community.on_history(interaction)
 
 
 @app_commands.describe(scope="Yours (the default), or everyone's in this server (admins)")
@@ -141,11 +141,11 @@ async def _history(interaction: Interaction) -> None:
     scope=[app_commands.Choice(name=label, value=value) for value, label in USAGE_SCOPES.items()]
 )
 async def _usage(interaction: Interaction, scope: str = "me") -> None:
-    await handler(interaction).community.on_usage(interaction, scope)
+    await handler_of(interaction).community.on_usage(interaction, scope)
 
 
 async def _cancel(interaction: Interaction) -> None:
-    await handler(interaction).community.on_cancel(interaction)
+    await handler_of(interaction).community.on_cancel(interaction)
 
 
 def _settings_group() -> app_commands.Group:

@@ -26,7 +26,7 @@ __all__ = [
     "GenrelayClient",
     "Handler",
     "JobButton",
-    "handler",
+    "handler_of",
     "history_view",
     "hold_view",
     "waiting_view",
@@ -98,7 +98,7 @@ class GenrelayClient(discord.Client):
         self.handler = handler
 
 
-def handler(interaction: discord.Interaction[Any]) -> Handler:
+def handler_of(interaction: discord.Interaction[Any]) -> Handler:
     client = interaction.client
     if not isinstance(client, GenrelayClient) or client.handler is None:
         raise RuntimeError("this client has no genrelay handler")
@@ -143,7 +143,7 @@ class JobButton(
         return cls(JobAction(match["action"]), match["job"], label=label)
 
     async def callback(self, interaction: discord.Interaction[Any]) -> None:
-        await handler(interaction).on_button(interaction, self.action, self.job_id)
+        await handler_of(interaction).on_button(interaction, self.action, self.job_id)
 
 
 def waiting_view(job: Job) -> discord.ui.View | None:
