@@ -81,7 +81,7 @@ def _tg_settings(tmp: Path, gateway_url: str, api_root: str) -> Settings:
 @contextlib.asynccontextmanager
 async def _telegram_bot(settings: Settings, limiter: str) -> AsyncIterator[None]:
     """A core and the Telegram adapter, running, its long poll waiting."""
-    from adapters.telegram_bot import TelegramAdapter
+    from adapters.telegram import TelegramAdapter
 
     async with (
         open_core(settings) as core,
@@ -154,7 +154,7 @@ async def discord(n: int, tmp: Path) -> list[float]:
         from discord.gateway import DiscordWebSocket
         from discord.http import Route
 
-    from adapters.discord_bot import DiscordAdapter
+    from adapters.discord import DiscordAdapter
     from tests.fakes.discord_api import FakeDiscord
 
     saved = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY

@@ -333,7 +333,7 @@ class Run:
 
 async def run_workload(name: str, *, limits: bool, speed: float, dump: Path | None = None) -> Run:
     os.environ.setdefault("PTB_TIMEDELTA", "true")
-    from adapters.telegram_bot import TelegramAdapter
+    from adapters.telegram import TelegramAdapter
 
     asked = workload(name, speed)
     started = time.monotonic()

@@ -15,6 +15,7 @@ __all__ = [
     "Delivery",
     "GenerationRequest",
     "Job",
+    "JobAction",
     "JobState",
     "Kind",
     "Origin",
@@ -65,6 +66,23 @@ class Delivery(enum.StrEnum):
 
 
 JOB_KEY_LENGTH = 10  # base32 characters: short enough for Telegram's 64-byte callback_data
+
+
+class JobAction(enum.StrEnum):
+    """A button about one job, in both adapters. The value is how the button spells it in
+    a Telegram callback_data ("<action>:<job id>") or a Discord custom_id
+    ("genrelay:<action>:<job id>"): buttons posted long ago carry it, so it never changes."""
+
+    REROLL = "rr"  # under a result or a failure: make it again
+    ANIMATE = "an"  # under an image: a video from it
+    UPSCALE = "4k"  # under a Nano Banana image: the same at 4K
+    CONFIRM = "cf"  # on a video held for its asker's Confirm
+    CANCEL = "cx"  # on a held video, or on a job waiting its turn
+    SEND_AGAIN = "sa"  # under /history on Discord: the result again
+    RESEND = "rs"  # under /history on Telegram: the same, as Telegram's buttons spell it
+    ORIGINAL = "og"  # under a Telegram photo: the uncompressed file
+
+
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
 

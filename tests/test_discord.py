@@ -23,8 +23,8 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from adapters.discord.ui import JobButton
-from adapters.discord.words import (
+from adapters.discord import DiscordAdapter, sync_commands
+from adapters.discord.texts import (
     HELP_TEXT,
     INTERNAL_ERROR_TEXT,
     OOPS_TEXT,
@@ -34,7 +34,7 @@ from adapters.discord.words import (
     not_an_image_text,
     ready_text,
 )
-from adapters.discord_bot import DiscordAdapter, sync_commands
+from adapters.discord.ui import GenrelayClient, JobButton
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, DeliveryError, PermanentDeliveryError, PlatformUnavailable
@@ -535,6 +535,20 @@ async def test_models_and_help_are_ephemeral(
     help_ = await fake.slash("help", guild_id=GUILD, channel_id=CHAN, user_id=USER)
     assert await refusal(fake, help_) == HELP_TEXT
     assert fake.channel_messages(CHAN) == []
+
+
+async def test_a_client_built_outside_is_used(fake: FakeDiscord, dsettings: Settings) -> None:
+    """A harness hands the adapter its own client: the adapter runs it and answers through it."""
+    client = GenrelayClient(None, intents=discord.Intents.default(), guild_ready_timeout=0.05)
+    async with (
+        open_core(dsettings) as core,
+        DiscordAdapter(core, dsettings, client=client) as adapter,
+        running(core),
+    ):
+        assert adapter.client is client and client.handler is adapter and adapter.connected
+        models = await fake.slash("models", guild_id=GUILD, channel_id=CHAN, user_id=USER)
+        assert await refusal(fake, models) == adapter.models_text()
+    assert client.is_closed()
 
 
 async def test_autocomplete_offers_only_valid_values(

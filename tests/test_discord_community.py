@@ -23,9 +23,10 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from adapters.discord.ui import GenrelayClient, JobButton, build_tree
-from adapters.discord.words import HELP_TEXT, OOPS_TEXT, RESULT_UNAVAILABLE_TEXT
-from adapters.discord_bot import DiscordAdapter, sync_commands
+from adapters.discord import DiscordAdapter, sync_commands
+from adapters.discord.slash import build_tree
+from adapters.discord.texts import HELP_TEXT, OOPS_TEXT, RESULT_UNAVAILABLE_TEXT
+from adapters.discord.ui import GenrelayClient, JobButton
 from bot.app import Core
 from bot.community import SETTING_NAMES
 from bot.config import Settings

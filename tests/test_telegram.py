@@ -19,12 +19,13 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
+from telegram.ext import ApplicationBuilder
 
+from adapters.telegram import TelegramAdapter
 from adapters.telegram import adapter as telegram_adapter
 from adapters.telegram.adapter import ack_reaction
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.texts import link_note
-from adapters.telegram_bot import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError
@@ -293,6 +294,31 @@ async def test_help_start_models_and_command_list(bed: Bed) -> None:
         ("settings", "This chat's limits and models"),
         ("help", "How to use me, with examples"),
     ]
+
+
+async def test_an_application_built_outside_is_used(
+    fake: FakeTelegram, sandbox: SandboxGateway, make_settings: Callable[..., Settings]
+) -> None:
+    """A harness hands the adapter its own PTB Application: the adapter runs it and answers
+    through it (no TELEGRAM_BOT_TOKEN needed: the application's bot has its token)."""
+    application = (
+        ApplicationBuilder()
+        .token(fake.token)
+        .base_url(fake.api_base)
+        .base_file_url(fake.file_base)
+        .build()
+    )
+    settings = make_settings(aa_base_url=sandbox.base_url)
+    async with (
+        open_core(settings) as core,
+        running(core),
+        TelegramAdapter(core, settings, application=application, poll_timeout_s=1.0) as adapter,
+    ):
+        assert adapter.app is application and adapter.connected
+        ann = fake.user(42, "Ann", "ann")
+        help_msg = fake.send_text(fake.private_chat(ann), ann, "/help")
+        assert (await reply_text(fake, help_msg)).startswith("🎨 I make images and videos")
+    assert not adapter.connected and not application.running
 
 
 async def test_commands_for_another_bot_are_ignored(bed: Bed) -> None:

@@ -17,7 +17,7 @@ import pytest
 from pydantic import SecretStr
 from telegram.ext import AIORateLimiter
 
-from adapters.telegram_bot import TelegramAdapter
+from adapters.telegram import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
 from bot.main.wiring import open_core

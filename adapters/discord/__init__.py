@@ -1,9 +1,35 @@
-"""The Discord adapter's parts. Import the adapter from `adapters.discord_bot`.
+"""Discord, through discord.py 2. The files mirror adapters/telegram/, one job each:
 
-    constants.py  Discord's numbers and our custom_id template
-    words.py      every sentence a Discord user reads that is not in bot/messages.py
-    ui.py         the client, the slash commands, autocomplete and the persistent buttons
-    sink.py       progress and delivery from the stored job (REST only, survives restarts)
+adapter.py    DiscordAdapter: the client's lifecycle, /imagine and /video, the buttons that
+              start a job (Reroll, Animate, 4K)
+parse.py      interactions -> frozen values (options, origin, reference images, request key)
+sink.py       DiscordSink: progress and results from the stored job, Discord errors -> ours,
+              and the answers to an interaction (refusal, apology, "thinking…")
+community.py  shared servers: /settings, /history, /usage, /cancel, Confirm / Cancel / Send again
+texts.py      every Discord-specific sentence and button label
+
+Discord-only, and why:
+ui.py         the persistent buttons and their views, and the client they reach us through:
+              the twin of the inline keyboards that telegram/texts.py builds
+slash.py      the slash commands (options, autocomplete) and `sync_commands` (`genrelay
+              discord sync`): Discord registers typed commands once; Telegram's are text,
+              parsed by adapters/commands.py, their list set by telegram/adapter.py
+
+Telegram's files with no twin here, and why:
+flood.py      Discord's rate limits are discord.py's own per-route buckets (a 429 is waited
+              out up to `max_ratelimit_timeout_s`); nothing of ours budgets requests
+albums.py     a slash command brings all its attachments in one interaction
+inbox.py      Discord never sends an interaction again, so there is nothing to replay
+transport.py  discord.py's own aiohttp session serves; Telegram's swaps PTB's httpx for CPU
 
 (The package is `adapters.discord`; absolute imports keep `import discord` the library.)
 """
+
+from __future__ import annotations
+
+from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.sink import DiscordSink, delivery_error
+from adapters.discord.slash import sync_commands
+from adapters.discord.ui import GenrelayClient
+
+__all__ = ["DiscordAdapter", "DiscordSink", "GenrelayClient", "delivery_error", "sync_commands"]

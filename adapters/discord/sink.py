@@ -12,6 +12,8 @@ when Discord says it is gone (401 code 50027, 404), the result is posted to the 
 a reply that mentions the asker, with a nonce derived from the job id and
 `enforce_nonce`, so a retried post is not posted twice. Every delivery path is idempotent:
 edits are replayed as they are, posts are de-duplicated by their nonce.
+
+Answers to an interaction (refusals, apologies, the public "thinking…") are at the end.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -33,28 +35,36 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
-from adapters.discord.constants import (
-    DEFAULT_UPLOAD_LIMIT,
-    INTERACTION_TOKEN_TTL_S,
-    MAX_FILES,
-    PLATFORM,
-    REMEMBER_DELIVERED,
-    TOKEN_GONE_CODES,
-    TOKEN_MARGIN_S,
-    TOO_LARGE_CODE,
-)
-from adapters.discord.ui import JobButton
-from adapters.discord.words import link_note, ready_text
+from adapters.discord.parse import DEFAULT_UPLOAD_LIMIT, PLATFORM
+from adapters.discord.texts import link_note, ready_text
+from adapters.discord.ui import JobButton, waiting_view
 from bot.catalog import Catalog
-from bot.errors import DeliveryError, PermanentDeliveryError
+from bot.errors import DeliveryError, PermanentDeliveryError, RequestRejected
 from bot.messages import failure_text, progress_text, short_prompt
-from bot.models import Job, JobState, Kind
+from bot.models import Job, JobAction, JobState, Kind
 from bot.ports import Clock, ResultFile
 
-__all__ = ["DiscordSink", "Rendered", "delivery_error", "is_too_large", "waiting_view"]
+__all__ = [
+    "DISCORD_FAILURES",
+    "DiscordSink",
+    "Rendered",
+    "apologise",
+    "defer_thinking",
+    "delivery_error",
+    "is_too_large",
+    "refuse",
+    "refuse_deferred",
+]
 
 log = logging.getLogger(__name__)
 
+INTERACTION_TOKEN_TTL_S = 15 * 60.0
+TOKEN_MARGIN_S = 60.0  # stop using an interaction token this long before Discord does
+MAX_FILES = 10  # attachments in one message
+REMEMBER_DELIVERED = 10_000  # job ids the sink keeps to drop late progress updates
+# Invalid webhook token, unknown webhook, unknown message, unknown interaction.
+TOKEN_GONE_CODES = frozenset({50027, 10015, 10008, 10062})
+TOO_LARGE_CODE = 40005
 
 # What a Discord call can fail with (RateLimited is not an HTTPException).
 DISCORD_FAILURES = (
@@ -116,15 +126,6 @@ def _stage(job: Job) -> tuple[int, int]:
     return _STAGE.get(job.state, len(_STAGE)), job.progress
 
 
-def waiting_view(job: Job) -> discord.ui.View | None:
-    """A Cancel button while the job waits on our side (nothing was sent yet), else none."""
-    if job.state is not JobState.RECEIVED or job.hold is not None:
-        return None
-    view = discord.ui.View(timeout=None)
-    view.add_item(JobButton("cx", job.id))
-    return view
-
-
 @dataclass(frozen=True, slots=True)
 class Rendered:
     """A terminal job as Discord shows it, wherever it is posted."""
@@ -133,7 +134,7 @@ class Rendered:
     content: str | None
     embed: discord.Embed | None
     uploads: tuple[tuple[Path, str], ...]
-    buttons: tuple[str, ...]
+    buttons: tuple[JobAction, ...]
 
     def files(self, stack: ExitStack) -> list[discord.File]:
         """Fresh file objects for one request (a retry needs new ones), closed by `stack`."""
@@ -360,12 +361,12 @@ class DiscordSink:
         """The job's result (or failure) as a message: words, embed, uploads and buttons."""
         spec = self.catalog.resolve(job.model)
         if job.state is not JobState.SUCCEEDED:
-            return Rendered(job.id, failure_text(job, self.catalog), None, (), ("rr",))
-        buttons = ["rr"]
+            return Rendered(job.id, failure_text(job, self.catalog), None, (), (JobAction.REROLL,))
+        buttons = [JobAction.REROLL]
         if job.kind is Kind.IMAGE:
-            buttons.append("an")
+            buttons.append(JobAction.ANIMATE)
             if spec is not None and "4k" in spec.qualities and job.quality != "4k":
-                buttons.append("4k")
+                buttons.append(JobAction.UPSCALE)
         what = "video" if job.kind is Kind.VIDEO else "image"
         limit = int(job.origin.context.get("upload_limit") or DEFAULT_UPLOAD_LIMIT)
         embed = discord.Embed(
@@ -384,3 +385,47 @@ class DiscordSink:
             if f.mime.startswith("image/") and embed.image.url is None:
                 embed.set_image(url=f"attachment://{f.filename}")
         return Rendered(job.id, "\n".join(notes) or None, embed, tuple(uploads), tuple(buttons))
+
+
+# -- answers to an interaction (within Discord's 3 seconds, then through its token) -----------
+
+
+async def defer_thinking(interaction: discord.Interaction[Any]) -> int:
+    """A public "thinking" response; its message becomes the status message."""
+    sent = await interaction.response.defer(thinking=True)
+    if sent is not None and sent.message_id is not None:
+        return sent.message_id
+    return (await interaction.original_response()).id
+
+
+async def refuse(interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
+    """A refusal as the first answer: private."""
+    log.info("discord: interaction %s refused (%s)", interaction.id, exc.code)
+    await interaction.response.send_message(exc.message, ephemeral=True)
+
+
+async def refuse_deferred(interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
+    """A refusal after the public defer: the "thinking…" message becomes it (deleting it
+    for an ephemeral followup can meet 10008 Unknown Message)."""
+    log.info("discord: interaction %s refused after the defer (%s)", interaction.id, exc.code)
+    await interaction.edit_original_response(content=exc.message)
+
+
+async def apologise(interaction: discord.Interaction[Any], text: str | None) -> None:
+    """Say `text` in the interaction's own answer: the first response (ephemeral), or
+    the deferred "thinking…" message turned into it. Never a DELETE of that message for
+    an ephemeral followup (10008 Unknown Message). After a deferred button update, whose
+    original is the message under the button (a job's status), a private followup, that
+    message left as it is; an answer already given stands."""
+    if text is None:
+        return
+    response = interaction.response
+    with suppress(*DISCORD_FAILURES):
+        if not response.is_done():
+            await response.send_message(text, ephemeral=True)
+        elif response.type is discord.InteractionResponseType.deferred_channel_message:
+            await interaction.edit_original_response(content=text)
+        elif response.type is discord.InteractionResponseType.deferred_message_update:
+            await interaction.followup.send(text, ephemeral=True)
+        else:
+            log.info("discord: interaction %s already answered; no apology", interaction.id)

@@ -1,13 +1,21 @@
-"""Telegram, through python-telegram-bot 22.
+"""Telegram, through python-telegram-bot 22. The files mirror adapters/discord/, one job each:
 
-adapter.py  the Application: lifecycle, handlers, requests from messages and buttons
-sink.py     DeliverySink: status messages, results, failures, Telegram errors -> ours
-community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel buttons
-albums.py   media groups gathered into one request
-flood.py    FloodControl: Telegram's rate limits, new messages before edits, reactions free
-transport.py  AiohttpRequest: PTB's HTTP transport on aiohttp (a quarter of httpx's CPU)
-parse.py    messages -> frozen values (command, origin, image sources)
-texts.py    every Telegram-specific sentence and button
+adapter.py    the Application: lifecycle, handlers, requests from messages and the buttons
+              that start a job (Reroll, Animate, 4K)
+parse.py      messages -> frozen values (command, origin, image sources)
+sink.py       DeliverySink: status messages, results, failures, Telegram errors -> ours
+community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel / Send
+              again / Original buttons
+texts.py      every Telegram-specific sentence, and the inline keyboards (their Discord twin
+              is discord/ui.py; Discord's slash commands, discord/slash.py, have none: here
+              commands are text, parsed by adapters/commands.py)
+flood.py      FloodControl: Telegram's rate limits, new messages before edits, reactions free
+
+Telegram-only, and why:
+albums.py     an album comes as one message per photo: gathered into one request
+inbox.py      Telegram sends an update again until told it arrived: kept, replayed, once
+transport.py  AiohttpRequest: PTB's HTTP transport on aiohttp (a quarter of httpx's CPU);
+              discord.py is on aiohttp already
 """
 
 from __future__ import annotations

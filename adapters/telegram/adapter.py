@@ -47,15 +47,12 @@ from adapters.telegram.parse import (
 from adapters.telegram.sink import BOARD_INTERVAL_S, TelegramSink
 from adapters.telegram.texts import (
     ACTION_ANSWERS,
-    ANIMATE,
     BUTTON_RE,
     CALLBACK_ANSWER_MAX,
     CONFIRM_FIRST,
     DOWNLOAD_FAILED,
     OOPS,
-    REROLL,
     SOMETHING_WRONG,
-    UPSCALE,
     clip,
     help_text,
     models_text,
@@ -68,7 +65,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
 from bot.faults import crash_point
-from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
+from bot.models import GenerationRequest, Job, JobAction, JobState, Kind, Origin, ReferenceImage
 
 __all__ = ["TelegramAdapter", "ack_reaction"]
 
@@ -97,7 +94,13 @@ BOT_COMMANDS = (
 
 class TelegramAdapter:
     """`async with TelegramAdapter(core, settings):` polls Telegram and delivers jobs whose
-    origin is Telegram until the block ends."""
+    origin is Telegram until the block ends.
+
+    `application`: a PTB Application built outside (a test harness, another transport) to
+    use instead of building one. The adapter adds its handlers and runs it (initialize,
+    start, poll, and shut it down at the end) as it runs its own; its bot's requests and
+    rate limiter are the caller's, and its updates are not kept in the store's inbox (that
+    needs the bot and application the adapter builds)."""
 
     platform = PLATFORM
 
@@ -110,6 +113,7 @@ class TelegramAdapter:
         rate_limiter: BaseRateLimiter[int] | None = None,
         poll_timeout_s: float = 10.0,
         board_interval_s: float = BOARD_INTERVAL_S,
+        application: App | None = None,
     ) -> None:
         self.core = core
         self.settings = settings
@@ -119,6 +123,7 @@ class TelegramAdapter:
         self._reaction = ack_reaction(settings.telegram_ack_reaction)  # ConfigError at once
         self._acks: set[asyncio.Task[None]] = set()
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
+        self._given_app = application
         self._app: App | None = None
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
@@ -152,35 +157,13 @@ class TelegramAdapter:
         return self._community
 
     async def __aenter__(self) -> TelegramAdapter:
-        token = self.settings.telegram_bot_token
-        if token is None or not token.get_secret_value():
-            raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
-        requests = (
-            AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S),
-            AiohttpRequest(connection_pool_size=1),  # getUpdates
-        )
-        secret = token.get_secret_value()
-        inbox = TelegramInbox(self.core.store, self.core.clock, secret.partition(":")[0])
-        bot = InboxBot(
-            secret,
-            base_url=self.settings.telegram_api_base_url,
-            base_file_url=self.settings.telegram_file_base_url,
-            request=requests[0],
-            get_updates_request=requests[1],
-            rate_limiter=self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES),
-            inbox=inbox,
-        )
-        built = (
-            ApplicationBuilder()
-            .bot(bot)
-            .application_class(InboxApplication)
-            .concurrent_updates(True)
-            .build()
-        )
-        assert isinstance(built, InboxApplication)
-        built.use_inbox(inbox)
-        app: App = built
-        self._inbox = inbox
+        if self._given_app is not None:
+            app, requests = self._given_app, None
+        else:
+            token = self.settings.telegram_bot_token
+            if token is None or not token.get_secret_value():
+                raise ConfigError("TELEGRAM_BOT_TOKEN is not set")
+            app, requests = self._build(token.get_secret_value())
         app.add_handler(MessageHandler(filters.UpdateType.MESSAGE, self._on_message))
         app.add_handler(CallbackQueryHandler(self._on_button, pattern=BUTTON_RE))
         app.add_error_handler(self._on_error)
@@ -188,7 +171,10 @@ class TelegramAdapter:
             await app.initialize()  # getMe: checks the token, learns our @username
         except BaseException as exc:
             # app.shutdown() skips an app whose initialize did not finish: close its sessions.
-            await asyncio.gather(*(r.shutdown() for r in requests))
+            if requests is None:
+                await app.bot.shutdown()
+            else:
+                await asyncio.gather(*(r.shutdown() for r in requests))
             if isinstance(exc, InvalidToken):
                 raise ConfigError("Telegram refused TELEGRAM_BOT_TOKEN (unauthorized)") from None
             if isinstance(exc, TelegramError):  # NetworkError, TimedOut, a 5xx, RetryAfter
@@ -208,7 +194,8 @@ class TelegramAdapter:
             )
             self._community = CommunityHandlers(self.core, app.bot, self._sink)
             await app.start()
-            await self._replay(app, inbox)
+            if self._inbox is not None:
+                await self._replay(app, self._inbox)
             assert app.updater is not None
             await app.updater.start_polling(
                 timeout=dtm.timedelta(seconds=self.poll_timeout_s),
@@ -223,6 +210,34 @@ class TelegramAdapter:
         self.core.notifier.register(self._sink)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
         return self
+
+    def _build(self, secret: str) -> tuple[App, tuple[AiohttpRequest, AiohttpRequest]]:
+        """The Application: PTB on our aiohttp transport, FloodControl, the inbox."""
+        requests = (
+            AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S),
+            AiohttpRequest(connection_pool_size=1),  # getUpdates
+        )
+        inbox = TelegramInbox(self.core.store, self.core.clock, secret.partition(":")[0])
+        bot = InboxBot(
+            secret,
+            base_url=self.settings.telegram_api_base_url,
+            base_file_url=self.settings.telegram_file_base_url,
+            request=requests[0],
+            get_updates_request=requests[1],
+            rate_limiter=self._rate_limiter or FloodControl(max_retries=FLOOD_RETRIES),
+            inbox=inbox,
+        )
+        built = (
+            ApplicationBuilder()
+            .bot(bot)
+            .application_class(InboxApplication)
+            .concurrent_updates(True)
+            .build()
+        )
+        assert isinstance(built, InboxApplication)
+        built.use_inbox(inbox)
+        self._inbox = inbox
+        return built, requests
 
     async def __aexit__(
         self,
@@ -509,7 +524,8 @@ class TelegramAdapter:
         query = update.callback_query
         if query is None or query.data is None or query.message is None:
             return
-        action, _, job_id = query.data.partition(":")
+        name, _, job_id = query.data.partition(":")
+        action = JobAction(name)  # BUTTON_RE let only Telegram's actions through
         result = query.message
         if isinstance(result, Message):
             origin = origin_of(result, query.from_user)
@@ -525,10 +541,10 @@ class TelegramAdapter:
             await self.community.button(query, action, job_id, origin)
             return
         service = self.core.service
-        actions: dict[str, ButtonAction] = {
-            REROLL: service.reroll,
-            ANIMATE: service.animate,
-            UPSCALE: service.upscale,
+        actions: dict[JobAction, ButtonAction] = {
+            JobAction.REROLL: service.reroll,
+            JobAction.ANIMATE: service.animate,
+            JobAction.UPSCALE: service.upscale,
         }
         try:
             job = await actions[action](

@@ -13,12 +13,8 @@ from adapters.telegram.parse import TelegramCommand
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.texts import (
     CALLBACK_ANSWER_MAX,
-    CANCEL,
-    CONFIRM,
     CONFIRMED,
-    ORIGINAL,
     ORIGINAL_SENDING,
-    RESEND,
     RESENDING,
     RESULT_UNAVAILABLE,
     clip,
@@ -37,7 +33,7 @@ from bot.messages import (
     setting_shown,
     usage_text,
 )
-from bot.models import Job, JobState, Origin
+from bot.models import Job, JobAction, JobState, Origin
 from bot.ports import ResultFile
 
 __all__ = ["BUTTONS", "COMMANDS", "CommunityHandlers"]
@@ -45,7 +41,7 @@ __all__ = ["BUTTONS", "COMMANDS", "CommunityHandlers"]
 log = logging.getLogger(__name__)
 
 COMMANDS = frozenset({"settings", "history", "usage", "cancel"})
-BUTTONS = frozenset({CONFIRM, CANCEL, RESEND, ORIGINAL})
+BUTTONS = frozenset({JobAction.CONFIRM, JobAction.CANCEL, JobAction.RESEND, JobAction.ORIGINAL})
 _ADMIN = frozenset({ChatMemberStatus.ADMINISTRATOR, ChatMemberStatus.OWNER})
 
 
@@ -143,12 +139,14 @@ class CommunityHandlers:
 
     # -- buttons ---------------------------------------------------------------------------
 
-    async def button(self, query: CallbackQuery, action: str, job_id: str, origin: Origin) -> None:
+    async def button(
+        self, query: CallbackQuery, action: JobAction, job_id: str, origin: Origin
+    ) -> None:
         """Confirm, Cancel, Send again or Original, pressed by `origin.user_id`."""
         try:
-            if action == CONFIRM:
+            if action is JobAction.CONFIRM:
                 await self._confirm(query, job_id, origin)
-            elif action == CANCEL:
+            elif action is JobAction.CANCEL:
                 text = cancel_text(await self.core.service.cancel(job_id, origin))
                 log.info(
                     "telegram: chat %s: cancel on job %s by user %s: %s",
@@ -158,7 +156,7 @@ class CommunityHandlers:
                     text,
                 )
                 await _answer(query, text)
-            elif action == ORIGINAL:
+            elif action is JobAction.ORIGINAL:
                 await self._send_original(query, job_id, origin)
             else:
                 await self._send_again(query, job_id, origin)

@@ -13,30 +13,24 @@ from bot.catalog import Catalog
 from bot.community import SETTING_NAMES
 from bot.media import human_size
 from bot.messages import model_line, plural, progress_text
-from bot.models import Job, JobState, Kind, Origin
+from bot.models import Job, JobAction, JobState, Kind, Origin
 
 __all__ = [
+    "ACTIONS",
     "ACTION_ANSWERS",
-    "ANIMATE",
     "BUTTON_RE",
     "CALLBACK_ANSWER_MAX",
-    "CANCEL",
-    "CONFIRM",
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
     "NOT_POSTED",
     "NOT_POSTED_FAILURE",
     "OOPS",
-    "ORIGINAL",
     "ORIGINAL_NOTE",
     "ORIGINAL_SENDING",
-    "REROLL",
-    "RESEND",
     "RESENDING",
     "RESULT_UNAVAILABLE",
     "SOMETHING_WRONG",
-    "UPSCALE",
     "board_buttons",
     "board_text",
     "cancel_button",
@@ -56,16 +50,22 @@ __all__ = [
     "start_text",
 ]
 
-# callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
-REROLL, ANIMATE, UPSCALE = "rr", "an", "4k"
-CONFIRM, CANCEL, RESEND = "cf", "cx", "rs"
-ORIGINAL = "og"  # the uncompressed original of an image result, on demand
-_ACTIONS = (REROLL, ANIMATE, UPSCALE, CONFIRM, CANCEL, RESEND, ORIGINAL)
-BUTTON_RE = rf"^({'|'.join(_ACTIONS)}):[a-z0-9]{{4,32}}$"
+# The buttons Telegram shows (Original: the uncompressed original of an image result, on
+# demand). callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
+ACTIONS = (
+    JobAction.REROLL,
+    JobAction.ANIMATE,
+    JobAction.UPSCALE,
+    JobAction.CONFIRM,
+    JobAction.CANCEL,
+    JobAction.RESEND,
+    JobAction.ORIGINAL,
+)
+BUTTON_RE = rf"^({'|'.join(ACTIONS)}):[a-z0-9]{{4,32}}$"
 ACTION_ANSWERS = {
-    REROLL: "🔁 Rerolling on {name}…",
-    ANIMATE: "🎬 Animating with {name}…",
-    UPSCALE: "🔍 Making a 4K version with {name}…",
+    JobAction.REROLL: "🔁 Rerolling on {name}…",
+    JobAction.ANIMATE: "🎬 Animating with {name}…",
+    JobAction.UPSCALE: "🔍 Making a 4K version with {name}…",
 }
 CONFIRM_FIRST = " Press Confirm under my reply to start it."  # after an answer, for a held job
 CONFIRMED = "✅ Confirmed."
@@ -180,6 +180,10 @@ def mention_html(origin: Origin) -> str:
     return f'<a href="tg://user?id={origin.user_id}">{name}</a>'
 
 
+def _button(label: str, action: JobAction, job: Job) -> InlineKeyboardButton:
+    return InlineKeyboardButton(label, callback_data=f"{action}:{job.id}")
+
+
 def result_buttons(
     job: Job, catalog: Catalog, *, original: bool = False
 ) -> InlineKeyboardMarkup | None:
@@ -188,16 +192,14 @@ def result_buttons(
     second row with 📎 Original, which sends the uncompressed file when pressed."""
     if job.state is JobState.REJECTED:
         return None
-    row = [InlineKeyboardButton("🔁 Reroll", callback_data=f"{REROLL}:{job.id}")]
+    row = [_button("🔁 Reroll", JobAction.REROLL, job)]
     if job.state is JobState.SUCCEEDED and job.kind is Kind.IMAGE:
-        row.append(InlineKeyboardButton("🎬 Animate", callback_data=f"{ANIMATE}:{job.id}"))
+        row.append(_button("🎬 Animate", JobAction.ANIMATE, job))
         spec = catalog.resolve(job.model)
         if spec is not None and "4k" in spec.qualities and (job.quality or "") not in _FOUR_K:
-            row.append(InlineKeyboardButton("🔍 4K", callback_data=f"{UPSCALE}:{job.id}"))
+            row.append(_button("🔍 4K", JobAction.UPSCALE, job))
     if original and job.state is JobState.SUCCEEDED:
-        return InlineKeyboardMarkup(
-            [row, [InlineKeyboardButton("📎 Original", callback_data=f"{ORIGINAL}:{job.id}")]]
-        )
+        return InlineKeyboardMarkup([row, [_button("📎 Original", JobAction.ORIGINAL, job)]])
     return InlineKeyboardMarkup([row])
 
 
@@ -206,8 +208,8 @@ def confirm_buttons(job: Job) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup(
         [
             [
-                InlineKeyboardButton("✅ Confirm", callback_data=f"{CONFIRM}:{job.id}"),
-                InlineKeyboardButton("✖️ Cancel", callback_data=f"{CANCEL}:{job.id}"),
+                _button("✅ Confirm", JobAction.CONFIRM, job),
+                _button("✖️ Cancel", JobAction.CANCEL, job),
             ]
         ]
     )
@@ -215,9 +217,7 @@ def confirm_buttons(job: Job) -> InlineKeyboardMarkup:
 
 def cancel_button(job: Job) -> InlineKeyboardMarkup:
     """Under the status line of a job still waiting on our side."""
-    return InlineKeyboardMarkup(
-        [[InlineKeyboardButton("✖️ Cancel", callback_data=f"{CANCEL}:{job.id}")]]
-    )
+    return InlineKeyboardMarkup([[_button("✖️ Cancel", JobAction.CANCEL, job)]])
 
 
 def board_text(jobs: list[Job], catalog: Catalog) -> str:
@@ -234,7 +234,7 @@ def board_buttons(jobs: list[Job]) -> InlineKeyboardMarkup | None:
     """A Cancel button for each job on the board still waiting on our side, numbered as
     on the board (only its asker may press it)."""
     buttons = [
-        InlineKeyboardButton(f"✖️ Cancel #{n}", callback_data=f"{CANCEL}:{job.id}")
+        _button(f"✖️ Cancel #{n}", JobAction.CANCEL, job)
         for n, job in enumerate(jobs, 1)
         if job.state is JobState.RECEIVED and job.queue_position
     ]
@@ -245,10 +245,7 @@ def board_buttons(jobs: list[Job]) -> InlineKeyboardMarkup | None:
 
 def history_buttons(numbered: list[tuple[int, Job]]) -> InlineKeyboardMarkup | None:
     """A Send again button for each listed result still stored, numbered as in the list."""
-    buttons = [
-        InlineKeyboardButton(f"📤 Send #{n} again", callback_data=f"{RESEND}:{job.id}")
-        for n, job in numbered
-    ]
+    buttons = [_button(f"📤 Send #{n} again", JobAction.RESEND, job) for n, job in numbered]
     if not buttons:
         return None
     return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])

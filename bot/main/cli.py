@@ -441,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             return asyncio.run(_cmd_demo(settings, args))
         if args.command == "discord":
-            from adapters.discord_bot import sync_commands
+            from adapters.discord import sync_commands
 
             return asyncio.run(sync_commands(settings, guild_id=args.guild))
         asyncio.run(serve(settings))

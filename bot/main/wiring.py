@@ -75,11 +75,11 @@ def build_adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
     setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before anything runs."""
     makers: list[Callable[[], ChatAdapter]] = []
     if settings.telegram_bot_token is not None:
-        from adapters.telegram_bot import TelegramAdapter
+        from adapters.telegram import TelegramAdapter
 
         makers.append(lambda: TelegramAdapter(core, settings))
     if settings.discord_bot_token is not None:
-        from adapters.discord_bot import DiscordAdapter
+        from adapters.discord import DiscordAdapter
 
         makers.append(lambda: DiscordAdapter(core, settings))
     return [

@@ -1,18 +1,22 @@
-"""Every sentence a Discord user reads that bot/messages.py does not already write."""
+"""Every sentence a Discord user reads that bot/messages.py does not already write, and the
+button labels (the twin of telegram/texts.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.catalog import Catalog
 from bot.community import ChatRules
 from bot.media import human_size
-from bot.messages import rules_text
+from bot.messages import model_line, rules_text
+from bot.models import JobAction, Kind
 
 __all__ = [
     "BUTTON_EMOJI",
     "BUTTON_LABELS",
     "HELP_TEXT",
     "INTERNAL_ERROR_TEXT",
+    "MAX_CONTENT",
     "OOPS_TEXT",
     "RESULT_UNAVAILABLE_TEXT",
     "SETTINGS_HINT",
@@ -20,6 +24,7 @@ __all__ = [
     "attachment_unreachable_text",
     "link_note",
     "missing_permissions_text",
+    "models_text",
     "not_an_image_text",
     "ready_text",
     "send_again_label",
@@ -27,15 +32,24 @@ __all__ = [
     "settings_text",
 ]
 
+MAX_CONTENT = 2000  # characters in one Discord message
+
 BUTTON_LABELS = {
-    "rr": "Reroll",
-    "an": "Animate",
-    "4k": "4K",
-    "cf": "Confirm",
-    "cx": "Cancel",
-    "sa": "Send again",
+    JobAction.REROLL: "Reroll",
+    JobAction.ANIMATE: "Animate",
+    JobAction.UPSCALE: "4K",
+    JobAction.CONFIRM: "Confirm",
+    JobAction.CANCEL: "Cancel",
+    JobAction.SEND_AGAIN: "Send again",
 }
-BUTTON_EMOJI = {"rr": "🔁", "an": "🎬", "4k": "🔍", "cf": "✅", "cx": "✖️", "sa": "📨"}
+BUTTON_EMOJI = {
+    JobAction.REROLL: "🔁",
+    JobAction.ANIMATE: "🎬",
+    JobAction.UPSCALE: "🔍",
+    JobAction.CONFIRM: "✅",
+    JobAction.CANCEL: "✖️",
+    JobAction.SEND_AGAIN: "📨",
+}
 
 HELP_TEXT = (
     "**genrelay** makes images and videos with hosted models.\n"
@@ -65,6 +79,18 @@ RESULT_UNAVAILABLE_TEXT = (
     "I couldn't fetch that result again; the link has expired. Reroll it from the original "
     "message to make it anew."
 )
+
+
+def models_text(catalog: Catalog) -> str:
+    """/models: every model by kind, with its price."""
+    parts = []
+    for kind, title in (
+        (Kind.IMAGE, "Image models · /imagine"),
+        (Kind.VIDEO, "Video models · /video"),
+    ):
+        lines = [model_line(spec) for spec in catalog.all(kind)]
+        parts.append(f"**{title}**\n" + "\n".join(lines))
+    return "\n\n".join(parts)[:MAX_CONTENT]
 
 
 def not_an_image_text(filename: str) -> str:
