@@ -38,7 +38,7 @@ from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
 from bot.app import Core
 from bot.config import Settings
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 
 if TYPE_CHECKING:
     from telegram.ext import BaseRateLimiter

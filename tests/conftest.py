@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from bot.app import Core
 from bot.config import Settings
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 
 API_KEY = "aa_live_TESTKEY_0123456789abcdef"
 

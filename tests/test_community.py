@@ -14,7 +14,7 @@ from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.messages import confirm_text, history_text, progress_text
 from bot.models import GenerationRequest, JobState, Kind, Origin
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import FakeClock
 from tests.helpers import RecordingSink
 

@@ -31,7 +31,7 @@ from bot.community import SETTING_NAMES
 from bot.config import Settings
 from bot.messages import confirm_text, failure_text
 from bot.models import Job, JobState
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.discord_api import MANAGE_GUILD, FakeDiscord, FakeInteraction
 from tests.test_discord import (

@@ -11,7 +11,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.messages import failure_text
 from bot.models import Delivery, Job, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, FakeClock
 from tests.helpers import RecordingSink, request
 

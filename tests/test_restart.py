@@ -15,7 +15,7 @@ from pathlib import Path
 from bot.app import Core
 from bot.config import Settings
 from bot.models import Delivery, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
 from tests.helpers import RecordingSink, request, wait_delivered
 

@@ -21,7 +21,7 @@ from adapters.telegram_bot import TelegramAdapter
 from bot.app import Core
 from bot.config import Settings
 from bot.models import Delivery, Job, JobState
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.test_telegram import GROUP_ID, TOKEN, buttons, replied_to, wait_for_value

@@ -16,7 +16,7 @@ from bot.errors import MediaError, RequestRejected
 from bot.media import UNREADABLE_IMAGE, MediaStore
 from bot.messages import progress_text, result_caption
 from bot.models import JobState, Kind, ReferenceImage
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.helpers import (
     PNG_1PX,
     RecordingSink,
