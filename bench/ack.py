@@ -38,7 +38,7 @@ from bench.common import API_KEY, bench_settings, free_port, running_core
 from bench.report import percentile, table
 from bot.config import Settings
 from bot.main.wiring import open_core
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 
 if TYPE_CHECKING:
     from telegram.ext import BaseRateLimiter

@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.constants import TRACKER_BATCH_S, TRACKER_IDLE_WAKE_S
 from bot.models import Job
 from bot.ports import ResultFile
-from bot.sandbox import SandboxGateway, SandboxTask, TaskFamily, TaskScript
+from sandbox import SandboxGateway, SandboxTask, TaskFamily, TaskScript
 
 __all__ = [
     "API_KEY",

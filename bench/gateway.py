@@ -26,7 +26,7 @@ from typing import Any
 
 from aiohttp import web
 
-import bot.sandbox
+import sandbox.tasks
 from bench.workload import CURVES, RunSpec
 
 __all__ = ["main", "task_times"]
@@ -50,7 +50,7 @@ def _runs(path: str | None) -> dict[str, RunSpec]:
     }
 
 
-def task_times(gw: bot.sandbox.SandboxGateway) -> dict[str, dict[str, Any]]:
+def task_times(gw: sandbox.SandboxGateway) -> dict[str, dict[str, Any]]:
     """Each task's timing: when it was created, when it is done (its result first
     answerable: after its duration and any late-URL polls), how often it was polled."""
     return {
@@ -70,7 +70,7 @@ def task_times(gw: bot.sandbox.SandboxGateway) -> dict[str, dict[str, Any]]:
 async def _serve(args: argparse.Namespace) -> None:
     from bench.common import ScriptedGateway
 
-    bot.sandbox.QUEUED_FRACTION = args.queued_fraction
+    sandbox.tasks.QUEUED_FRACTION = args.queued_fraction
     gateway = ScriptedGateway(
         _runs(args.script), port=args.port, speed=args.speed, api_key=args.api_key
     )

@@ -16,7 +16,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.runner import Runner
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 
 API_KEY = "aa_live_TESTKEY_0123456789abcdef"
 

@@ -43,7 +43,7 @@ from typing import Any
 
 from bot.models import TERMINAL_STATES, Delivery, JobState
 from bot.ports import JobStore
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY
 from tests.fakes.telegram_api import FakeTelegram
 

@@ -19,7 +19,7 @@ from bot.config import Settings
 from bot.gateway.aggregator import UNDERSTOOD, parse_task
 from bot.main.wiring import build_catalog, open_core
 from bot.models import Delivery, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
 from tests.fakes.aggregator import FakeAggregator
 from tests.helpers import PNG_1PX, RecordingSink, request, wait_delivered

@@ -12,7 +12,7 @@ import pytest
 
 from bot.config import Settings
 from bot.media import UNREADABLE_IMAGE
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.fakes.aggregator import FakeAggregator
 from tests.helpers import PNG_1PX, corrupt_jpeg, png_file
 from tests.test_restart import _cli, _env

@@ -24,7 +24,7 @@ from bot.messages import (
     usage_text,
 )
 from bot.models import GenerationRequest, JobState, Kind, Origin
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import FakeClock
 from tests.helpers import RecordingSink
 

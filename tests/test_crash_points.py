@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.sandbox import CHAT_PATH, TASK_POLL_PREFIX, RecordedRequest, SandboxGateway
+from sandbox import CHAT_PATH, TASK_POLL_PREFIX, RecordedRequest, SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.crashes import (
     CRASH_WAIT_S,

@@ -15,7 +15,7 @@ from bot.config import Settings
 from bot.main.wiring import build_catalog, open_core
 from bot.messages import confirm_text, failure_text, progress_text
 from bot.models import Job, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.conftest import API_KEY
 from tests.crashes import TOKEN, Asked, ask, judge, unfinished

@@ -42,7 +42,7 @@ from bot.main.wiring import open_core
 from bot.media import UNREADABLE_IMAGE, human_size
 from bot.messages import failure_text, model_line, progress_text
 from bot.models import Delivery, Job, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.discord_api import FakeDiscord, FakeInteraction, Recorded
 from tests.helpers import corrupt_jpeg, jpeg_bytes, wait_delivered

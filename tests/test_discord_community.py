@@ -33,7 +33,7 @@ from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.messages import confirm_text, failure_text
 from bot.models import Job, JobState
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.discord_api import MANAGE_GUILD, FakeDiscord, FakeInteraction
 from tests.test_discord import (

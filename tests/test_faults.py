@@ -12,7 +12,7 @@ from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.messages import failure_text
 from bot.models import Delivery, Job, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, FakeClock
 from tests.helpers import RecordingSink, request
 

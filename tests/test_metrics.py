@@ -16,8 +16,8 @@ from bot.errors import RequestRejected
 from bot.main.wiring import open_core
 from bot.metrics import Metrics
 from bot.models import JobState, Kind
-from bot.sandbox import SandboxGateway
 from bot.web import WebServer
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.aggregator import FakeAggregator
 from tests.helpers import RecordingSink, request, wait_delivered

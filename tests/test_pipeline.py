@@ -6,7 +6,7 @@ import pytest
 
 from bot.app import Core
 from bot.models import Delivery, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY
 from tests.helpers import PNG_1PX, RecordingSink, request, wait_delivered
 

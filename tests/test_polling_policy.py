@@ -24,7 +24,7 @@ from bot.polling import (
     ProgressAwarePolicy,
     make_policy,
 )
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.conftest import API_KEY, FakeClock
 from tests.helpers import RecordingSink, request

@@ -23,7 +23,7 @@ with warnings.catch_warnings():
 
 from bot.config import Settings
 from bot.main.cli import serve
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.fakes.discord_api import FakeDiscord
 
 LISTENING = re.compile(r"HTTP server listening on (http://\S+)")

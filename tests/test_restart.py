@@ -16,7 +16,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
 from tests.helpers import RecordingSink, request, wait_delivered
 

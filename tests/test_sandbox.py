@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.sandbox import RecordedRequest, SandboxGateway
+from sandbox import RecordedRequest, SandboxGateway
 
 KEY = "aa_live_sandbox_test"
 SORA_CREATE = "/api/v1/aa/openapi/sora/tasks"

@@ -11,7 +11,7 @@ from bot.app import Core
 from bot.logs import RedactingFilter, redact
 from bot.messages import failure_text
 from bot.models import JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY
 from tests.helpers import RecordingSink, request, wait_delivered
 

@@ -17,7 +17,7 @@ import pytest
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.conftest import running
 from tests.helpers import RecordingSink, request, wait_delivered

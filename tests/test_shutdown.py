@@ -13,7 +13,7 @@ import pytest
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, JobState
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.helpers import RecordingSink, request
 from tests.test_restart import _env

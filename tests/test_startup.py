@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from bot.config import Settings
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_restart import _cli, _env
 

@@ -32,7 +32,7 @@ from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState, Kind
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import API_KEY, running
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.helpers import PNG_1PX, corrupt_jpeg, jpeg_bytes

@@ -22,7 +22,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.test_telegram import GROUP_ID, TOKEN, buttons, replied_to, wait_for_value

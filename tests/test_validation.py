@@ -17,7 +17,7 @@ from bot.main.wiring import build_catalog
 from bot.media import UNREADABLE_IMAGE, MediaStore
 from bot.messages import progress_text, result_caption, setting_changed_text
 from bot.models import JobState, Kind, ReferenceImage
-from bot.sandbox import SandboxGateway
+from sandbox import SandboxGateway
 from tests.helpers import (
     PNG_1PX,
     RecordingSink,

@@ -258,7 +258,7 @@ DEMO_JOBS = (
 
 
 async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.sandbox import SandboxGateway
+    from sandbox import SandboxGateway
 
     work = Path(tempfile.mkdtemp(prefix="genrelay-demo-"))
     out_dir = Path(args.output) if args.output else work / "results"
