@@ -236,6 +236,7 @@ def render_page(
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light dark">'
         '<meta name="referrer" content="no-referrer">'
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico
         f"<title>{title} · genrelay session</title><style>{_CSS}</style></head>"
         "<body><header>"
         '<p class="kicker">genrelay · creative session</p>'
