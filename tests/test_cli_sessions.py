@@ -28,8 +28,8 @@ class MemorySessions:
     async def list_sessions(self) -> Sequence[SessionFigures]:
         return [p.figures for p in self.pages]
 
-    async def gallery_page(self, gallery_key: str) -> GalleryPage | None:
-        return next((p for p in self.pages if p.figures.session.gallery_key == gallery_key), None)
+    async def gallery_page_by_id(self, session_id: str) -> GalleryPage | None:
+        return next((p for p in self.pages if p.figures.session.id == session_id), None)
 
 
 def running_session() -> GalleryPage:

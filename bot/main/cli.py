@@ -384,10 +384,12 @@ class SessionRecords(Protocol):
     """What `genrelay sessions` reads: the session use cases (bot/session_service.py)."""
 
     async def list_sessions(self) -> Sequence[SessionFigures]:
-        """Every session with its figures, newest first."""
+        """The sessions with their figures, newest first."""
         ...
 
-    async def gallery_page(self, gallery_key: str) -> GalleryPage | None: ...
+    async def gallery_page_by_id(self, session_id: str) -> GalleryPage | None:
+        """The gallery page of the session with this (short) id; None when there is none."""
+        ...
 
 
 OpenSessions = Callable[[Settings], AbstractAsyncContextManager[SessionRecords]]
@@ -475,8 +477,7 @@ def _print_sessions(rows: Sequence[SessionFigures], public_base_url: str | None)
 
 
 async def _export(records: SessionRecords, settings: Settings, session_id: str, out: Path) -> int:
-    found = [f for f in await records.list_sessions() if f.session.id == session_id.strip()]
-    page = await records.gallery_page(found[0].session.gallery_key) if found else None
+    page = await records.gallery_page_by_id(session_id.strip())
     if page is None:
         print(
             f"genrelay: there is no session {session_id}; `genrelay sessions` lists them.",
