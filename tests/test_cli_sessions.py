@@ -61,6 +61,9 @@ def opener(records: SessionRecords) -> object:
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    # main() in this process: it must not take over the root logger from pytest's capture
+    # (the other CLI tests run it in a subprocess)
+    monkeypatch.setattr("bot.main.cli.setup_logging", lambda *args, **kwargs: None)
     return tmp_path / "data"
 
 
