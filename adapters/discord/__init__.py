@@ -17,7 +17,8 @@ slash.py      the slash commands (options, autocomplete) and `sync_commands` (`g
 
 Telegram's files with no twin here, and why:
 flood.py      Discord's rate limits are discord.py's own per-route buckets (a 429 is waited
-              out up to `max_ratelimit_timeout_s`); nothing of ours budgets requests
+(lanes.py,    out up to `max_ratelimit_timeout_s`); nothing of ours budgets requests
+window.py)
 albums.py     a slash command brings all its attachments in one interaction
 inbox.py      Discord never sends an interaction again, so there is nothing to replay
 transport.py  discord.py's own aiohttp session serves; Telegram's swaps PTB's httpx for CPU

@@ -9,7 +9,8 @@ community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Canc
 texts.py      every Telegram-specific sentence, and the inline keyboards (their Discord twin
               is discord/ui.py; Discord's slash commands, discord/slash.py, have none: here
               commands are text, parsed by adapters/commands.py)
-flood.py      FloodControl: Telegram's rate limits, new messages before edits, reactions free
+flood.py      FloodControl: Telegram's rate limits, new messages before edits, reactions free;
+              what goes first in lanes.py, the budgets' sliding windows in window.py
 
 Telegram-only, and why:
 albums.py     an album comes as one message per photo: gathered into one request

@@ -61,7 +61,8 @@ from telegram.error import (
     TimedOut,
 )
 
-from adapters.telegram.flood import CalledOff, FloodControl, chat_key, status_traffic
+from adapters.telegram.flood import CalledOff, FloodControl
+from adapters.telegram.lanes import chat_key, status_traffic
 from adapters.telegram.parse import PLATFORM
 from adapters.telegram.texts import (
     NOT_POSTED,
