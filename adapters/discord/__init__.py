@@ -16,9 +16,13 @@ slash.py      the slash commands (options, autocomplete) and `sync_commands` (`g
               parsed by adapters/commands.py, their list set by telegram/adapter.py
 
 Telegram's files with no twin here, and why:
-flood.py      Discord's rate limits are discord.py's own per-route buckets (a 429 is waited
-(lanes.py,    out up to `max_ratelimit_timeout_s`); nothing of ours budgets requests
-window.py)
+flood.py,     Discord's rate limits are discord.py's own per-route buckets (a 429 is waited
+lanes.py,     out up to `max_ratelimit_timeout_s`); nothing of ours budgets requests
+window.py
+status.py,    Telegram's sink in parts: a status line there is a reply of its own, planned
+board.py,     around a group's 20 messages a minute (a board for busy groups), and a refused
+results.py    upload falls back photo -> document -> link; here the status is the
+              interaction's response, edited, and the one fallback a link: all in sink.py
 albums.py     a slash command brings all its attachments in one interaction
 inbox.py      Discord never sends an interaction again, so there is nothing to replay
 transport.py  discord.py's own aiohttp session serves; Telegram's swaps PTB's httpx for CPU

@@ -3,7 +3,10 @@
 adapter.py    the Application: lifecycle, handlers, requests from messages and the buttons
               that start a job (Reroll, Animate, 4K)
 parse.py      messages -> frozen values (command, origin, image sources)
-sink.py       DeliverySink: status messages, results, failures, Telegram errors -> ours
+sink.py       TelegramSink, the DeliverySink: status messages, results, failures, Telegram
+              errors -> ours; it composes status.py (a job's own status line), board.py
+              (a busy group's status board) and results.py (replies; a result posted as a
+              photo or video, else a document, else a link)
 community.py  shared chats: /settings, /history, /usage, /cancel, Confirm / Cancel / Send
               again / Original buttons
 texts.py      every Telegram-specific sentence, and the inline keyboards (their Discord twin

@@ -31,6 +31,7 @@ from telegram.ext import (
 
 from adapters.commands import parse_command_text
 from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.board import BOARD_INTERVAL_S
 from adapters.telegram.community import BUTTONS as COMMUNITY_BUTTONS
 from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
 from adapters.telegram.community import CommunityHandlers
@@ -44,7 +45,7 @@ from adapters.telegram.parse import (
     origin_of,
     parse_command,
 )
-from adapters.telegram.sink import BOARD_INTERVAL_S, TelegramSink
+from adapters.telegram.sink import TelegramSink
 from adapters.telegram.texts import (
     ACTION_ANSWERS,
     BUTTON_RE,

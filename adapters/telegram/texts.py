@@ -23,6 +23,7 @@ __all__ = [
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
+    "MAX_TEXT",
     "NOT_POSTED",
     "NOT_POSTED_FAILURE",
     "OOPS",
@@ -83,6 +84,7 @@ DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it aga
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
 OOPS = "⚠️ Something went wrong on my side. Please try again."
 
+MAX_TEXT = 4096  # Telegram's limit for a message
 CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
 
 
