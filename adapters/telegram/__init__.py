@@ -1,8 +1,10 @@
 """Telegram, through python-telegram-bot 22. The files mirror adapters/discord/, one job each:
 
-adapter.py    the Application: lifecycle, handlers, requests from messages and the buttons
-              that start a job (Reroll, Animate, 4K)
-parse.py      messages -> frozen values (command, origin, image sources)
+adapter.py    TelegramAdapter: the Application's lifecycle; updates (messages, albums, button
+              presses) handed to the handlers below
+generate.py   /imagine and /video, and the buttons that start a job (Reroll, Animate, 4K);
+              a command is acknowledged first with a reaction
+parse.py      messages -> frozen values (command, origin, image sources, request key)
 sink.py       TelegramSink, the DeliverySink: status messages, results, failures, Telegram
               errors -> ours; it composes status.py (a job's own status line), board.py
               (a busy group's status board) and results.py (replies; a result posted as a
