@@ -1,14 +1,16 @@
 """Discord, through discord.py 2. The files mirror adapters/telegram/, one job each:
 
-adapter.py    DiscordAdapter: the client's lifecycle, /imagine and /video, the buttons that
-              start a job (Reroll, Animate, 4K)
+adapter.py    DiscordAdapter: the client's lifecycle; commands and button presses handed to
+              the handlers below
+generate.py   /imagine and /video, and the buttons that start a job (Reroll, Animate, 4K)
 parse.py      interactions -> frozen values (options, origin, reference images, request key)
-sink.py       DiscordSink: progress and results from the stored job, Discord errors -> ours,
-              and the answers to an interaction (refusal, apology, "thinking…")
+sink.py       DiscordSink: progress and results from the stored job, Discord errors -> ours
 community.py  shared servers: /settings, /history, /usage, /cancel, Confirm / Cancel / Send again
 texts.py      every Discord-specific sentence and button label
 
 Discord-only, and why:
+answers.py    the answers to an interaction (refusal, apology, "thinking…"): Discord wants one
+              within 3 s, then takes the rest through its token; Telegram needs none
 ui.py         the persistent buttons and their views, and the client they reach us through:
               the twin of the inline keyboards that telegram/texts.py builds
 slash.py      the slash commands (options, autocomplete) and `sync_commands` (`genrelay

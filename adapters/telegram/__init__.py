@@ -22,6 +22,10 @@ albums.py     an album comes as one message per photo: gathered into one request
 inbox.py      Telegram sends an update again until told it arrived: kept, replayed, once
 transport.py  AiohttpRequest: PTB's HTTP transport on aiohttp (a quarter of httpx's CPU);
               discord.py is on aiohttp already
+
+Discord's files with no twin here, and why:
+answers.py    a Telegram message needs no answer, and a button press's is one call
+              (`query.answer`); Discord wants one per interaction within 3 s, then its token
 """
 
 from __future__ import annotations
