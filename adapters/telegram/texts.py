@@ -80,7 +80,7 @@ ORIGINAL_SENDING = "📎 Sending the original…"
 NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
 NOT_POSTED_FAILURE = "⚠️ This job has ended, but I couldn't post how here. /history shows it."
 DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
-# Only when the core holds no job for the request (adapter._apology checks).
+# Only when the core holds no job for the request (generate.py's `apology` checks).
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
 OOPS = "⚠️ Something went wrong on my side. Please try again."
 
