@@ -17,6 +17,7 @@ __all__ = [
     "SessionFigures",
     "SessionSpec",
     "VoteOutcome",
+    "VoteRefusal",
 ]
 
 MAX_RECAP_ENTRIES = 10  # a Telegram album (sendMediaGroup) and a Discord message hold 10
@@ -72,6 +73,7 @@ class Entry:
     votes: int = 0
     remix_of: int | None = None  # the entry number it remixes
     remix_of_author: str | None = None
+    session_id: str | None = None  # the session it belongs to
 
     @property
     def kind(self) -> Kind:
@@ -96,6 +98,15 @@ class VoteOutcome:
     entry: int  # entry number
     counted: bool
     votes: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteRefusal:
+    """A vote that cannot count: `reason` is "not_entry" (the job is no session entry),
+    "own" (one's own entry) or "ended" (its session is over; `theme` names it)."""
+
+    reason: str
+    theme: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
