@@ -241,12 +241,13 @@ class SessionStore(Protocol):
         ended and been delivered, or which ended `settle_s` ago."""
         ...
 
-    async def claim_recap(self, session_id: str, now: float, lease_s: float) -> bool:
-        """The recap's lease: True for one caller only until it runs out."""
+    async def claim_recap(self, session_id: str, now: float, lease_s: float) -> int:
+        """The recap's lease: which try this is (1, 2, ...) for one caller only until the
+        lease runs out; 0 for everyone else."""
         ...
 
-    async def postpone_recap(self, session_id: str, until: float) -> int:
-        """Try the recap again from `until`; returns how often it was claimed."""
+    async def postpone_recap(self, session_id: str, until: float) -> None:
+        """The recap could not be posted: it may be claimed again from `until`."""
         ...
 
     async def recap_done(self, session_id: str, now: float) -> None: ...

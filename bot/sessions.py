@@ -117,6 +117,9 @@ class Recap:
     figures: SessionFigures
     top: tuple[Entry, ...]
     gallery_url: str | None  # None without PUBLIC_BASE_URL
+    # entry number -> names of its kept result files under MediaStore.results_dir (an
+    # entry without a kept copy has none: post its job's result_urls instead)
+    files: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

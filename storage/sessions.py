@@ -343,29 +343,27 @@ class SessionQueries:
             (*names, now, now - settle_s, *_TERMINAL),
         )
 
-    async def claim_recap(self, session_id: str, now: float, lease_s: float) -> bool:
-        """Take the recap's lease: True for one caller only (until the lease runs out)."""
+    async def claim_recap(self, session_id: str, now: float, lease_s: float) -> int:
+        """Take the recap's lease: which try this is (1, 2, ...) for one caller only until
+        the lease runs out; 0 for everyone else."""
         async with self.transaction() as db:
             cur = await db.execute(
                 "UPDATE sessions SET recap_lease_until = ?, recap_attempts = recap_attempts + 1"
                 " WHERE id = ? AND ended_at IS NOT NULL AND recap_at IS NULL"
-                " AND (recap_lease_until IS NULL OR recap_lease_until <= ?)",
+                " AND (recap_lease_until IS NULL OR recap_lease_until <= ?)"
+                " RETURNING recap_attempts",
                 (now + lease_s, session_id, now),
             )
-            return cur.rowcount == 1
+            row = await cur.fetchone()
+        return int(row[0]) if row else 0
 
-    async def postpone_recap(self, session_id: str, until: float) -> int:
-        """The recap could not be posted: try again from `until`. Returns its attempts."""
+    async def postpone_recap(self, session_id: str, until: float) -> None:
+        """The recap could not be posted: try again from `until`."""
         async with self.transaction() as db:
             await db.execute(
                 "UPDATE sessions SET recap_lease_until = ? WHERE id = ? AND recap_at IS NULL",
                 (until, session_id),
             )
-        return int(
-            await self._scalar(
-                self.db, "SELECT recap_attempts FROM sessions WHERE id = ?", (session_id,)
-            )
-        )
 
     async def recap_done(self, session_id: str, now: float) -> None:
         """The recap was posted (or given up on): never again."""
