@@ -228,8 +228,12 @@ class SessionStore(Protocol):
         entry, one's own entry, and an entry of a session that has ended."""
         ...
 
-    async def close_session(self, session_id: str, at: float, by: str | None) -> bool:
-        """Set its end once: True only for the call that ended it."""
+    async def close_session(
+        self, session_id: str, at: float, by: str | None, *, closed_at: float | None = None
+    ) -> bool:
+        """Set its end (`at`, by `by` or None when its time ran out) once; `closed_at`: when
+        this process saw it end (default `at`), from which its recap waits at most
+        RECAP_SETTLE_S for its entries. True only for the call that ended it."""
         ...
 
     async def sessions_due_to_close(self, now: float) -> list[Session]: ...
@@ -238,7 +242,7 @@ class SessionStore(Protocol):
         self, now: float, platforms: Collection[str], *, settle_s: float
     ) -> list[Session]:
         """Ended, unrecapped, unclaimed sessions of these platforms whose entries have all
-        ended and been delivered, or which ended `settle_s` ago."""
+        ended and been delivered, or which were closed `settle_s` ago."""
         ...
 
     async def claim_recap(self, session_id: str, now: float, lease_s: float) -> int:

@@ -94,7 +94,7 @@ class SessionKeeper:
         """End what is due, post the recaps that are ready, refresh the cards."""
         now = self.clock.now() if now is None else now
         for session in await self.store.sessions_due_to_close(now):
-            if await self.store.close_session(session.id, session.ends_at, None):
+            if await self.store.close_session(session.id, session.ends_at, None, closed_at=now):
                 log.info("session %s: its time ran out", session.id)
         for session in await self.store.recaps_due(now, self.sinks, settle_s=self.settle_s):
             await self._recap(session, now)

@@ -111,7 +111,9 @@ MIGRATIONS: list[list[str]] = [
     # 7: creative sessions. A session belongs to a place (platform, chat, thread or ''): at
     # most one is open there at a time. Each job made in it while it runs is an entry,
     # numbered in the session; each person votes at most once per entry. The recap is
-    # claimed (a lease) before it is posted, so it is posted once.
+    # claimed (a lease) before it is posted, so it is posted once. `ended_at` is when the
+    # session ended (its end time, for one that ran out while no process was up);
+    # `closed_at` when a process saw it end (the recap waits for entries from then).
     [
         """
         CREATE TABLE sessions (
@@ -131,6 +133,7 @@ MIGRATIONS: list[list[str]] = [
             video INTEGER NOT NULL DEFAULT 1,
             ended_at REAL,
             ended_by TEXT,
+            closed_at REAL,
             card_message_id TEXT,
             card_claimed_at REAL,
             card_final INTEGER NOT NULL DEFAULT 0,
@@ -142,7 +145,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX sessions_open_place ON sessions (platform, chat_id, thread_id)"
         " WHERE ended_at IS NULL",
         "CREATE INDEX sessions_started ON sessions (started_at)",
-        "CREATE INDEX sessions_unrecapped ON sessions (ended_at) WHERE recap_at IS NULL",
+        "CREATE INDEX sessions_unrecapped ON sessions (closed_at) WHERE recap_at IS NULL",
         """
         CREATE TABLE session_entries (
             job_id TEXT PRIMARY KEY REFERENCES jobs (id),

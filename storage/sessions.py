@@ -78,9 +78,9 @@ class SessionQueries:
         place = (session.platform, session.chat_id, session.thread_id or "")
         async with self.transaction() as db:
             await db.execute(
-                "UPDATE sessions SET ended_at = ends_at WHERE platform = ? AND chat_id = ?"
-                " AND thread_id = ? AND ended_at IS NULL AND ends_at <= ?",
-                (*place, session.started_at),
+                "UPDATE sessions SET ended_at = ends_at, closed_at = ? WHERE platform = ?"
+                " AND chat_id = ? AND thread_id = ? AND ended_at IS NULL AND ends_at <= ?",
+                (session.started_at, *place, session.started_at),
             )
             open_now = await self._open_at(db, place, None)
             if open_now is not None:
@@ -307,13 +307,16 @@ class SessionQueries:
 
     # -- ending, recap and card --------------------------------------------------------------
 
-    async def close_session(self, session_id: str, at: float, by: str | None) -> bool:
-        """End the session at `at` (by `by`, or None: its time ran out). True only for the
-        call that ended it."""
+    async def close_session(
+        self, session_id: str, at: float, by: str | None, *, closed_at: float | None = None
+    ) -> bool:
+        """End the session at `at` (by `by`, or None: its time ran out), seen at `closed_at`
+        (default: `at`). True only for the call that ended it."""
         async with self.transaction() as db:
             cur = await db.execute(
-                "UPDATE sessions SET ended_at = ?, ended_by = ? WHERE id = ? AND ended_at IS NULL",
-                (at, by, session_id),
+                "UPDATE sessions SET ended_at = ?, ended_by = ?, closed_at = ?"
+                " WHERE id = ? AND ended_at IS NULL",
+                (at, by, at if closed_at is None else closed_at, session_id),
             )
             return cur.rowcount == 1
 
@@ -328,7 +331,8 @@ class SessionQueries:
         self, now: float, platforms: Collection[str], *, settle_s: float
     ) -> list[Session]:
         """Ended sessions of these platforms without a recap, not claimed by anyone now,
-        whose entries have all ended and been delivered, or which ended `settle_s` ago."""
+        whose entries have all ended and been delivered, or which were closed `settle_s`
+        ago."""
         names = sorted(platforms)
         if not names:
             return []
@@ -336,10 +340,10 @@ class SessionQueries:
             "SELECT * FROM sessions AS s WHERE s.recap_at IS NULL AND s.ended_at IS NOT NULL"
             f" AND s.platform IN ({','.join('?' * len(names))})"
             " AND (s.recap_lease_until IS NULL OR s.recap_lease_until <= ?)"
-            " AND (s.ended_at <= ? OR NOT EXISTS (SELECT 1 FROM session_entries AS e"
+            " AND (s.closed_at <= ? OR NOT EXISTS (SELECT 1 FROM session_entries AS e"
             " JOIN jobs AS j ON j.id = e.job_id WHERE e.session_id = s.id"
             f" AND (j.state NOT IN ({','.join('?' * len(_TERMINAL))}) OR j.delivery = 'pending')))"
-            " ORDER BY s.ended_at",
+            " ORDER BY s.closed_at",
             (*names, now, now - settle_s, *_TERMINAL),
         )
 
