@@ -159,6 +159,9 @@ class SessionKeeper:
         if due is None:
             return
         first = figures.session.card_message_id is None
+        if first and due.figures is not None and not due.figures[-1]:
+            await self._card_done(session.id)  # it ended before it had a card: the recap says it
+            return
         if first and not await self.store.claim_card(session.id, now, RECAP_LEASE_S):
             return  # being posted by another process
         try:
