@@ -17,9 +17,8 @@ from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.main.wiring import open_core
 from bot.models import Delivery, GenerationRequest, JobState, Kind, Origin
-from bot.sandbox import SandboxGateway
 from bot.sessions import Recap, Session, SessionFigures
-from tests.conftest import FakeClock, running
+from tests.conftest import FakeClock, SandboxGateway, running  # the sandbox, wherever it lives
 from tests.helpers import RecordingSink
 
 CHAT = "g1"
