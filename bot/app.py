@@ -35,6 +35,7 @@ __all__ = ["Core"]
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 5.0
+PRUNE_INTERVAL_S = 3600.0  # how often kept files of old sessions' galleries are looked at
 
 
 class Core:
@@ -68,6 +69,7 @@ class Core:
         )
         self._gateways = gateways
         self._stack = AsyncExitStack()
+        self._next_prune = 0.0  # clock time of the next look for old gallery files
         self._background: set[asyncio.Task[None]] = set()
         self._lines_due: dict[tuple[str, str], set[str]] = {}  # chats whose places to show
         self._line_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -235,6 +237,10 @@ class Core:
             try:
                 if await self.service.expire_holds():
                     self.notifier.wake()
+                now = self.clock.now()
+                if now >= self._next_prune:
+                    self._next_prune = now + PRUNE_INTERVAL_S
+                    await self.sessions.prune_galleries(now)
             except Exception as exc:
                 await failures.failed(exc)
                 continue

@@ -21,7 +21,7 @@ from bot.constants import (
     SESSION_MIN_S,
 )
 from bot.errors import RequestRejected
-from bot.media import MediaStore
+from bot.media import MediaStore, prune_results
 from bot.models import JobState, Origin, new_job_id
 from bot.ports import Clock, SessionStore
 from bot.service import Service
@@ -137,6 +137,9 @@ def parse_start(text: str) -> SessionSpec:
         per_person=int(per_person) if per_person is not None else None,
         video=bool(values.get("--video", True)),
     )
+
+
+PRUNE_SCAN = 1000  # the newest sessions looked at for files past GALLERY_KEEP_DAYS
 
 
 class SessionService:
@@ -302,6 +305,19 @@ class SessionService:
             if path is not None:
                 names.append(path.name)
         return tuple(names)
+
+    async def prune_galleries(self, now: float) -> int:
+        """Delete the kept result files of sessions that ended more than GALLERY_KEEP_DAYS
+        ago (their gallery then shows placeholders). Returns how many files went."""
+        before = now - self.settings.gallery_keep_s
+        deleted = 0
+        for figures in await self.store.list_sessions(PRUNE_SCAN):
+            ended = figures.session.ended_at
+            if ended is None or ended >= before:
+                continue
+            names = [n for e in await self.entries(figures.session.id) for n in self._files(e)]
+            deleted += len(prune_results(self.media.results_dir, names, older_than=before))
+        return deleted
 
     async def gallery_page(self, gallery_key: str) -> GalleryPage | None:
         """The gallery of the session with this key (None for an unknown key): every entry

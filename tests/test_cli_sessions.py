@@ -4,17 +4,20 @@ root; these tests pin the verbs' output)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import pytest
 
 from bot.config import Settings
 from bot.main.cli import SessionRecords, main
+from bot.main.wiring import open_core
+from bot.models import Origin
 from bot.sessions import GalleryPage, SessionFigures
 from tests.gallery_sample import KEY, STARTED, sample_page
 
@@ -183,3 +186,26 @@ def test_export_refuses_an_unknown_session_or_a_file_as_folder(
     (tmp_path / "taken").write_text("x")
     assert run(records, "export", "k3f9", str(tmp_path / "taken")) == 2
     assert "is a file; give a folder to write the gallery in." in capsys.readouterr().err
+
+
+def test_sessions_reads_the_real_store(
+    data_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_settings: Callable[..., Settings],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The composition root's own opener: a session started through the core is listed."""
+    settings = make_settings()
+    monkeypatch.setenv("DATABASE_URL", settings.database_url)
+
+    async def start_one() -> str:
+        async with open_core(settings) as core:
+            origin = Origin(platform="telegram", chat_id="-100", user_id="1", user_name="Ann")
+            spec = core.sessions.parse_start("kites over the bay --for 2h")
+            return (await core.sessions.start(origin, spec, is_admin=True)).id
+
+    session_id = asyncio.run(start_one())
+    assert main(["sessions", "--json"]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert listed["id"] == session_id and listed["theme"] == "kites over the bay"

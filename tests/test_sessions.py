@@ -7,6 +7,7 @@ is a recording double here; the adapters' own tests drive the fake Telegram and 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -587,6 +588,30 @@ async def test_gallery_page_lists_made_entries_newest_first_with_their_files(
         assert messages.entry_credit(page.entries[0]) == (
             "#3 by Cy: “the kite at dusk” · 1 vote · remix of #1 by Ann"
         )
+
+
+async def test_gallery_files_go_gallery_keep_days_after_the_session_ended(
+    build: Callable[..., Settings], clock: FakeClock
+) -> None:
+    async with open_core(build(gallery_keep_days=1), clock=clock) as core:
+        core.notifier.register(RecordingSink())
+        session = await start(core)
+        await core.service.submit(ask("ann", "a red kite"))
+        await step(core, clock, 1.0, times=6)
+        page = await core.sessions.gallery_page(session.gallery_key)
+        assert page is not None
+        (name,) = page.files[1]
+        kept = core.media.results_dir / name
+        other = core.media.results_dir / "zzzzzzzzzz-0.png"  # no session's: never touched
+        other.write_bytes(b"x")
+        await core.sessions.end(who("ann"), is_admin=False)
+        os.utime(kept, (clock.now(), clock.now()))  # written when the session ran
+        assert await core.sessions.prune_galleries(clock.now() + 86400 - 60) == 0
+        assert kept.is_file()
+        assert await core.sessions.prune_galleries(clock.now() + 86400 + 60) == 1
+        assert not kept.exists() and other.is_file()
+        page = await core.sessions.gallery_page(session.gallery_key)
+        assert page is not None and page.files.get(1, ()) == ()  # a placeholder now
 
 
 # -- words --------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,9 +22,10 @@ from typing import Any, Protocol
 from pydantic import SecretStr, ValidationError
 
 from bot.app import Core
+from bot.catalog import Catalog
 from bot.config import Settings
 from bot.errors import ConfigError, MediaError, RequestRejected
-from bot.gallery import export_gallery, listed_files
+from bot.gallery import KeptGallery, export_gallery, listed_files
 from bot.logs import setup_logging
 from bot.main.wiring import build_adapters, build_catalog, open_core
 from bot.media import MediaStore
@@ -241,6 +242,11 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
             adapters=adapters,
             metrics=core.metrics,
             webhooks=core.webhooks,
+            gallery=KeptGallery(
+                core.sessions.gallery_page,
+                core.media.results_dir,
+                model_name=model_names(core.catalog),
+            ),
         )
         await stack.enter_async_context(web)
         if not adapters:
@@ -395,10 +401,21 @@ class SessionRecords(Protocol):
 OpenSessions = Callable[[Settings], AbstractAsyncContextManager[SessionRecords]]
 
 
-def open_session_records(settings: Settings) -> AbstractAsyncContextManager[SessionRecords]:
-    """The sessions of DATABASE_URL, opened for reading (nothing recovered, no loop run).
-    Wired to the session store when it lands (issue 14); until then the verb says so."""
-    raise ConfigError("creative sessions are not in this build yet")
+@contextlib.asynccontextmanager
+async def open_session_records(settings: Settings) -> AsyncIterator[SessionRecords]:
+    """The sessions of DATABASE_URL, opened for reading (nothing recovered, no loop run)."""
+    async with open_core(settings, own_jobs_only=True) as core:
+        yield core.sessions
+
+
+def model_names(catalog: Catalog) -> Callable[[str], str]:
+    """A model's display name by its code (the code itself when the catalog lost it)."""
+
+    def name(code: str) -> str:
+        spec = catalog.resolve(code)
+        return spec.name if spec is not None else code
+
+    return name
 
 
 def _minute(ts: float | None) -> str:
@@ -495,7 +512,7 @@ async def _export(records: SessionRecords, settings: Settings, session_id: str, 
         page,
         results,
         out,
-        model_name=lambda code: spec.name if (spec := catalog.resolve(code)) else code,
+        model_name=model_names(catalog),
     )
     kept = sum(1 for name in listed_files(page) if (out / "files" / name).is_file())
     print(
