@@ -23,8 +23,10 @@ from bot.metrics import Metrics
 from bot.models import Job
 from bot.notifier import Notifier
 from bot.polling import PollPolicy, make_policy
-from bot.ports import Clock, CoreStore, SystemClock
+from bot.ports import Clock, CoreStore, SessionSink, SystemClock
 from bot.service import Service
+from bot.session_keeper import SessionKeeper
+from bot.session_service import SessionService
 from bot.tracker import Tracker, owner_alive
 from bot.webhooks import WebhookReceiver, webhook_base
 
@@ -33,6 +35,7 @@ __all__ = ["Core"]
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 5.0
+PRUNE_INTERVAL_S = 3600.0  # how often kept files of old sessions' galleries are looked at
 
 
 class Core:
@@ -66,6 +69,7 @@ class Core:
         )
         self._gateways = gateways
         self._stack = AsyncExitStack()
+        self._next_prune = 0.0  # clock time of the next look for old gallery files
         self._background: set[asyncio.Task[None]] = set()
         self._lines_due: dict[tuple[str, str], set[str]] = {}  # chats whose places to show
         self._line_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -169,6 +173,10 @@ class Core:
             wake_notifier=self.notifier.wake,
             on_line_changed=self._line_changed,
         )
+        self.sessions = SessionService(
+            self.store, self.service, self.media, self.clock, s, on_change=self._session_changed
+        )
+        self.session_keeper = SessionKeeper(self.store, self.sessions, self.clock)
         if not self.own_jobs_only:
             # Recovery is for the service's restart: a `generate` beside a running service
             # must not make all its waiting polls and deliveries due at once (past their
@@ -179,6 +187,18 @@ class Core:
                     "job %s: was being submitted when a process stopped: interrupted", job.id
                 )
         self.media.cleanup()
+
+    def add_session_sink(self, sink: SessionSink) -> None:
+        """Show the cards and post the recaps of `sink.platform`'s sessions through `sink`
+        (an adapter registers it beside its DeliverySink)."""
+        self.session_keeper.register(sink)
+
+    def remove_session_sink(self, platform: str) -> None:
+        self.session_keeper.unregister(platform)
+
+    def _session_changed(self) -> None:
+        """A session started or ended: its card, or its recap, is due now."""
+        self.session_keeper.wake()
 
     def _line_moved(self, dispatched: list[Job]) -> None:
         """The tracker is sending these jobs: the rest of their chats' lines moved up."""
@@ -217,6 +237,10 @@ class Core:
             try:
                 if await self.service.expire_holds():
                     self.notifier.wake()
+                now = self.clock.now()
+                if now >= self._next_prune:
+                    self._next_prune = now + PRUNE_INTERVAL_S
+                    await self.sessions.prune_galleries(now)
             except Exception as exc:
                 await failures.failed(exc)
                 continue
@@ -228,6 +252,7 @@ class Core:
         self.metrics.job_finished(job, spec.provider if spec else "unknown")
         self.notifier.wake()
         self.tracker.wake()  # a slot in its chat is free: a waiting job may go
+        self.session_keeper.wake()  # a session's figures changed; its recap may be ready
 
     async def __aexit__(
         self,
@@ -241,11 +266,14 @@ class Core:
         await self._stack.aclose()
 
     async def run(self) -> None:
-        """Run the tracker and the notifier until cancelled."""
+        """Run the tracker, the notifier, the sweep and (but in a `generate` process) the
+        session loop until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.tracker.run(), name="tracker")
             tg.create_task(self.notifier.run(), name="notifier")
             tg.create_task(self._sweep(), name="sweep")
+            if not self.own_jobs_only:
+                tg.create_task(self.session_keeper.run(), name="sessions")
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking new work, and give submits and deliveries in flight up to `grace_s`

@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -31,6 +32,8 @@ __all__ = [
     "download",
     "human_size",
     "opens",
+    "prune_results",
+    "result_file",
     "sniff_image",
 ]
 
@@ -39,6 +42,9 @@ log = logging.getLogger(__name__)
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The names `host` gives: token_urlsafe characters and one of _EXT's endings, nothing else.
 _HOSTED_NAME = re.compile(r"[A-Za-z0-9_-]{16,64}\.(?:png|jpg|gif|webp)")
+# The names of kept results (`<job id>-<index><ext>`, see MediaStore.fetch_result): one plain
+# name, no dots but the ending's, no path.
+_RESULT_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}(?:\.[A-Za-z0-9]{1,8})?")
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -287,3 +293,39 @@ class MediaStore:
         path = self.results_dir / filename
         path.write_bytes(got.data)
         return ResultFile(url, path, got.size, mime, filename)
+
+
+def result_file(results_dir: Path, name: str) -> Path | None:
+    """The kept result file `name` in `results_dir`, if it is a plain name of ours and a
+    regular file there (a symlink out, a path, `..`, an odd name: None)."""
+    if not _RESULT_NAME.fullmatch(name):
+        return None
+    path = results_dir / name
+    try:
+        if path.resolve().parent != results_dir.resolve() or not path.is_file():
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return path
+
+
+def prune_results(
+    results_dir: Path, names: Iterable[str], *, older_than: float, keep: Collection[str] = ()
+) -> list[str]:
+    """Delete these kept result files (names in `results_dir`, as a session's gallery lists
+    them) last written before `older_than` (a time.time()), except the names in `keep`.
+    Nothing else in `results_dir` is touched. Returns the names deleted."""
+    deleted = []
+    for name in dict.fromkeys(names):
+        path = result_file(results_dir, name) if name not in keep else None
+        if path is None:
+            continue
+        try:
+            if path.stat().st_mtime < older_than:
+                path.unlink()
+                deleted.append(name)
+        except OSError:
+            continue
+    if deleted:
+        log.info("deleted %d kept result files of ended sessions", len(deleted))
+    return deleted

@@ -4,6 +4,7 @@ one platform says lives in its texts module."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from bot.catalog import Catalog, ModelSpec
@@ -16,6 +17,7 @@ from bot.outcomes import (
     Cancelled,
     CancelOutcome,
     ChatUsage,
+    NotAChoice,
     NothingToCancel,
     NotOnOff,
     NotWhole,
@@ -26,6 +28,9 @@ from bot.outcomes import (
     UsageReport,
     WrongKindModel,
 )
+from bot.session_messages import *  # noqa: F403 (the words of creative sessions, named below)
+from bot.session_messages import __all__ as _session_words
+from bot.session_messages import history_mark, session_limit_text
 
 __all__ = [
     "CANCELLED",
@@ -65,6 +70,7 @@ __all__ = [
     "setting_shown",
     "short_prompt",
     "usage_text",
+    *_session_words,
 ]
 
 # -- refusals of a request or a button ------------------------------------------------------
@@ -157,16 +163,24 @@ def confirm_text(job: Job, catalog: Catalog, timeout_s: float) -> str:
     )
 
 
-def history_text(jobs: list[Job], catalog: Catalog, now: float) -> str:
-    """/history: model, prompt, state and when, newest first."""
+def history_text(
+    jobs: list[Job],
+    catalog: Catalog,
+    now: float,
+    marks: Mapping[str, tuple[str, int]] | None = None,
+) -> str:
+    """/history: model, prompt, state and when, newest first. `marks`: the jobs that are
+    session entries, as (theme, number) (SessionService.entry_numbers)."""
     if not jobs:
         return "You haven't made anything in this chat yet. Try /imagine or /video."
     lines = ["🕘 Your recent jobs here:"]
     for i, job in enumerate(jobs, start=1):
-        lines.append(
+        line = (
             f"{i}. {_name(job, catalog)} · {job.state.value.replace('_', ' ')} · "
             f"{_ago(now - job.created_at)} · “{short_prompt(job.prompt, 60)}”"
         )
+        mark = (marks or {}).get(job.id)
+        lines.append(f"{line} · {history_mark(*mark)}" if mark else line)
     return "\n".join(lines)
 
 
@@ -277,7 +291,10 @@ def format_wait(now: float) -> str:
 
 
 def limit_text(refusal: Refusal, kind: Kind, price_usd: float | None, now: float) -> str:
-    """A request over one of the chat's (or the service's) limits: which, and when it resets."""
+    """A request over one of the chat's (or the service's, or a session's) limits: which,
+    and when it resets."""
+    if refusal.limit.startswith("session_"):
+        return session_limit_text(refusal, kind, price_usd)
     used = int(refusal.used)
     if refusal.limit == "user_unfinished":
         return (
@@ -376,6 +393,8 @@ def setting_refusal_text(refusal: SettingRefusal) -> str:
             f"{name} takes an amount in USD from 0.01 to {refusal.high_usd:,} with at "
             f"most 2 decimals, or 0 for no budget, e.g. {name} 12.50."
         )
+    if isinstance(refusal, NotAChoice):
+        return f"{name} takes {' or '.join(refusal.choices)}."
     assert isinstance(refusal, NotOnOff)
     return f"{name} takes on or off."
 

@@ -15,6 +15,7 @@ __all__ = [
     "CancelOutcome",
     "Cancelled",
     "ChatUsage",
+    "NotAChoice",
     "NotOnOff",
     "NotWhole",
     "NothingToCancel",
@@ -137,3 +138,8 @@ class UnknownModel(SettingRefusal):
 @dataclass(frozen=True, slots=True)
 class NotOnOff(SettingRefusal):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class NotAChoice(SettingRefusal):
+    choices: tuple[str, ...]  # the values the setting takes

@@ -264,34 +264,59 @@ class ProgressAwarePolicy:
         close = self._close(typical)
         submitted = job.submitted_at if job.submitted_at is not None else now
         p = job.progress
-        track = self._tracks.get(job.id)
-
         if job.state is not JobState.RUNNING or p <= 0:
-            # No percentage yet: nothing to see before the earliest plausible end.
-            earliest = submitted + (1.0 - spread) * typical
-            if earliest - now > close:
-                return earliest - now
-            if job.state is JobState.RUNNING:
-                return self.fixed_interval_s  # running, and still no percentage: none comes
-            # Still queued (a backlog upstream): it cannot end before it has run a while.
-            return max(QUEUED_GAP * (1.0 - spread) * typical, close)
-
+            return self._gap_without_progress(job, submitted, typical, spread, close, now)
         if p >= 100:
-            # The late-URL quirk: done, but the result link is not there yet.
-            if track is None:
-                track = self._remember(job.id, _Track(now, 100, now, 100, now))
-            if track.at100_t is None:
-                track.at100_t = now
-            if now - track.at100_t < LATE_URL_PATIENCE_S:
-                return LATE_URL_GAP_S
-            return self.fixed_interval_s
+            return self._late_url_gap(job.id, now)
+        track = self._read(job.id, p, now)
+        if track is None:
+            return self.fixed_interval_s  # it went backwards
+        expected, target = self._predict(track, p, submitted, typical, spread, now)
+        longest_gap = max(LONGEST_GAP * typical, LONGEST_GAP_MIN_S)  # what progress may skip
+        if p < PROGRESS_TRUST:  # a reading too small to trust: the next one soon enough
+            longest_gap = min(longest_gap, max(BLIND_GAP * typical, LONGEST_GAP_MIN_S))
+        if expected - target <= close < expected - now:
+            # The whole window fits in one close gap: just after the expected end.
+            return min(expected - now + AIM_AFTER_S, longest_gap)
+        if target - now > close:
+            return min(target - now, longest_gap)  # the earliest plausible end
+        if now < expected:
+            return close
+        return self._overdue_gap(now - expected, close, typical)
 
+    def _gap_without_progress(
+        self, job: Job, submitted: float, typical: float, spread: float, close: float, now: float
+    ) -> float:
+        """No percentage yet: nothing to see before the earliest plausible end."""
+        earliest = submitted + (1.0 - spread) * typical
+        if earliest - now > close:
+            return earliest - now
+        if job.state is JobState.RUNNING:
+            return self.fixed_interval_s  # running, and still no percentage: none comes
+        # Still queued (a backlog upstream): it cannot end before it has run a while.
+        return max(QUEUED_GAP * (1.0 - spread) * typical, close)
+
+    def _late_url_gap(self, job_id: str, now: float) -> float:
+        """The late-URL quirk: done, but the result link is not there yet."""
+        track = self._tracks.get(job_id)
+        if track is None:
+            track = self._remember(job_id, _Track(now, 100, now, 100, now))
+        if track.at100_t is None:
+            track.at100_t = now
+        if now - track.at100_t < LATE_URL_PATIENCE_S:
+            return LATE_URL_GAP_S
+        return self.fixed_interval_s
+
+    def _read(self, job_id: str, p: int, now: float) -> _Track | None:
+        """Take in a reading of 0 < p < 100; None when it went backwards (the readings
+        start again from here)."""
+        track = self._tracks.get(job_id)
         if track is None or track.at100_t is not None:
-            track = self._remember(job.id, _Track(now, p, now, p, now))
+            track = self._remember(job_id, _Track(now, p, now, p, now))
         elif p < track.change_p:
             # Going backwards: the numbers mean nothing we can use; start again from here.
-            self._remember(job.id, _Track(now, p, now, p, now))
-            return self.fixed_interval_s
+            self._remember(job_id, _Track(now, p, now, p, now))
+            return None
         elif p > track.change_p:
             track.prev_t, track.prev_last_t, track.prev_p = (
                 track.change_t,
@@ -302,7 +327,12 @@ class ProgressAwarePolicy:
         track.seen_t = now
         if p % 10:
             track.step = 1 if p % 5 else min(track.step, 5)
+        return track
 
+    def _predict(
+        self, track: _Track, p: int, submitted: float, typical: float, spread: float, now: float
+    ) -> tuple[float, float]:
+        """(expected end, when to poll next at the earliest) from the readings so far."""
         # The typical run bounds what progress says, until the job outlasts it; the
         # percentage as a share of the time since submit is blended with the typical run
         # while it is small.
@@ -316,30 +346,17 @@ class ProgressAwarePolicy:
         speeds = self._speeds(track)
         if speeds is None:
             # One reading: the share is all there is, and the spread its uncertainty.
-            expected = by_share
-            target = now + (expected - now) * (1.0 - spread)
-        else:
-            # The speed of the latest stretch, from the latest change. The earliest end
-            # allows for the percentage's coarseness and for what the share says, and it
-            # is less uncertain as the progress grows.
-            slow, fast = speeds
-            left = 100 - track.change_p
-            expected = min(track.change_t + left / slow, longest)
-            earliest = track.change_t + max(left - track.step, 0) / fast
-            earliest = min(earliest, by_share, longest)
-            uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
-            target = now + (earliest - now) * (1.0 - uncertainty)
-        longest_gap = max(LONGEST_GAP * typical, LONGEST_GAP_MIN_S)  # what progress may skip
-        if p < PROGRESS_TRUST:  # a reading too small to trust: the next one soon enough
-            longest_gap = min(longest_gap, max(BLIND_GAP * typical, LONGEST_GAP_MIN_S))
-        if expected - target <= close < expected - now:
-            # The whole window fits in one close gap: just after the expected end.
-            return min(expected - now + AIM_AFTER_S, longest_gap)
-        if target - now > close:
-            return min(target - now, longest_gap)  # the earliest plausible end
-        if now < expected:
-            return close
-        return self._overdue_gap(now - expected, close, typical)
+            return by_share, now + (by_share - now) * (1.0 - spread)
+        # The speed of the latest stretch, from the latest change. The earliest end allows
+        # for the percentage's coarseness and for what the share says, and it is less
+        # uncertain as the progress grows.
+        slow, fast = speeds
+        left = 100 - track.change_p
+        expected = min(track.change_t + left / slow, longest)
+        earliest = track.change_t + max(left - track.step, 0) / fast
+        earliest = min(earliest, by_share, longest)
+        uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
+        return expected, now + (earliest - now) * (1.0 - uncertainty)
 
     @staticmethod
     def _speeds(track: _Track) -> tuple[float, float] | None:

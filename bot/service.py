@@ -577,6 +577,35 @@ class Service:
             request_key=request_key,
         )
 
+    async def remix_request(
+        self,
+        job_id: str,
+        prompt: str,
+        origin: Origin,
+        *,
+        model: str | None = None,
+        request_key: str | None = None,
+    ) -> GenerationRequest:
+        """A new image from a finished image result and a new prompt (a reply to a result
+        with /imagine, or its Remix button), for `precheck` and `submit`. Made where a
+        session runs from one of its entries, the new entry records what it remixes. With
+        no `model`: the parent's when it takes reference images, else the chat's. Raises
+        RequestRejected when the job has no image result."""
+        parent = await self._succeeded_image(job_id, origin, "remix")
+        if model is None:
+            spec = self.catalog.resolve(parent.model)
+            model = parent.model if spec is not None and spec.max_images > 0 else None
+        return GenerationRequest(
+            kind=Kind.IMAGE,
+            prompt=prompt,
+            origin=origin,
+            model=model,
+            images=(await self._result_as_reference(parent),),
+            action="remix",
+            parent_job_id=parent.id,
+            request_key=request_key,
+        )
+
     async def _result_as_reference(self, parent: Job) -> ReferenceImage:
         """Our copy of a result, hosted by us (the gateway's URL expires); else its URL."""
         path = self.media.local_result(parent.id)

@@ -69,28 +69,44 @@ def validate(req: GenerationRequest, catalog: Catalog, *, max_image_bytes: int) 
     """Resolve the model and check every field; raises RequestRejected. Words are checked
     as `clean_text` leaves them (the service records them so)."""
     req = clean_request(req)
-    if req.model:
-        spec = catalog.resolve(req.model)
-        if spec is None:
-            hints = catalog.suggest(req.model, req.kind)
-            hint = f" Did you mean {_choices(tuple(hints))}?" if hints else ""
-            raise RequestRejected(
-                f"I don't know the model “{req.model}”.{hint} See /models for the list.",
-                code="unknown_model",
-            )
-        model = spec.sent_name(req.model)
-        if spec.kind is not req.kind:
-            other = "/video" if spec.kind is Kind.VIDEO else "/imagine"
-            raise RequestRejected(
-                f"{spec.name} makes {spec.kind.value}s; use {other} for it, or pick "
-                f"another model from /models.",
-                code="wrong_kind",
-            )
-    else:
-        spec = catalog.default_for(req.kind)
-        model = spec.code
+    spec, model = _model(req, catalog)
+    _check_prompt(req.prompt.strip(), spec)
+    _check_images(req, spec, max_image_bytes)
+    ratio = _aspect_ratio(req.aspect_ratio, spec)
+    quality = _quality(req.quality, spec)
+    return Checked(
+        spec=spec,
+        model=model,
+        aspect_ratio=ratio or spec.default_aspect_ratio,
+        quality=quality or spec.default_quality,
+    )
 
-    prompt = req.prompt.strip()
+
+def _model(req: GenerationRequest, catalog: Catalog) -> tuple[ModelSpec, str]:
+    """The model asked for (or the kind's default), and the name we store and send."""
+    if not req.model:
+        default = catalog.default_for(req.kind)
+        return default, default.code
+    spec = catalog.resolve(req.model)
+    if spec is None:
+        hints = catalog.suggest(req.model, req.kind)
+        hint = f" Did you mean {_choices(tuple(hints))}?" if hints else ""
+        raise RequestRejected(
+            f"I don't know the model “{req.model}”.{hint} See /models for the list.",
+            code="unknown_model",
+        )
+    model = spec.sent_name(req.model)
+    if spec.kind is not req.kind:
+        other = "/video" if spec.kind is Kind.VIDEO else "/imagine"
+        raise RequestRejected(
+            f"{spec.name} makes {spec.kind.value}s; use {other} for it, or pick "
+            f"another model from /models.",
+            code="wrong_kind",
+        )
+    return spec, model
+
+
+def _check_prompt(prompt: str, spec: ModelSpec) -> None:
     if not prompt:
         raise RequestRejected(
             "Your prompt is empty. Describe what you want, e.g. “a red fox in fresh snow”.",
@@ -109,6 +125,8 @@ def validate(req: GenerationRequest, catalog: Catalog, *, max_image_bytes: int) 
             code="prompt_too_long",
         )
 
+
+def _check_images(req: GenerationRequest, spec: ModelSpec, max_image_bytes: int) -> None:
     for image in req.images:
         if not image.mime.startswith("image/"):
             raise RequestRejected(
@@ -140,34 +158,35 @@ def validate(req: GenerationRequest, catalog: Catalog, *, max_image_bytes: int) 
             code="image_required",
         )
 
-    ratio = normalize_ratio(req.aspect_ratio) if req.aspect_ratio else None
-    if ratio is not None and ratio not in spec.aspect_ratios:
-        if not spec.aspect_ratios:
-            extra = (
-                " For 9:16, use a full firefly-veo31-ref-* model name."
-                if spec.alias_prefixes
-                else " Describe the framing in your prompt instead."
-            )
-            raise RequestRejected(
-                f"{spec.name} does not take an aspect ratio.{extra}", code="bad_aspect_ratio"
-            )
-        raise RequestRejected(
-            f"{spec.name} takes aspect ratio {_choices(spec.aspect_ratios)}, not {ratio}.",
-            code="bad_aspect_ratio",
+
+def _aspect_ratio(value: str | None, spec: ModelSpec) -> str | None:
+    """The aspect ratio asked for, normalized; None when none was."""
+    ratio = normalize_ratio(value) if value else None
+    if ratio is None or ratio in spec.aspect_ratios:
+        return ratio
+    if not spec.aspect_ratios:
+        extra = (
+            " For 9:16, use a full firefly-veo31-ref-* model name."
+            if spec.alias_prefixes
+            else " Describe the framing in your prompt instead."
         )
-    quality = normalize_quality(req.quality) if req.quality else None
-    if quality is not None and quality not in spec.qualities:
-        if not spec.qualities:
-            raise RequestRejected(
-                f"{spec.name} does not take a quality setting.", code="bad_quality"
-            )
         raise RequestRejected(
-            f"{spec.name} takes quality {_choices(spec.qualities)}, not {quality}.",
-            code="bad_quality",
+            f"{spec.name} does not take an aspect ratio.{extra}", code="bad_aspect_ratio"
         )
-    return Checked(
-        spec=spec,
-        model=model,
-        aspect_ratio=ratio or spec.default_aspect_ratio,
-        quality=quality or spec.default_quality,
+    raise RequestRejected(
+        f"{spec.name} takes aspect ratio {_choices(spec.aspect_ratios)}, not {ratio}.",
+        code="bad_aspect_ratio",
+    )
+
+
+def _quality(value: str | None, spec: ModelSpec) -> str | None:
+    """The quality asked for, normalized; None when none was."""
+    quality = normalize_quality(value) if value else None
+    if quality is None or quality in spec.qualities:
+        return quality
+    if not spec.qualities:
+        raise RequestRejected(f"{spec.name} does not take a quality setting.", code="bad_quality")
+    raise RequestRejected(
+        f"{spec.name} takes quality {_choices(spec.qualities)}, not {quality}.",
+        code="bad_quality",
     )

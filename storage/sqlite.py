@@ -31,6 +31,7 @@ from bot.models import (
 from storage.community import CommunityQueries
 from storage.inbox import InboxQueries
 from storage.migrations import MIGRATIONS
+from storage.sessions import SessionQueries
 
 __all__ = ["SqliteJobStore"]
 
@@ -187,7 +188,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
     return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
 
 
-class SqliteJobStore(CommunityQueries, InboxQueries):
+class SqliteJobStore(SessionQueries, CommunityQueries, InboxQueries):
     """`JobStore` on one SQLite file. Use as an async context manager.
 
     Several processes may share the file (`genrelay run` and any number of `generate`):

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from telegram.error import NetworkError, RetryAfter
 
-from adapters.telegram.flood import FloodControl, Lane, chat_key, lane_of, status_traffic
+from adapters.telegram.flood import FloodControl
+from adapters.telegram.lanes import Lane, chat_key, lane_of, status_traffic
 
 GROUP_A, GROUP_B, GROUP_C = -1001, -1002, -1003
 PRIVATE = 42
@@ -420,9 +421,9 @@ async def test_idle_chats_are_forgotten_busy_ones_kept() -> None:
 def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None:
     """Telegram counts messages in any minute; a token bucket of the same size would let a
     full burst and then its refill through within one window (twice the budget)."""
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=20, period=60.0)
+    window = SlidingWindow(capacity=20, period=60.0)
     sent: list[float] = []
     now = 0.0
     while now < 300.0:  # send greedily whenever the window allows, for five minutes
@@ -439,9 +440,9 @@ def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None
 
 
 def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=3, period=10.0)
+    window = SlidingWindow(capacity=3, period=10.0)
     window.spend(0.0)
     assert window.ready_in(1.0, hold=1) == 0  # two left: one for status, one kept
     window.spend(1.0)
@@ -453,9 +454,9 @@ def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
 def test_a_window_counts_a_slow_request_from_when_it_was_answered() -> None:
     """Telegram counted it somewhere between our letting it go and its answer: the window
     frees its place one period after the answer, never earlier."""
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=1, period=10.0)
+    window = SlidingWindow(capacity=1, period=10.0)
     slot = window.spend(0.0)
     window.settle(slot, 3.0)  # the request took 3 s to be answered
     assert window.ready_in(10.0) == pytest.approx(3.0)

@@ -23,6 +23,7 @@ __all__ = [
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
+    "MAX_TEXT",
     "NOT_POSTED",
     "NOT_POSTED_FAILURE",
     "OOPS",
@@ -79,10 +80,11 @@ ORIGINAL_SENDING = "📎 Sending the original…"
 NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
 NOT_POSTED_FAILURE = "⚠️ This job has ended, but I couldn't post how here. /history shows it."
 DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
-# Only when the core holds no job for the request (adapter._apology checks).
+# Only when the core holds no job for the request (generate.py's `apology` checks).
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
 OOPS = "⚠️ Something went wrong on my side. Please try again."
 
+MAX_TEXT = 4096  # Telegram's limit for a message
 CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
 
 
