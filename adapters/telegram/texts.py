@@ -12,7 +12,7 @@ from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
 from bot.community import SETTING_NAMES
 from bot.media import human_size
-from bot.messages import model_line, plural, progress_text
+from bot.messages import SESSION_USAGE, model_line, plural, progress_text
 from bot.models import Job, JobAction, JobState, Kind, Origin
 
 __all__ = [
@@ -29,15 +29,18 @@ __all__ = [
     "OOPS",
     "ORIGINAL_NOTE",
     "ORIGINAL_SENDING",
+    "REMIX_LABEL",
     "RESENDING",
     "RESULT_UNAVAILABLE",
     "SOMETHING_WRONG",
+    "VOTE_LABEL",
     "board_buttons",
     "board_text",
     "cancel_button",
     "clip",
     "confirm_buttons",
     "delivery_retry_text",
+    "entry_buttons",
     "fallback_note",
     "help_text",
     "history_buttons",
@@ -46,9 +49,13 @@ __all__ = [
     "models_text",
     "not_an_image",
     "over_download_limit",
+    "remix_how",
     "result_buttons",
+    "session_usage_text",
     "setting_hint",
     "start_text",
+    "voted_job",
+    "with_votes",
 ]
 
 # The buttons Telegram shows (Original: the uncompressed original of an image result, on
@@ -61,6 +68,8 @@ ACTIONS = (
     JobAction.CANCEL,
     JobAction.RESEND,
     JobAction.ORIGINAL,
+    JobAction.VOTE,
+    JobAction.REMIX,
 )
 BUTTON_RE = rf"^({'|'.join(ACTIONS)}):[a-z0-9]{{4,32}}$"
 ACTION_ANSWERS = {
@@ -87,6 +96,9 @@ OOPS = "⚠️ Something went wrong on my side. Please try again."
 MAX_TEXT = 4096  # Telegram's limit for a message
 CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
 
+VOTE_LABEL = "❤️ {votes}"  # a session entry's vote button, with its votes
+REMIX_LABEL = "🎨 Remix"
+
 
 def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
@@ -103,7 +115,11 @@ def help_text(catalog: Catalog) -> str:
         "/history – your recent jobs here, to get a result again\n"
         "/usage – what you made and spent today (/usage chat: everyone's, for admins)\n"
         "/cancel – stop your job that hasn't been sent yet\n"
-        "/settings – this chat's limits and models (admins change them)\n\n"
+        "/settings – this chat's limits and models (admins change them)\n"
+        "/session start <theme> – a creative session: every /imagine and /video here is an "
+        "entry, everyone votes with ❤️, and replying to an entry with /imagine <prompt> "
+        "remixes it (/session shows it, /session end ends it, /session gallery links "
+        "its gallery)\n\n"
         "Examples:\n"
         "/imagine a red fox in fresh snow --ar 9:16\n"
         "/video waves rolling onto a beach at sunset --model veo\n"
@@ -203,6 +219,62 @@ def result_buttons(
     if original and job.state is JobState.SUCCEEDED:
         return InlineKeyboardMarkup([row, [_button("📎 Original", JobAction.ORIGINAL, job)]])
     return InlineKeyboardMarkup([row])
+
+
+def entry_buttons(
+    markup: InlineKeyboardMarkup | None, job: Job, votes: int
+) -> InlineKeyboardMarkup:
+    """A session entry's result: a first row with its vote button, showing its votes
+    (pressing it votes, pressing again takes the vote back), and 🎨 Remix under an image;
+    then the result's own buttons (`markup`)."""
+    row = [_button(VOTE_LABEL.format(votes=votes), JobAction.VOTE, job)]
+    if job.kind is Kind.IMAGE:
+        row.append(_button(REMIX_LABEL, JobAction.REMIX, job))
+    return InlineKeyboardMarkup([row, *(markup.inline_keyboard if markup else ())])
+
+
+def with_votes(markup: InlineKeyboardMarkup, job_id: str, votes: int) -> InlineKeyboardMarkup:
+    """`markup` (an entry's result's, as the chat shows it) with its vote button showing
+    `votes`; every other button as it is."""
+    data = f"{JobAction.VOTE}:{job_id}"
+    label = VOTE_LABEL.format(votes=votes)
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(label, callback_data=data) if b.callback_data == data else b
+                for b in row
+            ]
+            for row in markup.inline_keyboard
+        ]
+    )
+
+
+def voted_job(markup: InlineKeyboardMarkup | None) -> str | None:
+    """The job whose vote button `markup` holds: a message with one is a session entry's
+    result (a reply to it with /imagine remixes it)."""
+    for row in markup.inline_keyboard if markup else ():
+        for button in row:
+            if isinstance(button.callback_data, str):
+                action, _, job_id = button.callback_data.partition(":")
+                if action == JobAction.VOTE:
+                    return job_id
+    return None
+
+
+def session_usage_text() -> str:
+    """/session with a word it does not know: what it does."""
+    return (
+        "🎨 Creative sessions:\n"
+        f"{SESSION_USAGE} – start one here\n"
+        "/session – how the one here stands\n"
+        "/session end – end it (whoever started it, or an admin)\n"
+        "/session gallery – the link to its gallery"
+    )
+
+
+def remix_how(number: int) -> str:
+    """The answer to 🎨 Remix: how to remix that entry."""
+    return f"🎨 To remix #{number}, reply to its image with /imagine and your prompt."
 
 
 def confirm_buttons(job: Job) -> InlineKeyboardMarkup:
