@@ -27,6 +27,7 @@ from telegram.error import BadRequest, TimedOut
 from adapters.telegram.texts import (
     MAX_TEXT,
     ORIGINAL_NOTE,
+    entry_buttons,
     fallback_note,
     link_note,
     mention_html,
@@ -34,9 +35,10 @@ from adapters.telegram.texts import (
 )
 from adapters.telegram.transport import ServerRefused, Unanswered
 from bot.catalog import Catalog
-from bot.messages import failure_text, result_caption
-from bot.models import Job, Kind, Origin
+from bot.messages import entry_label, failure_text, result_caption
+from bot.models import Job, JobState, Kind, Origin
 from bot.ports import ResultFile
+from bot.sessions import Entry
 
 __all__ = ["NotPosted", "ResultPoster", "Steps", "reply", "target"]
 
@@ -127,11 +129,21 @@ class ResultPoster:
     way Telegram takes; `Steps` keeps what went out, so a retried delivery never sends a
     part twice."""
 
-    def __init__(self, bot: Bot, catalog: Catalog, *, upload_limit_mb: int) -> None:
+    def __init__(
+        self,
+        bot: Bot,
+        catalog: Catalog,
+        *,
+        upload_limit_mb: int,
+        entries: Callable[[str], Awaitable[Entry | None]] | None = None,
+    ) -> None:
         self.bot = bot
         self.catalog = catalog
         self.upload_limit_mb = upload_limit_mb
         self.upload_limit = upload_limit_mb * 1_000_000
+        # Reads the session entry a job is, if any: its result carries its label and votes.
+        self.entries = entries
+        self._entries: dict[str, Entry] = {}  # the entries whose results are being sent
 
     async def send_again(self, job: Job, files: Sequence[ResultFile], origin: Origin) -> None:
         """A stored result once more (/history), as a reply to `origin`'s message: the same
@@ -181,8 +193,30 @@ class ResultPoster:
                     continue
             await reply(self.bot, origin, f"{note}\n{f.url}", reply_to=reply_to)
 
+    async def _find_entry(self, job: Job) -> None:
+        """A session entry's result carries its label and vote button: look it up (the
+        result goes without them when that fails)."""
+        if self.entries is None or job.state is not JobState.SUCCEEDED:
+            return
+        try:
+            entry = await self.entries(job.id)
+        except Exception:
+            log.exception("job %s: its session entry not read", job.id)
+            return
+        if entry is not None:
+            self._entries[job.id] = entry
+
+    def _buttons(self, job: Job, *, original: bool = False) -> InlineKeyboardMarkup | None:
+        """The result's buttons; a session entry's also have its votes and Remix."""
+        markup = result_buttons(job, self.catalog, original=original)
+        entry = self._entries.get(job.id)
+        return markup if entry is None else entry_buttons(markup, job, entry.votes)
+
     def _caption(self, job: Job, *, mention: bool = True) -> str:
         caption = html.escape(result_caption(job, self.catalog))
+        entry = self._entries.get(job.id)
+        if entry is not None:
+            caption = f"🎨 {html.escape(entry_label(entry))}\n{caption}"
         who = mention_html(job.origin) if mention else ""
         return f"{caption}\n{who}" if who else caption
 
@@ -213,16 +247,20 @@ class ResultPoster:
     async def send_results(
         self, job: Job, files: Sequence[ResultFile], steps: Steps, *, mention: bool = True
     ) -> None:
-        for index, f in enumerate(files):
-            first = index == 0
-            await self._send_one(
-                job,
-                f,
-                index,
-                steps,
-                caption=self._caption(job, mention=mention) if first else None,
-                first=first,
-            )
+        await self._find_entry(job)
+        try:
+            for index, f in enumerate(files):
+                first = index == 0
+                await self._send_one(
+                    job,
+                    f,
+                    index,
+                    steps,
+                    caption=self._caption(job, mention=mention) if first else None,
+                    first=first,
+                )
+        finally:
+            self._entries.pop(job.id, None)
 
     def _ways(self, job: Job, f: ResultFile) -> list[str]:
         """How a file can go up, best first; a link (LINK) is the last way of all."""
@@ -280,7 +318,7 @@ class ResultPoster:
         caption: str | None,
         first: bool,
     ) -> Callable[[], Awaitable[Message]]:
-        markup = result_buttons(job, self.catalog, original=way == PHOTO) if first else None
+        markup = self._buttons(job, original=way == PHOTO) if first else None
         media: dict[str, Any] = {
             "caption": caption,
             "parse_mode": ParseMode.HTML,
@@ -313,7 +351,7 @@ class ResultPoster:
             note = fallback_note(job.kind, unsure=UNSURE in tried)
         note = f"{html.escape(note, quote=False)}\n{html.escape(f.url)}"
         text = f"{caption}\n\n{note}" if caption else note
-        markup = result_buttons(job, self.catalog) if first else None
+        markup = self._buttons(job) if first else None
         try:
             message = await self._attempt(
                 lambda: reply(self.bot, job.origin, text, html_text=True, markup=markup)

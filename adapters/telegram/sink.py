@@ -44,6 +44,7 @@ from bot.catalog import Catalog
 from bot.errors import DeliveryError, PermanentDeliveryError
 from bot.models import Job, JobState, Origin
 from bot.ports import ResultFile
+from bot.sessions import Entry
 
 __all__ = ["StatusBook", "TelegramSink", "delivery_error"]
 
@@ -89,6 +90,7 @@ class TelegramSink:
         confirm_timeout_s: float = 300.0,
         statuses: StatusBook | None = None,
         fresh: Callable[[str], Awaitable[Job | None]] | None = None,
+        entries: Callable[[str], Awaitable[Entry | None]] | None = None,
         board_after: int = BOARD_AFTER,
         board_interval_s: float = BOARD_INTERVAL_S,
     ) -> None:
@@ -101,7 +103,7 @@ class TelegramSink:
         self.boards = StatusBoards(
             bot, catalog, interval_s=board_interval_s, newest=self.lines.newest
         )
-        self.results = ResultPoster(bot, catalog, upload_limit_mb=upload_limit_mb)
+        self.results = ResultPoster(bot, catalog, upload_limit_mb=upload_limit_mb, entries=entries)
         self._sent: dict[str, Steps] = {}
         self._chat_of: dict[str, int] = {}  # running job -> its chat
         self._running: dict[int, set[str]] = {}  # chat -> its running jobs seen here
