@@ -293,6 +293,7 @@ async def test_help_start_models_and_command_list(bed: Bed) -> None:
         ("usage", "What you made and spent today"),
         ("cancel", "Stop your job that hasn't been sent yet"),
         ("settings", "This chat's limits and models"),
+        ("session", "A creative session: /session start <theme>"),
         ("help", "How to use me, with examples"),
     ]
 

@@ -16,6 +16,9 @@ texts.py      every Telegram-specific sentence, and the inline keyboards (their 
               commands are text, parsed by adapters/commands.py)
 flood.py      FloodControl: Telegram's rate limits, new messages before edits, reactions free;
               what goes first in lanes.py, the budgets' sliding windows in window.py
+sessions.py   creative sessions: /session, the vote and Remix buttons, remixes by reply, the
+              vote counts kept current (coalesced edits)
+session_sink.py  SessionSink: the session card (pinned where allowed) and the recap album
 
 Telegram-only, and why:
 albums.py     an album comes as one message per photo: gathered into one request

@@ -1,9 +1,9 @@
 """The Telegram adapter: a python-telegram-bot Application polling on the core's event loop,
 and its updates handed to the handlers: a message (or an album, once all its photos are
 in) to /imagine and /video (generate.py, which acknowledge it first with a reaction), to
-the community commands (community.py) or to a plain reply (/help, /start, /models); a
-button press to the handlers of its action. The delivery sink is registered with the core
-while it runs."""
+the community commands (community.py), to /session (sessions.py) or to a plain reply
+(/help, /start, /models); a button press to the handlers of its action. The delivery sink
+and the session sink are registered with the core while it runs."""
 
 from __future__ import annotations
 
@@ -36,6 +36,10 @@ from adapters.telegram.flood import FloodControl
 from adapters.telegram.generate import KINDS, GenerateHandlers, ack_reaction
 from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox
 from adapters.telegram.parse import PLATFORM, TelegramCommand, origin_of, parse_command
+from adapters.telegram.session_sink import TelegramSessionSink
+from adapters.telegram.sessions import BUTTONS as SESSION_BUTTONS
+from adapters.telegram.sessions import COMMANDS as SESSION_COMMANDS
+from adapters.telegram.sessions import SessionHandlers
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.texts import BUTTON_RE, OOPS, help_text, models_text, start_text
 from adapters.telegram.transport import AiohttpRequest
@@ -61,6 +65,7 @@ BOT_COMMANDS = (
     BotCommand("usage", "What you made and spent today"),
     BotCommand("cancel", "Stop your job that hasn't been sent yet"),
     BotCommand("settings", "This chat's limits and models"),
+    BotCommand("session", "A creative session: /session start <theme>"),
     BotCommand("help", "How to use me, with examples"),
 )
 
@@ -100,6 +105,8 @@ class TelegramAdapter:
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
         self._generate: GenerateHandlers | None = None
+        self._sessions: SessionHandlers | None = None
+        self._session_sink: TelegramSessionSink | None = None
         self._inbox: TelegramInbox | None = None
         # Album photos waiting in the collector: (chat, message) -> their update ids.
         self._album_updates: dict[tuple[int, int], int] = {}
@@ -135,6 +142,12 @@ class TelegramAdapter:
             raise RuntimeError("the Telegram adapter is not started")
         return self._generate
 
+    @property
+    def sessions(self) -> SessionHandlers:
+        if self._sessions is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._sessions
+
     async def __aenter__(self) -> TelegramAdapter:
         if self._given_app is not None:
             app, requests = self._given_app, None
@@ -168,12 +181,22 @@ class TelegramAdapter:
                 confirm_timeout_s=self.settings.confirm_timeout_s,
                 statuses=self.core.service,
                 fresh=self.core.service.get,
+                entries=self.core.sessions.entry_for_job,
                 board_after=self.settings.telegram_status_board_after,
                 board_interval_s=self.board_interval_s,
             )
             self._community = CommunityHandlers(self.core, app.bot, self._sink)
             self._generate = GenerateHandlers(
                 self.core, app.bot, self._sink, reaction=self._reaction
+            )
+            self._sessions = SessionHandlers(
+                self.core, app.bot, self._sink, self._community.is_admin
+            )
+            self._session_sink = TelegramSessionSink(
+                app.bot,
+                self.core.notifier.fetch_results,
+                self.core.clock,
+                upload_limit_mb=self.settings.telegram_upload_limit_mb,
             )
             await app.start()
             if self._inbox is not None:
@@ -190,6 +213,7 @@ class TelegramAdapter:
                 raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
         self.core.notifier.register(self._sink)
+        self.core.add_session_sink(self._session_sink)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
         return self
 
@@ -229,6 +253,8 @@ class TelegramAdapter:
     ) -> None:
         if self._sink is not None and self.core.notifier.sinks.get(PLATFORM) is self._sink:
             self.core.notifier.unregister(PLATFORM)
+        if self._session_sink is not None:
+            self.core.remove_session_sink(PLATFORM)
         await self._stop()
         log.info("telegram: disconnected")
 
@@ -254,6 +280,8 @@ class TelegramAdapter:
             await self._sink.aclose()
         if self._generate is not None:
             await self._generate.aclose()
+        if self._sessions is not None:
+            await self._sessions.aclose()
         if app.running:
             await app.stop()  # waits for handlers still running
         await app.shutdown()
@@ -333,6 +361,8 @@ class TelegramAdapter:
                 await self.sink.reply(origin, models_text(self.core.catalog))
             elif command.name in COMMUNITY_COMMANDS:
                 await self.community.command(message.chat, command, origin)
+            elif command.name in SESSION_COMMANDS:
+                await self.sessions.command(message.chat, command, origin)
         except TelegramError as exc:
             log.warning(
                 "telegram: chat %s message %s: /%s not answered (%s)",
@@ -371,6 +401,8 @@ class TelegramAdapter:
             )
         if action in COMMUNITY_BUTTONS:
             await self.community.button(query, action, job_id, origin)
+        elif action in SESSION_BUTTONS:
+            await self.sessions.button(query, action, job_id, origin)
         else:
             await self.generate.button(query, action, job_id, origin)
 

@@ -27,6 +27,7 @@ from adapters.telegram.parse import (
     image_sources,
     request_key,
 )
+from adapters.telegram.sessions import remix_parent
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.texts import (
     ACTION_ANSWERS,
@@ -155,7 +156,8 @@ class GenerateHandlers:
         downloaded before the request passed every check that needs no download."""
         parsed = parse_command_text(command.args, self.core.catalog)
         sources = [source for holder in holders for source in image_sources(holder)]
-        if not sources and message.reply_to_message is not None:
+        parent = remix_parent(message, kind, bool(sources))  # a reply to a session entry
+        if parent is None and not sources and message.reply_to_message is not None:
             sources = image_sources(message.reply_to_message)
         for source in sources:
             check_source(source)
@@ -185,6 +187,13 @@ class GenerateHandlers:
             aspect_ratio=parsed.aspect_ratio,
             quality=parsed.quality,
         )
+        if parent is not None:  # that entry's image is the reference, the chain kept
+            remix = await service.remix_request(
+                parent, parsed.prompt, origin, model=parsed.model, request_key=key
+            )
+            draft = dataclasses.replace(
+                remix, aspect_ratio=draft.aspect_ratio, quality=draft.quality
+            )
         try:
             service.check(draft)
         except RequestRejected:
@@ -192,7 +201,7 @@ class GenerateHandlers:
                 await service.submit(draft)  # refused again, and recorded as `rejected`
             raise
         images = await asyncio.gather(*(self._fetch(s) for s in sources))
-        request = dataclasses.replace(draft, images=tuple(images))
+        request = dataclasses.replace(draft, images=tuple(images)) if sources else draft
         # The chat's rules (limits, confirmation, its place in line) are known only once the
         # core took the job, so the status line follows it; a refusal is a plain reply.
         job = await service.submit(request)
