@@ -36,7 +36,6 @@ from adapters.telegram.flood import FloodControl
 from adapters.telegram.generate import KINDS, GenerateHandlers, ack_reaction
 from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox
 from adapters.telegram.parse import PLATFORM, TelegramCommand, origin_of, parse_command
-from adapters.telegram.session_sink import TelegramSessionSink
 from adapters.telegram.sessions import BUTTONS as SESSION_BUTTONS
 from adapters.telegram.sessions import COMMANDS as SESSION_COMMANDS
 from adapters.telegram.sessions import SessionHandlers
@@ -106,7 +105,6 @@ class TelegramAdapter:
         self._community: CommunityHandlers | None = None
         self._generate: GenerateHandlers | None = None
         self._sessions: SessionHandlers | None = None
-        self._session_sink: TelegramSessionSink | None = None
         self._inbox: TelegramInbox | None = None
         # Album photos waiting in the collector: (chat, message) -> their update ids.
         self._album_updates: dict[tuple[int, int], int] = {}
@@ -190,12 +188,10 @@ class TelegramAdapter:
                 self.core, app.bot, self._sink, reaction=self._reaction
             )
             self._sessions = SessionHandlers(
-                self.core, app.bot, self._sink, self._community.is_admin
-            )
-            self._session_sink = TelegramSessionSink(
+                self.core,
                 app.bot,
-                self.core.notifier.fetch_results,
-                self.core.clock,
+                self._sink,
+                self._community.is_admin,
                 upload_limit_mb=self.settings.telegram_upload_limit_mb,
             )
             await app.start()
@@ -213,7 +209,7 @@ class TelegramAdapter:
                 raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
         self.core.notifier.register(self._sink)
-        self.core.add_session_sink(self._session_sink)
+        self.core.add_session_sink(self._sessions.cards)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
         return self
 
@@ -253,7 +249,8 @@ class TelegramAdapter:
     ) -> None:
         if self._sink is not None and self.core.notifier.sinks.get(PLATFORM) is self._sink:
             self.core.notifier.unregister(PLATFORM)
-        if self._session_sink is not None:
+        cards = self._sessions.cards if self._sessions is not None else None
+        if cards is not None and self.core.session_keeper.sinks.get(PLATFORM) is cards:
             self.core.remove_session_sink(PLATFORM)
         await self._stop()
         log.info("telegram: disconnected")

@@ -22,6 +22,7 @@ from telegram import Bot, CallbackQuery, Chat, InlineKeyboardMarkup, Message
 from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.parse import TelegramCommand
+from adapters.telegram.session_sink import TelegramSessionSink
 from adapters.telegram.sink import TelegramSink
 from adapters.telegram.status import not_modified, status_turn
 from adapters.telegram.texts import (
@@ -161,7 +162,8 @@ class VoteCounts:
 
 
 class SessionHandlers:
-    """/session and the session buttons of one TelegramAdapter."""
+    """/session and the session buttons of one TelegramAdapter; `cards` is its SessionSink
+    (the card and the recap), for the core to register."""
 
     def __init__(
         self,
@@ -170,6 +172,7 @@ class SessionHandlers:
         sink: TelegramSink,
         is_admin: IsAdmin,
         *,
+        upload_limit_mb: int,
         vote_interval_s: float = VOTE_EDIT_INTERVAL_S,
     ) -> None:
         self.core = core
@@ -177,6 +180,9 @@ class SessionHandlers:
         self.sink = sink
         self.is_admin = is_admin
         self.counts = VoteCounts(bot, self._votes, interval_s=vote_interval_s)
+        self.cards = TelegramSessionSink(
+            bot, core.notifier.fetch_results, core.clock, upload_limit_mb=upload_limit_mb
+        )
 
     async def _votes(self, job_id: str) -> int | None:
         entry = await self.core.sessions.entry_for_job(job_id)

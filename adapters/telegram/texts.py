@@ -115,7 +115,7 @@ def help_text(catalog: Catalog) -> str:
         "/history – your recent jobs here, to get a result again\n"
         "/usage – what you made and spent today (/usage chat: everyone's, for admins)\n"
         "/cancel – stop your job that hasn't been sent yet\n"
-        "/settings – this chat's limits and models (admins change them)\n"
+        "/settings – this chat's limits and models (admins change them)\n\n"
         "/session start <theme> – a creative session: every /imagine and /video here is an "
         "entry, everyone votes with ❤️, and replying to an entry with /imagine <prompt> "
         "remixes it (/session shows it, /session end ends it, /session gallery links "
