@@ -275,6 +275,28 @@ async def test_a_turn_that_sends_nothing_gives_its_token_back() -> None:
     await limiter.shutdown()
 
 
+async def test_an_album_counts_one_message_per_item() -> None:
+    """Telegram counts each item of a sendMediaGroup toward its limits."""
+    limiter = FloodControl(
+        overall_max_rate=100, group_max_rate=4, group_time_period=MINUTE, edit_reserve=0
+    )
+    telegram = Telegram()
+    await asyncio.wait_for(request(limiter, telegram, "sendMessage", GROUP_A), 5)
+    media = {"chat_id": GROUP_A, "media": ["a", "b", "c", "d"]}
+    album = asyncio.ensure_future(
+        limiter.process_request(
+            telegram, ("sendMediaGroup", media), {}, "sendMediaGroup", media, None
+        )
+    )
+    await settle()
+    assert not album.done()  # 4 items do not fit in the 3 messages left of the minute
+    single = request(limiter, telegram, "sendMessage", GROUP_B)
+    await asyncio.wait_for(single, 5)  # another group's budget is its own
+    await limiter.shutdown()
+    await asyncio.gather(album, return_exceptions=True)
+    assert telegram.count("sendMediaGroup") == 0
+
+
 # -- budgets -----------------------------------------------------------------------------------
 
 

@@ -92,8 +92,16 @@ class _Waiter:
     key: ChatKey = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
     tag: str | None = field(default=None, compare=False)  # what a `turn` was taken for
+    weight: int = field(default=1, compare=False)  # messages it counts as (album items)
     # the windows it was counted in, with its place in each (settled once answered)
     slots: list[tuple[SlidingWindow, list[float]]] = field(default_factory=list, compare=False)
+
+
+def _weight(endpoint: str, data: dict[str, Any]) -> int:
+    """How many messages Telegram counts a request as: an album, one per item."""
+    if endpoint == "sendMediaGroup":
+        return max(1, len(data.get("media") or ()))
+    return 1
 
 
 class CalledOff(Exception):
@@ -180,7 +188,9 @@ class FloodControl(BaseRateLimiter[int]):
             while True:
                 waiter = None
                 if not prepaid:
-                    waiter = _Waiter(lane, seq, key, self._loop().create_future())
+                    waiter = _Waiter(
+                        lane, seq, key, self._loop().create_future(), weight=_weight(endpoint, data)
+                    )
                     await self._acquire(waiter)
                 prepaid = False
                 try:
@@ -354,7 +364,11 @@ class FloodControl(BaseRateLimiter[int]):
             # after a run of progress edits finds tokens waiting for it.
             cosmetic = waiter.lane in COSMETIC
             share = self.edit_reserve if cosmetic else 0.0
-            if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
+            weight = waiter.weight
+            if (
+                overall is not None
+                and (overall_wait := overall.ready_in(now, share, weight=weight)) > 0
+            ):
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
@@ -363,16 +377,15 @@ class FloodControl(BaseRateLimiter[int]):
             hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share, hold) if bucket else 0.0,
+                bucket.ready_in(now, share, hold, weight) if bucket else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)
                 wake = wait if wake is None else min(wake, wait)
                 continue
-            if overall is not None:
-                waiter.slots.append((overall, overall.spend(now)))
-            if chat.bucket is not None:
-                waiter.slots.append((chat.bucket, chat.bucket.spend(now)))
+            for window in (overall, chat.bucket):
+                if window is not None:
+                    waiter.slots += [(window, window.spend(now)) for _ in range(weight)]
             waiter.granted.set_result(None)
         self._waiting = keep
         if keep and wake is not None:

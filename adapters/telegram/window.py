@@ -34,13 +34,14 @@ class SlidingWindow:
         if gone:
             del self.sent[:gone]
 
-    def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
-        """Seconds until one request may go with a `keep` share of the window, or `hold`
-        requests if more, left over (never more than all but one, so a small window still
-        serves) (0: now)."""
+    def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0, weight: int = 1) -> float:
+        """Seconds until a request counting as `weight` messages (an album: one per item)
+        may go with a `keep` share of the window, or `hold` requests if more, left over
+        (never more than all but one, so a small window still serves) (0: now)."""
         self._expire(now)
         keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
-        over = len(self.sent) + 1 + math.ceil(keep - 1e-9) - self.capacity
+        weight = max(1, min(weight, self.capacity - math.ceil(keep - 1e-9)))
+        over = min(len(self.sent) + weight + math.ceil(keep - 1e-9) - self.capacity, len(self.sent))
         if over <= 0:
             return 0.0
         wait = self.sent[over - 1][0] + self.period - now  # when the `over`-th oldest leaves
