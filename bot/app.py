@@ -22,12 +22,13 @@ from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Job
 from bot.notifier import Notifier
+from bot.owners import owner_alive
 from bot.polling import PollPolicy, make_policy
 from bot.ports import Clock, CoreStore, SessionSink, SystemClock
 from bot.service import Service
 from bot.session_keeper import SessionKeeper
 from bot.session_service import SessionService
-from bot.tracker import Tracker, owner_alive
+from bot.tracker import Tracker
 from bot.webhooks import WebhookReceiver, webhook_base
 
 __all__ = ["Core"]
