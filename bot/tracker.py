@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import socket
 from collections.abc import Callable, Mapping
 
 from bot.catalog import Catalog, ModelSpec
@@ -34,35 +32,15 @@ from bot.gateway.base import Gateway
 from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.models import ACTIVE_STATES, Delivery, Job, JobState, TaskUpdate
+from bot.owners import process_owner
 from bot.polling import PollPolicy, error_backoff
 from bot.ports import Clock, JobStore
 
-__all__ = ["Tracker", "owner_alive", "process_owner"]
+__all__ = ["Tracker"]
 
 log = logging.getLogger(__name__)
 
 JobListener = Callable[[Job], None]
-
-
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by `owner` may still be running. Another host's process
-    counts as alive: only its own host can tell."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return host != socket.gethostname() and bool(host)
-    if int(pid) == os.getpid():
-        return False  # a job this very process owns before recovery is from a past life
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Tracker:

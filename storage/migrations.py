@@ -1,8 +1,17 @@
-"""Numbered schema migrations: migration N is MIGRATIONS[N-1]. Never edit a released one."""
+"""Numbered schema migrations: migration N is MIGRATIONS[N-1]. Never edit a released one.
+`migrate` applies what a file lacks when the store opens it."""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+import logging
+
+import aiosqlite
+
+from storage.connection import SqliteConnection
+
+__all__ = ["MIGRATIONS", "migrate", "schema_version"]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[list[str]] = [
     # 1: the jobs table
@@ -168,3 +177,37 @@ MIGRATIONS: list[list[str]] = [
         """,
     ],
 ]
+
+
+async def migrate(conn: SqliteConnection) -> None:
+    """Apply what this file lacks. The version is read inside each write transaction, so
+    processes opening one new file at once apply each migration once."""
+
+    async def version_in(db: aiosqlite.Connection) -> int:
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+        )
+        async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
+            row = await c.fetchone()
+        return int(row[0]) if row else 0
+
+    async with conn.transaction() as db:
+        current = await version_in(db)
+    for version, statements in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        async with conn.transaction() as db:
+            if await version_in(db) >= version:
+                continue  # another process applied it meanwhile
+            for sql in statements:
+                await db.execute(sql)
+            await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+        log.info("database migrated to schema version %d", version)
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    """The version the file is at: its latest migration applied."""
+    async with db.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

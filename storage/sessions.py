@@ -14,6 +14,7 @@ from bot.community import Refusal
 from bot.models import TERMINAL_STATES, Job, Kind
 from bot.sessions import Entry, Session, SessionFigures, VoteOutcome, VoteRefusal
 from storage.community import _CHARGED
+from storage.rows import session_from_row
 
 __all__ = ["SessionQueries"]
 
@@ -31,29 +32,6 @@ _ENTRY_SQL = (
     " FROM session_entries AS e JOIN jobs AS j ON j.id = e.job_id"
     " LEFT JOIN session_entries AS p ON p.job_id = e.remix_of"
 )
-
-
-def _session(row: aiosqlite.Row) -> Session:
-    return Session(
-        id=row["id"],
-        gallery_key=row["gallery_key"],
-        platform=row["platform"],
-        chat_id=row["chat_id"],
-        thread_id=row["thread_id"] or None,
-        scope_id=row["scope_id"],
-        theme=row["theme"],
-        started_by=row["started_by"],
-        started_by_name=row["started_by_name"],
-        started_at=row["started_at"],
-        ends_at=row["ends_at"],
-        budget_usd=row["budget_usd"],
-        per_person=row["per_person"],
-        video=bool(row["video"]),
-        ended_at=row["ended_at"],
-        ended_by=row["ended_by"],
-        card_message_id=row["card_message_id"],
-        recap_at=row["recap_at"],
-    )
 
 
 class SessionQueries:
@@ -120,7 +98,7 @@ class SessionQueries:
             params += (now,)
         async with db.execute(sql, params) as cur:
             row = await cur.fetchone()
-        return _session(row) if row else None
+        return session_from_row(row) if row else None
 
     async def open_session(
         self, platform: str, chat_id: str, thread_id: str | None, now: float
@@ -137,11 +115,11 @@ class SessionQueries:
     async def _one(self, sql: str, params: tuple[Any, ...]) -> Session | None:
         async with self.db.execute(sql, params) as cur:
             row = await cur.fetchone()
-        return _session(row) if row else None
+        return session_from_row(row) if row else None
 
     async def _many(self, sql: str, params: Sequence[Any]) -> list[Session]:
         async with self.db.execute(sql, params) as cur:
-            return [_session(r) for r in await cur.fetchall()]
+            return [session_from_row(r) for r in await cur.fetchall()]
 
     async def list_sessions(self, limit: int = 100) -> list[SessionFigures]:
         """Sessions with their figures, newest first."""

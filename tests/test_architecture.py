@@ -4,7 +4,7 @@ config and models import nothing of the project; no import circles.
 
 Imports are read with ast from every module, those inside functions and under TYPE_CHECKING
 included: each is an edge of the graph. And modules and functions stay small (their lines
-counted), a data table and the modules being split next excepted."""
+counted), a data table excepted."""
 
 from __future__ import annotations
 
@@ -252,17 +252,11 @@ def test_only_the_composition_root_imports_adapter_and_storage_implementations()
 # -- size --------------------------------------------------------------------------------------
 
 SIZED = ("bot", "adapters", "storage", "sandbox")  # the packages whose sizes are checked
-MAX_MODULE_LINES = 450  # the aim is about 400
-MAX_FUNCTION_LINES = 80  # the aim is about 60
+MAX_MODULE_LINES = 420  # the aim is about 400
+MAX_FUNCTION_LINES = 60
 # Over the limits on purpose, as "path" (the whole module) or "path:function".
 ALLOWLIST = {
     "bot/catalog.py:default_specs",  # a data table: one entry per model
-    # split next: the modules another change is reworking now
-    "bot/service.py",
-    "storage/sqlite.py",
-    "bot/main/cli.py",
-    "bot/app.py",
-    "bot/messages.py",
 }
 
 

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.main.cli import SessionRecords, main
+from bot.main.cli import main
+from bot.main.sessions_cli import SessionRecords
 from bot.main.wiring import open_core
 from bot.models import Origin
 from bot.sessions import GalleryPage, SessionFigures

@@ -54,7 +54,8 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.messages import confirm_text
-from bot.models import GenerationRequest, Job, JobAction, JobState
+from bot.models import GenerationRequest, Job, JobAction
+from bot.outcomes import NothingRecorded, RecordUnknown
 
 __all__ = ["STARTS_JOB", "GenerateHandlers"]
 
@@ -207,14 +208,11 @@ class GenerateHandlers:
         was started" only when the core holds no job for it; nothing when it does (its
         first status is shown as usual and its result still comes); when that cannot be
         told, words that claim neither."""
-        try:
-            job = await self.core.service.find_request(request_key(interaction))
-        except Exception:
-            log.exception("discord: interaction %s: job lookup failed", interaction.id)
+        outcome = await self.core.service.after_failure(request_key(interaction))
+        if isinstance(outcome, RecordUnknown):
             return OOPS_TEXT
-        if job is None or job.state is JobState.REJECTED:
+        if isinstance(outcome, NothingRecorded):
             return INTERNAL_ERROR_TEXT
-        log.info("job %s: recorded before the failure; it goes on", job.id)
         if interaction.response.is_done():
-            await self._show_started(interaction, job)
+            await self._show_started(interaction, outcome.job)
         return None

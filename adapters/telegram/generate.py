@@ -42,7 +42,8 @@ from adapters.telegram.texts import (
 from bot.app import Core
 from bot.errors import ConfigError, RequestRejected
 from bot.faults import crash_point
-from bot.models import GenerationRequest, Job, JobAction, JobState, Kind, Origin, ReferenceImage
+from bot.models import GenerationRequest, Job, JobAction, Kind, Origin, ReferenceImage
+from bot.outcomes import NothingRecorded, RecordUnknown
 
 __all__ = ["KINDS", "GenerateHandlers", "ack_reaction"]
 
@@ -134,14 +135,11 @@ class GenerateHandlers:
     async def apology(self, origin: Origin) -> str | None:
         """What to say after an unexpected failure: "nothing was made" only when the core
         holds no job for the request; nothing when it does (its result still comes)."""
-        try:
-            job = await self.core.service.find_request(request_key(origin))
-        except Exception:
-            log.exception("telegram: chat %s: job lookup failed", origin.chat_id)
+        outcome = await self.core.service.after_failure(request_key(origin))
+        if isinstance(outcome, RecordUnknown):
             return OOPS
-        if job is None or job.state is JobState.REJECTED:
+        if isinstance(outcome, NothingRecorded):
             return SOMETHING_WRONG
-        log.info("job %s: recorded before the failure; it goes on", job.id)
         return None
 
     async def _submit(
