@@ -15,7 +15,7 @@ from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
-from telegram import BotCommand, Message, Update
+from telegram import Message, Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
@@ -40,7 +40,14 @@ from adapters.telegram.sessions import BUTTONS as SESSION_BUTTONS
 from adapters.telegram.sessions import COMMANDS as SESSION_COMMANDS
 from adapters.telegram.sessions import SessionHandlers
 from adapters.telegram.sink import TelegramSink
-from adapters.telegram.texts import BUTTON_RE, OOPS, help_text, models_text, start_text
+from adapters.telegram.texts import (
+    BOT_COMMANDS,
+    BUTTON_RE,
+    OOPS,
+    help_text,
+    models_text,
+    start_text,
+)
 from adapters.telegram.transport import AiohttpRequest
 from bot.app import Core
 from bot.config import Settings
@@ -56,17 +63,6 @@ App = Application[ExtBot[Any], Any, Any, Any, Any, Any]
 
 MEDIA_WRITE_TIMEOUT_S = 120.0  # a 50 MB upload on a slow uplink
 FLOOD_RETRIES = 3  # RetryAfter waits inside FloodControl before we give up
-BOT_COMMANDS = (
-    BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
-    BotCommand("video", "Make a video, or animate a photo"),
-    BotCommand("models", "Every model, with what it costs"),
-    BotCommand("history", "Your recent jobs here, to get a result again"),
-    BotCommand("usage", "What you made and spent today"),
-    BotCommand("cancel", "Stop your job that hasn't been sent yet"),
-    BotCommand("settings", "This chat's limits and models"),
-    BotCommand("session", "A creative session: /session start <theme>"),
-    BotCommand("help", "How to use me, with examples"),
-)
 
 
 class TelegramAdapter:
@@ -172,28 +168,7 @@ class TelegramAdapter:
             raise
         self._app = app
         try:
-            self._sink = TelegramSink(
-                app.bot,
-                self.core.catalog,
-                upload_limit_mb=self.settings.telegram_upload_limit_mb,
-                confirm_timeout_s=self.settings.confirm_timeout_s,
-                statuses=self.core.service,
-                fresh=self.core.service.get,
-                entries=self.core.sessions.entry_for_job,
-                board_after=self.settings.telegram_status_board_after,
-                board_interval_s=self.board_interval_s,
-            )
-            self._community = CommunityHandlers(self.core, app.bot, self._sink)
-            self._generate = GenerateHandlers(
-                self.core, app.bot, self._sink, reaction=self._reaction
-            )
-            self._sessions = SessionHandlers(
-                self.core,
-                app.bot,
-                self._sink,
-                self._community.is_admin,
-                upload_limit_mb=self.settings.telegram_upload_limit_mb,
-            )
+            sink, sessions = self._handlers(app)
             await app.start()
             if self._inbox is not None:
                 await self._replay(app, self._inbox)
@@ -208,10 +183,32 @@ class TelegramAdapter:
             if isinstance(exc, TelegramError):  # deleteWebhook before polling failed
                 raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
-        self.core.notifier.register(self._sink)
-        self.core.add_session_sink(self._sessions.cards)
+        self.core.notifier.register(sink)
+        self.core.add_session_sink(sessions.cards)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
         return self
+
+    def _handlers(self, app: App) -> tuple[TelegramSink, SessionHandlers]:
+        """The sink and the handlers of commands, buttons and sessions, on `app`'s bot."""
+        self._sink = sink = TelegramSink(
+            app.bot,
+            self.core.catalog,
+            upload_limit_mb=self.settings.telegram_upload_limit_mb,
+            confirm_timeout_s=self.settings.confirm_timeout_s,
+            statuses=self.core.service,
+            fresh=self.core.service.get,
+            entries=self.core.sessions.entry_for_job,
+            board_after=self.settings.telegram_status_board_after,
+            board_interval_s=self.board_interval_s,
+        )
+        self._community = CommunityHandlers(self.core, app.bot, sink)
+        self._generate = GenerateHandlers(self.core, app.bot, sink, reaction=self._reaction)
+        limit = self.settings.telegram_upload_limit_mb
+        is_admin = self._community.is_admin
+        self._sessions = sessions = SessionHandlers(
+            self.core, app.bot, sink, is_admin, upload_limit_mb=limit
+        )
+        return sink, sessions
 
     def _build(self, secret: str) -> tuple[App, tuple[AiohttpRequest, AiohttpRequest]]:
         """The Application: PTB on our aiohttp transport, FloodControl, the inbox."""

@@ -173,15 +173,7 @@ class GenerateHandlers:
             origin=origin,
             request_key=key,
             model=parsed.model,
-            images=tuple(
-                ReferenceImage(
-                    ref=f"telegram:{s.unique_id}",
-                    mime=s.mime or "image/jpeg",
-                    size=s.size,
-                    filename=s.filename,
-                )
-                for s in sources
-            ),
+            images=tuple(_placeholder(s) for s in sources),
             aspect_ratio=parsed.aspect_ratio,
             quality=parsed.quality,
         )
@@ -297,3 +289,13 @@ async def _react(bot: Bot, chat_id: int, message_id: int, reaction: str) -> None
             type(exc).__name__,
             exc,
         )
+
+
+def _placeholder(source: ImageSource) -> ReferenceImage:
+    """A photo to fetch, named by its Telegram id until it is downloaded (after the checks)."""
+    return ReferenceImage(
+        ref=f"telegram:{source.unique_id}",
+        mime=source.mime or "image/jpeg",
+        size=source.size,
+        filename=source.filename,
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import html
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
@@ -18,6 +18,7 @@ from bot.models import Job, JobAction, JobState, Kind, Origin
 __all__ = [
     "ACTIONS",
     "ACTION_ANSWERS",
+    "BOT_COMMANDS",
     "BUTTON_RE",
     "CALLBACK_ANSWER_MAX",
     "CONFIRMED",
@@ -57,6 +58,19 @@ __all__ = [
     "voted_job",
     "with_votes",
 ]
+
+# The command menu Telegram shows (setMyCommands).
+BOT_COMMANDS = (
+    BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
+    BotCommand("video", "Make a video, or animate a photo"),
+    BotCommand("models", "Every model, with what it costs"),
+    BotCommand("history", "Your recent jobs here, to get a result again"),
+    BotCommand("usage", "What you made and spent today"),
+    BotCommand("cancel", "Stop your job that hasn't been sent yet"),
+    BotCommand("settings", "This chat's limits and models"),
+    BotCommand("session", "A creative session: /session start <theme>"),
+    BotCommand("help", "How to use me, with examples"),
+)
 
 # The buttons Telegram shows (Original: the uncompressed original of an image result, on
 # demand). callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
