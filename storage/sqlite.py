@@ -67,8 +67,13 @@ class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQu
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             self._db.row_factory = aiosqlite.Row
-            await self._db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            await self._retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            # These two PRAGMAs answer a row: their statements stay open until their cursors
+            # are closed, and an open statement makes every COMMIT on the connection fail
+            # ("SQL statements in progress") until the garbage collector frees the cursor.
+            busy = await self._db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            await busy.close()
+            wal = await self._retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            await wal.close()
             await self._db.execute("PRAGMA synchronous=FULL")
             await self._db.execute("PRAGMA foreign_keys=ON")
             if self.owner_alive is not None:
