@@ -24,7 +24,15 @@ from bot.constants import DECODES_AT_ONCE, MEDIA_NAME_BYTES, MEDIA_TTL_S
 from bot.errors import MediaError, RequestRejected
 from bot.models import ReferenceImage
 from bot.ports import ResultFile
+from bot.refusal_messages import (
+    NOT_AN_IMAGE,
+    UNREADABLE_IMAGE,
+    human_size,
+    image_too_large_text,
+)
 
+# UNREADABLE_IMAGE and human_size are words of bot/refusal_messages.py, named here too for
+# the imports of them from here (adapters' texts, tests).
 __all__ = [
     "UNREADABLE_IMAGE",
     "MediaStore",
@@ -60,11 +68,6 @@ def sniff_image(data: bytes) -> str | None:
     return None
 
 
-UNREADABLE_IMAGE = (
-    "That photo could not be read as an image; please send it again as a JPEG or PNG."
-)
-
-
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
@@ -94,12 +97,6 @@ def decodes(data: bytes) -> bool:
     except _UNREADABLE:
         return False
     return True
-
-
-def human_size(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
-    return f"{max(n // 1024, 1)} KB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,11 +159,8 @@ class MediaStore:
         return self.root / "results"
 
     def too_large(self, size: int | None) -> RequestRejected:
-        size_text = f" is {human_size(size)}" if size else " is too large"
         return RequestRejected(
-            f"That image{size_text}; the limit is {human_size(self.max_reference_bytes)}. "
-            "Try a smaller one.",
-            code="image_too_large",
+            image_too_large_text(size, self.max_reference_bytes), code="image_too_large"
         )
 
     async def check(self, data: bytes) -> str:
@@ -176,10 +170,7 @@ class MediaStore:
             raise self.too_large(len(data))
         mime = sniff_image(data)
         if mime is None:
-            raise RequestRejected(
-                "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
-                code="not_an_image",
-            )
+            raise RequestRejected(NOT_AN_IMAGE, code="not_an_image")
         if opens(data):
             async with self._decoding:
                 whole = await asyncio.to_thread(decodes, data)

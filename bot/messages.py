@@ -15,6 +15,8 @@ from bot.outcomes import (
     CancelOutcome,
     NothingToCancel,
 )
+from bot.refusal_messages import *  # noqa: F403 (the catalog's refusals, named below)
+from bot.refusal_messages import __all__ as _refusal_words
 from bot.rules_messages import *  # noqa: F403 (the words of a chat's rules, named below)
 from bot.rules_messages import __all__ as _rules_words
 from bot.rules_messages import plural
@@ -48,6 +50,7 @@ __all__ = [
     "progress_text",
     "result_caption",
     "short_prompt",
+    *_refusal_words,
     *_rules_words,
     *_session_words,
 ]
