@@ -26,6 +26,7 @@ from bot.session_messages import history_mark
 
 __all__ = [
     "CANCELLED",
+    "MODEL_GONE",
     "NOT_ADMIN_SETTINGS",
     "NOT_ADMIN_USAGE",
     "NOT_HELD",
@@ -33,7 +34,9 @@ __all__ = [
     "NOT_YOURS_CONFIRM",
     "NOT_YOURS_RESEND",
     "NO_4K",
+    "NO_IMAGE_ANSWERED",
     "NO_RESULT",
+    "NO_TASK_ID",
     "ONLY_AN_IMAGE",
     "OTHER_CHAT",
     "REFUSED",
@@ -48,6 +51,7 @@ __all__ = [
     "model_line",
     "ordinal",
     "progress_text",
+    "resend_text",
     "result_caption",
     "short_prompt",
     *_refusal_words,
@@ -189,6 +193,18 @@ _SUBMIT_FAILURES = {
     "rate_limited": "The image service is busy. You were not charged. "
     "Please try again in a minute.",
 }
+
+
+# Why a job failed, in its error message (failure_text quotes it): our words where the
+# gateway gave none.
+MODEL_GONE = "This model is gone."
+NO_TASK_ID = "The gateway gave no task id to follow"
+NO_IMAGE_ANSWERED = "The model answered without an image."
+
+
+def resend_text(detail: str) -> str:
+    """A job whose reference image could not be handed on (`detail`: what went wrong)."""
+    return f"{detail} Please send it again"
 
 
 def failure_text(job: Job, catalog: Catalog) -> str:

@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Callable, Mapping
 
+from bot import messages
 from bot.catalog import Catalog, ModelSpec
 from bot.constants import (
     POLL_LEASE_S,
@@ -162,7 +163,7 @@ class Tracker:
         try:
             spec = self.catalog.resolve(job.model)
             if spec is None:
-                await self._finish(job, JobState.FAILED, "unknown_model", "This model is gone.")
+                await self._finish(job, JobState.FAILED, "unknown_model", messages.MODEL_GONE)
             elif job.state is JobState.RECEIVED:
                 if spec.synchronous:
                     async with self._sync_sem:
@@ -218,7 +219,7 @@ class Tracker:
         try:
             urls = [self.media.url_for(img) for img in job.images]
         except MediaError as exc:
-            await self._finish(job, JobState.FAILED, "media", f"{exc} Please send it again")
+            await self._finish(job, JobState.FAILED, "media", messages.resend_text(str(exc)))
             return
         log.info(
             "job %s: submitting to %s model=%s images=%d",
@@ -253,9 +254,7 @@ class Tracker:
         job.price_usd = update.price_usd if update.price_usd is not None else spec.price_usd
         log.info("job %s: submitted, task %s, state %s", job.id, update.task_id, update.state)
         if update.state in ACTIVE_STATES and not update.task_id:
-            await self._finish(
-                job, JobState.INTERRUPTED, "bad_response", "The gateway gave no task id to follow"
-            )
+            await self._finish(job, JobState.INTERRUPTED, "bad_response", messages.NO_TASK_ID)
             return
         await self._apply(job, spec, update, expect=JobState.SUBMITTING, first=True)
         crash_point("task_id_saved")
