@@ -1,10 +1,11 @@
 """The words of a request the catalog refuses before anything is sent: a model it does not
 know or of the other kind, a prompt too short or too long, images it cannot take (not an
 image, too large, unreadable, too many, none where one is needed), an aspect ratio or a
-quality the model does not offer. Re-exported by bot/messages.py (every sentence a chat user
-reads is reachable there); kept in a module of their own, importing nothing but values, so
-bot/validation.py and bot/media.py can say them without an import circle (bot/messages.py
-reaches bot/validation.py through bot/community.py)."""
+quality the model does not offer; and a reference image `genrelay generate` cannot fetch or
+find. Re-exported by bot/messages.py (every sentence a chat user reads is reachable there);
+kept in a module of their own, importing nothing but values, so bot/validation.py and
+bot/media.py can say them without an import circle (bot/messages.py reaches
+bot/validation.py through bot/community.py)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,13 @@ __all__ = [
     "NOT_AN_IMAGE",
     "UNREADABLE_IMAGE",
     "aspect_ratio_choices_text",
+    "fetch_failed_text",
     "human_size",
     "image_required_text",
     "image_too_large_text",
     "no_aspect_ratio_text",
     "no_quality_text",
+    "no_such_file_text",
     "prompt_too_long_text",
     "prompt_too_short_text",
     "quality_choices_text",
@@ -72,6 +75,17 @@ def prompt_too_long_text(length: int, maximum: int) -> str:
 
 
 # -- images ----------------------------------------------------------------------------------
+
+
+def fetch_failed_text(source: str, detail: str) -> str:
+    """`genrelay generate -i URL`: the reference image could not be downloaded."""
+    return f"I could not fetch {source}: {detail}."
+
+
+def no_such_file_text(source: str) -> str:
+    """`genrelay generate -i PATH`: no file there."""
+    return f"There is no file {source}."
+
 
 NOT_AN_IMAGE = "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF."
 UNREADABLE_IMAGE = (

@@ -38,7 +38,7 @@ from bot.main.output import (
 )
 from bot.main.sessions_cli import OpenSessions, cmd_sessions, model_names, open_session_records
 from bot.main.wiring import build_adapters, build_catalog, open_core
-from bot.messages import failure_text
+from bot.messages import failure_text, fetch_failed_text, no_such_file_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 from bot.runner import Runner
 from bot.web import WebServer
@@ -57,12 +57,10 @@ async def _reference(core: Core, source: str) -> ReferenceImage:
         try:
             return await core.media.check_remote(core.http, source, filename=name)
         except MediaError as exc:
-            raise RequestRejected(
-                f"I could not fetch {source}: {exc}.", code="image_fetch"
-            ) from None
+            raise RequestRejected(fetch_failed_text(source, str(exc)), code="image_fetch") from None
     path = Path(source).expanduser()
     if not path.is_file():
-        raise RequestRejected(f"There is no file {source}.", code="no_such_file")
+        raise RequestRejected(no_such_file_text(source), code="no_such_file")
     return await core.media.host(path.read_bytes(), filename=path.name)
 
 
