@@ -451,7 +451,7 @@ def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None
     while now < 300.0:  # send greedily whenever the window allows, for five minutes
         wait = window.ready_in(now)
         if wait == 0:
-            window.spend(now)
+            window.settle(window.spend(now), now)  # answered at once
             sent.append(now)
             now += 0.5
         else:
@@ -465,9 +465,9 @@ def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
     from adapters.telegram.window import SlidingWindow
 
     window = SlidingWindow(capacity=3, period=10.0)
-    window.spend(0.0)
+    window.settle(window.spend(0.0), 0.0)
     assert window.ready_in(1.0, hold=1) == 0  # two left: one for status, one kept
-    window.spend(1.0)
+    window.settle(window.spend(1.0), 1.0)
     assert window.ready_in(2.0, hold=1) == pytest.approx(8.0)  # the last is the result's
     assert window.ready_in(2.0) == 0  # ... which a result may take
     assert not window.full(9.0) and window.full(11.0)
@@ -483,3 +483,20 @@ def test_a_window_counts_a_slow_request_from_when_it_was_answered() -> None:
     window.settle(slot, 3.0)  # the request took 3 s to be answered
     assert window.ready_in(10.0) == pytest.approx(3.0)
     assert window.ready_in(13.0) == 0
+
+
+def test_a_request_in_flight_counts_until_it_is_answered() -> None:
+    """However long it takes to get there: Telegram may count it at any moment until its
+    answer comes."""
+    from adapters.telegram.window import IN_FLIGHT_WAIT_S, SlidingWindow
+
+    window = SlidingWindow(capacity=2, period=1.0)
+    slot = window.spend(0.0)
+    window.settle(window.spend(0.0), 0.0)
+    assert window.ready_in(1.5) == 0  # the answered one left; the one in flight counts
+    window.spend(1.5)
+    assert window.ready_in(5.0) == IN_FLIGHT_WAIT_S  # both in flight: none may go
+    window.settle(slot, 5.0)
+    assert window.ready_in(5.5) == pytest.approx(0.5)  # counted from its answer
+    window.release(window.in_flight[0])  # never went
+    assert window.ready_in(5.5) == 0

@@ -260,6 +260,8 @@ class FloodControl(BaseRateLimiter[int]):
         now = self._loop().time()
         for window, slot in waiter.slots:
             window.settle(slot, now)
+        if self._waiting:
+            self.dispatch()  # a window full of requests in flight may have room now
 
     def call_off(self, tag: str) -> None:
         """Turns still waiting for `tag` raise CalledOff: nothing is sent for them."""

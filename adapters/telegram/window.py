@@ -7,9 +7,11 @@ import bisect
 import math
 from dataclasses import dataclass, field
 
-__all__ = ["EARLY_S", "SlidingWindow"]
+__all__ = ["EARLY_S", "IN_FLIGHT_WAIT_S", "SlidingWindow"]
 
 EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
+# A window full of requests in flight is looked at again after this long at the latest.
+IN_FLIGHT_WAIT_S = 0.05
 
 
 @dataclass(slots=True)
@@ -19,13 +21,15 @@ class SlidingWindow:
     group"). A token bucket of the same size would let twice as many through in one
     window: a full bucket's burst, then its refill.
 
-    A request is counted from the moment it may go (`spend`) and, once its answer came,
-    from then (`settle`): Telegram counted it somewhere in between, so the window never
-    frees its place too early, however long the request took to get there."""
+    A request is counted from the moment it may go (`spend`) until it is answered, however
+    long that takes (it is in flight: Telegram may count it any time now), and once
+    answered from then (`settle`): Telegram counted it somewhere in between, so the window
+    never frees its place too early, however long the request took to get there."""
 
     capacity: int
     period: float
-    sent: list[list[float]] = field(default_factory=list)  # [time] each, oldest first
+    sent: list[list[float]] = field(default_factory=list)  # answered: [time] each, oldest first
+    in_flight: list[list[float]] = field(default_factory=list)  # spent, not answered yet
 
     def _expire(self, now: float) -> None:
         gone = 0
@@ -37,39 +41,47 @@ class SlidingWindow:
     def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0, weight: int = 1) -> float:
         """Seconds until a request counting as `weight` messages (an album: one per item)
         may go with a `keep` share of the window, or `hold` requests if more, left over
-        (never more than all but one, so a small window still serves) (0: now)."""
+        (never more than all but one, so a small window still serves) (0: now). When only
+        answers to requests in flight can make room, IN_FLIGHT_WAIT_S (`settle` is the
+        moment to look again)."""
         self._expire(now)
         keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
         weight = max(1, min(weight, self.capacity - math.ceil(keep - 1e-9)))
-        over = min(len(self.sent) + weight + math.ceil(keep - 1e-9) - self.capacity, len(self.sent))
+        counted = len(self.sent) + len(self.in_flight)
+        over = counted + weight + math.ceil(keep - 1e-9) - self.capacity
         if over <= 0:
             return 0.0
+        if over > len(self.sent):
+            return IN_FLIGHT_WAIT_S
         wait = self.sent[over - 1][0] + self.period - now  # when the `over`-th oldest leaves
         return wait if wait > EARLY_S else 0.0
 
     def spend(self, now: float) -> list[float]:
         """Count a request that goes now; `settle` the returned slot when it is answered."""
         slot = [now]
-        self.sent.append(slot)  # settled times are in the past: the order holds
+        self.in_flight.append(slot)
         return slot
 
     def settle(self, slot: list[float], now: float) -> None:
-        """The request of `slot` was answered now: count it from now (if still counted)."""
-        for index, held in enumerate(self.sent):
-            if held is slot:
-                del self.sent[index]
-                slot[0] = max(slot[0], now)
-                bisect.insort(self.sent, slot)
-                return
+        """The request of `slot` was answered now: count it from now."""
+        if _remove(self.in_flight, slot):
+            slot[0] = max(slot[0], now)
+            bisect.insort(self.sent, slot)
 
     def release(self, slot: list[float]) -> None:
         """The request of `slot` never went: its place is free again."""
-        for index, held in enumerate(self.sent):
-            if held is slot:
-                del self.sent[index]
-                return
+        if not _remove(self.in_flight, slot):
+            _remove(self.sent, slot)
 
     def full(self, now: float) -> bool:
         """Nothing sent within the window: as if never used."""
         self._expire(now)
-        return not self.sent
+        return not self.sent and not self.in_flight
+
+
+def _remove(slots: list[list[float]], slot: list[float]) -> bool:
+    for index, held in enumerate(slots):
+        if held is slot:
+            del slots[index]
+            return True
+    return False
