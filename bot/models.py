@@ -81,6 +81,8 @@ class JobAction(enum.StrEnum):
     SEND_AGAIN = "sa"  # under /history on Discord: the result again
     RESEND = "rs"  # under /history on Telegram: the same, as Telegram's buttons spell it
     ORIGINAL = "og"  # under a Telegram photo: the uncompressed file
+    VOTE = "vt"  # under a session entry: vote for it (pressing again takes the vote back)
+    REMIX = "rx"  # under a session entry: a new entry from its image and a new prompt
 
 
 _ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
