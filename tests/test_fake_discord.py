@@ -437,6 +437,8 @@ async def test_one_message_holds_ten_files_and_6000_embed_characters(
     alt = discord.File(io.BytesIO(OUT_PNG), filename="a.png", description="y" * 1025)
     with pytest.raises(discord.HTTPException):
         await channel.send(file=alt)
+    with pytest.raises(discord.HTTPException):
+        await channel.send("a nonce over 25 characters", nonce="n" * 26)
 
 
 class _Prompt(discord.ui.Modal, title="Remix #3"):

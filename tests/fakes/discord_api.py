@@ -87,7 +87,7 @@ Behaviour worth knowing
       answer, or something that happens meanwhile.
     * A message holds at most 10 files and 10 embeds; embeds at most 6000 characters in all
       (title 256, description 4096, footer 2048, author 256, 25 fields); an attachment's
-      description (alt text) at most 1024: else 400 code 50035.
+      description (alt text) at most 1024; a nonce at most 25 characters: else 400 code 50035.
     * Pins (``PUT|DELETE /channels/{id}/messages/pins/{message}``, ``GET .../pins``): the
       bot needs ``PIN_MESSAGES`` (``grant(guild, bot_user_id, PIN_MESSAGES)``; @everyone
       has it not) else 403 code 50013; at most 250 per channel (400 code 30003); ephemeral
@@ -171,6 +171,7 @@ MAX_EMBEDS: Final = 10
 MAX_EMBED_CHARS: Final = 6000  # title, description, fields, footer, author of all embeds
 MAX_ALT_TEXT: Final = 1024  # an attachment's description
 MAX_PINS: Final = 250  # pinned messages in one channel
+MAX_NONCE: Final = 25  # characters of a message's nonce
 THREAD_ARCHIVE_MINUTES: Final = frozenset({60, 1440, 4320, 10080})
 THREAD_TYPES: Final = frozenset({10, 11, 12})  # announcement, public, private thread
 
@@ -1482,6 +1483,9 @@ class FakeDiscord:
                 },
             )
         _validate_embeds(payload.get("embeds") or [])
+        nonce = payload.get("nonce")
+        if isinstance(nonce, str) and len(nonce) > MAX_NONCE:
+            raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("nonce", MAX_NONCE))
         spec = payload.get("attachments") or []
         if n_files > MAX_ATTACHMENTS or len(spec) > MAX_ATTACHMENTS:
             raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("files", 10))
