@@ -21,6 +21,7 @@ from bot.config import Settings
 from bot.constants import TRACKER_BATCH_S, TRACKER_IDLE_WAKE_S
 from bot.models import Job
 from bot.ports import ResultFile
+from bot.runner import Runner
 from sandbox import SandboxGateway, SandboxTask, TaskFamily, TaskScript
 
 __all__ = [
@@ -165,9 +166,9 @@ async def _running(loop: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
             await task
 
 
-def running_core(core: Core) -> contextlib.AbstractAsyncContextManager[None]:
+def running_core(core: Core) -> contextlib.AbstractAsyncContextManager[Runner]:
     """The core's loops (tracker, notifier, sweeps) running for the block."""
-    return _running(core.run())
+    return Runner(core)
 
 
 def running_notifier(core: Core) -> contextlib.AbstractAsyncContextManager[None]:

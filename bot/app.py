@@ -22,10 +22,13 @@ from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Job
 from bot.notifier import Notifier
+from bot.owners import owner_alive
 from bot.polling import PollPolicy, make_policy
-from bot.ports import Clock, CoreStore, SystemClock
+from bot.ports import Clock, CoreStore, SessionSink, SystemClock
 from bot.service import Service
-from bot.tracker import Tracker, owner_alive
+from bot.session_keeper import SessionKeeper
+from bot.session_service import SessionService
+from bot.tracker import Tracker
 from bot.webhooks import WebhookReceiver, webhook_base
 
 __all__ = ["Core"]
@@ -33,6 +36,7 @@ __all__ = ["Core"]
 log = logging.getLogger(__name__)
 
 SWEEP_INTERVAL_S = 5.0
+PRUNE_INTERVAL_S = 3600.0  # how often kept files of old sessions' galleries are looked at
 
 
 class Core:
@@ -66,6 +70,7 @@ class Core:
         )
         self._gateways = gateways
         self._stack = AsyncExitStack()
+        self._next_prune = 0.0  # clock time of the next look for old gallery files
         self._background: set[asyncio.Task[None]] = set()
         self._lines_due: dict[tuple[str, str], set[str]] = {}  # chats whose places to show
         self._line_tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
@@ -103,19 +108,36 @@ class Core:
         return self
 
     async def _open(self) -> None:
-        s = self.settings
+        """Open the store and the HTTP client, build the parts on them, and (but in a
+        `generate` process) recover what a past process left."""
         await self._stack.enter_async_context(self.store)
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
                 # httpcore checks every idle connection on each request: a big idle pool
                 # costs ~2 ms of CPU per status poll (bench/scale); bursts open more.
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=10),
-                timeout=s.gateway_timeout_s,
+                timeout=self.settings.gateway_timeout_s,
                 follow_redirects=False,
             )
         )
+        self.gateways: dict[str, Gateway] = self._gateways or self._aa()
+        if self._gateways is None and self.settings.aggregator_enabled:
+            self.gateways[AGGREGATOR] = self._aggregator()
+        self.metrics.providers = set(self.gateways)
+        self._build_loops()
+        self._build_use_cases()
+        if not self.own_jobs_only:
+            # Recovery is for the service's restart: a `generate` beside a running service
+            # must not make all its waiting polls and deliveries due at once (past their
+            # backoffs), and has no job of its own from a past life.
+            await self._recover()
+        self.media.cleanup()
+
+    def _aa(self) -> dict[str, Gateway]:
+        """The AA gateway, the one every core has (the aggregator joins it where enabled)."""
+        s = self.settings
         key = s.aa_api_key.get_secret_value() if s.aa_api_key else None
-        self.gateways: dict[str, Gateway] = self._gateways or {
+        return {
             "aa": AAGateway(
                 self.http,
                 base_url=s.aa_base_url,
@@ -125,9 +147,10 @@ class Core:
                 observe=self.metrics.observer("aa"),
             )
         }
-        if self._gateways is None and s.aggregator_enabled:
-            self.gateways[AGGREGATOR] = self._aggregator()
-        self.metrics.providers = set(self.gateways)
+
+    def _build_loops(self) -> None:
+        """The notifier, the tracker and the webhook receiver that hurries it."""
+        s = self.settings
         self.notifier = Notifier(
             self.store,
             self.media,
@@ -158,27 +181,47 @@ class Core:
             providers=set(self.gateways),
             metrics=self.metrics,
         )
+
+    def _build_use_cases(self) -> None:
+        """The service, the sessions and the loop that keeps the sessions' cards and recaps."""
         self.service = Service(
             self.store,
             self.catalog,
             self.media,
             self.clock,
-            s,
+            self.settings,
             wake_tracker=self.tracker.wake,
             on_limit=self.metrics.limit_hit,
             wake_notifier=self.notifier.wake,
             on_line_changed=self._line_changed,
         )
-        if not self.own_jobs_only:
-            # Recovery is for the service's restart: a `generate` beside a running service
-            # must not make all its waiting polls and deliveries due at once (past their
-            # backoffs), and has no job of its own from a past life.
-            interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
-            for job in interrupted:
-                log.warning(
-                    "job %s: was being submitted when a process stopped: interrupted", job.id
-                )
-        self.media.cleanup()
+        self.sessions = SessionService(
+            self.store,
+            self.service,
+            self.media,
+            self.clock,
+            self.settings,
+            on_change=self._session_changed,
+        )
+        self.session_keeper = SessionKeeper(self.store, self.sessions, self.clock)
+
+    async def _recover(self) -> None:
+        """Jobs a past process left: a submit it did not finish is `interrupted`."""
+        interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
+        for job in interrupted:
+            log.warning("job %s: was being submitted when a process stopped: interrupted", job.id)
+
+    def add_session_sink(self, sink: SessionSink) -> None:
+        """Show the cards and post the recaps of `sink.platform`'s sessions through `sink`
+        (an adapter registers it beside its DeliverySink)."""
+        self.session_keeper.register(sink)
+
+    def remove_session_sink(self, platform: str) -> None:
+        self.session_keeper.unregister(platform)
+
+    def _session_changed(self) -> None:
+        """A session started or ended: its card, or its recap, is due now."""
+        self.session_keeper.wake()
 
     def _line_moved(self, dispatched: list[Job]) -> None:
         """The tracker is sending these jobs: the rest of their chats' lines moved up."""
@@ -217,6 +260,10 @@ class Core:
             try:
                 if await self.service.expire_holds():
                     self.notifier.wake()
+                now = self.clock.now()
+                if now >= self._next_prune:
+                    self._next_prune = now + PRUNE_INTERVAL_S
+                    await self.sessions.prune_galleries(now)
             except Exception as exc:
                 await failures.failed(exc)
                 continue
@@ -228,6 +275,7 @@ class Core:
         self.metrics.job_finished(job, spec.provider if spec else "unknown")
         self.notifier.wake()
         self.tracker.wake()  # a slot in its chat is free: a waiting job may go
+        self.session_keeper.wake()  # a session's figures changed; its recap may be ready
 
     async def __aexit__(
         self,
@@ -241,11 +289,14 @@ class Core:
         await self._stack.aclose()
 
     async def run(self) -> None:
-        """Run the tracker and the notifier until cancelled."""
+        """Run the tracker, the notifier, the sweep and (but in a `generate` process) the
+        session loop until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.tracker.run(), name="tracker")
             tg.create_task(self.notifier.run(), name="notifier")
             tg.create_task(self._sweep(), name="sweep")
+            if not self.own_jobs_only:
+                tg.create_task(self.session_keeper.run(), name="sessions")
 
     async def stop(self, grace_s: float) -> None:
         """Stop taking new work, and give submits and deliveries in flight up to `grace_s`

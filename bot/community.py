@@ -15,6 +15,7 @@ from bot.constants import MAX_CHAT_BUDGET_USD, MAX_JOBS_AT_ONCE, MAX_JOBS_PER_DA
 from bot.models import Kind, Origin
 from bot.outcomes import (
     BadBudget,
+    NotAChoice,
     NotOnOff,
     NotWhole,
     SettingRefusal,
@@ -26,6 +27,7 @@ from bot.ports import Quota, Refusal, UsageRow  # the store's values, named with
 from bot.validation import clean_text
 
 __all__ = [
+    "SESSION_STARTERS",
     "SETTING_NAMES",
     "ChatRules",
     "Parsed",
@@ -51,6 +53,7 @@ class ChatRules:
     chat_budget_usd: float  # 0: no budget
     video_confirm: bool
     blocked_words: tuple[str, ...]
+    session_starters: str = "admins"  # who may start a creative session: admins, everyone
 
     @classmethod
     def defaults(cls, settings: Settings) -> ChatRules:
@@ -97,7 +100,9 @@ SETTING_NAMES: dict[str, str] = {
     "chat_budget_usd": "daily spend budget in USD (0 = none)",
     "video_confirm": "videos need the asker's Confirm (on/off)",
     "blocked_words": "words that refuse a prompt (comma list, or none)",
+    "session_starters": "who may start a /session: admins or everyone",
 }
+SESSION_STARTERS = ("admins", "everyone")
 
 
 # Whole-number settings: (lowest, highest, an example).
@@ -144,6 +149,8 @@ def _fits(name: str, value: Any) -> bool:
             and not isinstance(value, bool)
             and 0 <= value <= MAX_CHAT_BUDGET_USD  # NaN fails both
         )
+    if name == "session_starters":
+        return value in SESSION_STARTERS
     return True
 
 
@@ -187,6 +194,13 @@ def parse_setting(name: str, value: str, catalog: Catalog) -> Parsed | SettingRe
         return NotOnOff(name)
     if name == "chat_budget_usd":
         return _usd(name, value)
+    if name == "session_starters":
+        lowered = value.lower()
+        if lowered in ("admins", "admin"):
+            return "admins"
+        if lowered in ("everyone", "all", "anyone"):
+            return "everyone"
+        return NotAChoice(name, SESSION_STARTERS)
     return _whole(name, value)
 
 

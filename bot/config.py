@@ -13,6 +13,7 @@ __all__ = [
     "ADAPTER_RETRY_FIRST_S",
     "ADAPTER_RETRY_MAX_S",
     "AGGREGATOR_PREFIX",
+    "GALLERY_KEEP_DAYS",
     "MAX_REFERENCE_BYTES",
     "RESULT_MAX_BYTES",
     "SHUTDOWN_GRACE_S",
@@ -31,6 +32,7 @@ ADAPTER_RETRY_FIRST_S = 1.0  # a chat platform that did not answer at start: fir
 ADAPTER_RETRY_MAX_S = 60.0  # ... doubling up to this
 SQLITE_BUSY_TIMEOUT_MS = 5000  # how long one SQLite statement waits for another process's lock
 SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight may finish
+GALLERY_KEEP_DAYS = 30.0  # a session's result files stay for its gallery this long after its end
 
 AGGREGATOR_PREFIX = "agg:"  # every aggregator model also answers to agg:<name>
 
@@ -87,6 +89,9 @@ class Settings(BaseSettings):
     # Storage
     database_url: str = "sqlite:///genrelay.db"
     data_dir: Path = Path("genrelay-data")  # hosted reference images and downloaded results
+    # Result files of a creative session's entries are kept for its gallery this long after
+    # the session ended (gateway result links expire).
+    gallery_keep_days: float = Field(default=GALLERY_KEEP_DAYS, gt=0)
 
     # Chat platforms
     telegram_bot_token: SecretStr | None = None
@@ -149,6 +154,10 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else None
+
+    @property
+    def gallery_keep_s(self) -> float:
+        return self.gallery_keep_days * 86400
 
     @property
     def database_path(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bot.models import JOB_KEY_LENGTH  # named with the job id it measures
 
 __all__ = [
+    "CARD_CLOCK_S",
+    "CARD_INTERVAL_S",
     "CONSOLE",
     "DECODES_AT_ONCE",
     "DELIVERY_BACKOFF_BASE_S",
@@ -23,6 +25,13 @@ __all__ = [
     "MEDIA_TTL_S",
     "POLL_LEASE_S",
     "PROGRESS_MIN_INTERVAL_S",
+    "RECAP_LEASE_S",
+    "RECAP_SETTLE_S",
+    "SESSION_DEFAULT_S",
+    "SESSION_MAX_PER_PERSON",
+    "SESSION_MAX_S",
+    "SESSION_MIN_S",
+    "SESSION_STEP_S",
     "STORE_BUSY_BACKOFF_S",
     "STORE_BUSY_CAP_S",
     "SUBMIT_RETRY_LIMIT",
@@ -65,3 +74,14 @@ STORE_BUSY_CAP_S = 2.0  # ... up to this, for as long as the lock is held
 LOOP_BACKOFF_BASE_S = 0.5  # a tracker/notifier/sweep step that failed runs again after this,
 LOOP_BACKOFF_CAP_S = 30.0  # doubling up to this
 CONSOLE = "console"  # the platform of jobs made at the terminal (`genrelay generate`)
+
+# Creative sessions (bot/session_service.py, bot/session_keeper.py)
+SESSION_DEFAULT_S = 30 * 60.0  # `/session start` without --for
+SESSION_MIN_S = 60.0
+SESSION_MAX_S = 7 * 86400.0
+SESSION_MAX_PER_PERSON = 1000  # the largest --per-person
+SESSION_STEP_S = 2.0  # longest sleep of the session loop (closings, recaps, cards)
+CARD_INTERVAL_S = 10.0  # a session card is updated at most this often
+CARD_CLOCK_S = 60.0  # ... and for its time left alone, at most this often
+RECAP_SETTLE_S = 600.0  # a recap waits this long at most for its entries to finish
+RECAP_LEASE_S = 120.0  # a claimed recap is not claimed again for this long

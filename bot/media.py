@@ -12,6 +12,7 @@ import re
 import secrets
 import time
 import warnings
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -23,7 +24,15 @@ from bot.constants import DECODES_AT_ONCE, MEDIA_NAME_BYTES, MEDIA_TTL_S
 from bot.errors import MediaError, RequestRejected
 from bot.models import ReferenceImage
 from bot.ports import ResultFile
+from bot.refusal_messages import (
+    NOT_AN_IMAGE,
+    UNREADABLE_IMAGE,
+    human_size,
+    image_too_large_text,
+)
 
+# UNREADABLE_IMAGE and human_size are words of bot/refusal_messages.py, named here too for
+# the imports of them from here (adapters' texts, tests).
 __all__ = [
     "UNREADABLE_IMAGE",
     "MediaStore",
@@ -31,6 +40,8 @@ __all__ = [
     "download",
     "human_size",
     "opens",
+    "prune_results",
+    "result_file",
     "sniff_image",
 ]
 
@@ -39,6 +50,9 @@ log = logging.getLogger(__name__)
 _EXT = {"image/png": ".png", "image/jpeg": ".jpg", "image/gif": ".gif", "image/webp": ".webp"}
 # The names `host` gives: token_urlsafe characters and one of _EXT's endings, nothing else.
 _HOSTED_NAME = re.compile(r"[A-Za-z0-9_-]{16,64}\.(?:png|jpg|gif|webp)")
+# The names of kept results (`<job id>-<index><ext>`, see MediaStore.fetch_result): one plain
+# name, no dots but the ending's, no path.
+_RESULT_NAME = re.compile(r"[A-Za-z0-9_-]{1,100}(?:\.[A-Za-z0-9]{1,8})?")
 
 
 def sniff_image(data: bytes) -> str | None:
@@ -52,11 +66,6 @@ def sniff_image(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "image/webp"
     return None
-
-
-UNREADABLE_IMAGE = (
-    "That photo could not be read as an image; please send it again as a JPEG or PNG."
-)
 
 
 _UNREADABLE = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
@@ -88,12 +97,6 @@ def decodes(data: bytes) -> bool:
     except _UNREADABLE:
         return False
     return True
-
-
-def human_size(n: int) -> str:
-    if n >= 1024 * 1024:
-        return f"{n / (1024 * 1024):.1f} MB".replace(".0 MB", " MB")
-    return f"{max(n // 1024, 1)} KB"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +159,8 @@ class MediaStore:
         return self.root / "results"
 
     def too_large(self, size: int | None) -> RequestRejected:
-        size_text = f" is {human_size(size)}" if size else " is too large"
         return RequestRejected(
-            f"That image{size_text}; the limit is {human_size(self.max_reference_bytes)}. "
-            "Try a smaller one.",
-            code="image_too_large",
+            image_too_large_text(size, self.max_reference_bytes), code="image_too_large"
         )
 
     async def check(self, data: bytes) -> str:
@@ -170,10 +170,7 @@ class MediaStore:
             raise self.too_large(len(data))
         mime = sniff_image(data)
         if mime is None:
-            raise RequestRejected(
-                "That file is not an image I can use. Send a JPEG, PNG, WebP or GIF.",
-                code="not_an_image",
-            )
+            raise RequestRejected(NOT_AN_IMAGE, code="not_an_image")
         if opens(data):
             async with self._decoding:
                 whole = await asyncio.to_thread(decodes, data)
@@ -287,3 +284,39 @@ class MediaStore:
         path = self.results_dir / filename
         path.write_bytes(got.data)
         return ResultFile(url, path, got.size, mime, filename)
+
+
+def result_file(results_dir: Path, name: str) -> Path | None:
+    """The kept result file `name` in `results_dir`, if it is a plain name of ours and a
+    regular file there (a symlink out, a path, `..`, an odd name: None)."""
+    if not _RESULT_NAME.fullmatch(name):
+        return None
+    path = results_dir / name
+    try:
+        if path.resolve().parent != results_dir.resolve() or not path.is_file():
+            return None
+    except (OSError, RuntimeError):
+        return None
+    return path
+
+
+def prune_results(
+    results_dir: Path, names: Iterable[str], *, older_than: float, keep: Collection[str] = ()
+) -> list[str]:
+    """Delete these kept result files (names in `results_dir`, as a session's gallery lists
+    them) last written before `older_than` (a time.time()), except the names in `keep`.
+    Nothing else in `results_dir` is touched. Returns the names deleted."""
+    deleted = []
+    for name in dict.fromkeys(names):
+        path = result_file(results_dir, name) if name not in keep else None
+        if path is None:
+            continue
+        try:
+            if path.stat().st_mtime < older_than:
+                path.unlink()
+                deleted.append(name)
+        except OSError:
+            continue
+    if deleted:
+        log.info("deleted %d kept result files of ended sessions", len(deleted))
+    return deleted

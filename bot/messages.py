@@ -4,31 +4,29 @@ one platform says lives in its texts module."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from collections.abc import Mapping
 
 from bot.catalog import Catalog, ModelSpec
-from bot.community import SETTING_NAMES, ChatRules, Refusal, day_start
 from bot.models import Job, JobState, Kind
 from bot.outcomes import (
     AlreadyFinished,
     AlreadyStarted,
-    BadBudget,
     Cancelled,
     CancelOutcome,
-    ChatUsage,
     NothingToCancel,
-    NotOnOff,
-    NotWhole,
-    SettingChanged,
-    SettingRefusal,
-    UnknownModel,
-    UnknownSetting,
-    UsageReport,
-    WrongKindModel,
 )
+from bot.refusal_messages import *  # noqa: F403 (the catalog's refusals, named below)
+from bot.refusal_messages import __all__ as _refusal_words
+from bot.rules_messages import *  # noqa: F403 (the words of a chat's rules, named below)
+from bot.rules_messages import __all__ as _rules_words
+from bot.rules_messages import plural
+from bot.session_messages import *  # noqa: F403 (the words of creative sessions, named below)
+from bot.session_messages import __all__ as _session_words
+from bot.session_messages import history_mark
 
 __all__ = [
     "CANCELLED",
+    "MODEL_GONE",
     "NOT_ADMIN_SETTINGS",
     "NOT_ADMIN_USAGE",
     "NOT_HELD",
@@ -36,35 +34,29 @@ __all__ = [
     "NOT_YOURS_CONFIRM",
     "NOT_YOURS_RESEND",
     "NO_4K",
+    "NO_IMAGE_ANSWERED",
     "NO_RESULT",
+    "NO_TASK_ID",
     "ONLY_AN_IMAGE",
     "OTHER_CHAT",
     "REFUSED",
     "RESULT_GONE",
-    "RULES_HINT",
     "UNKNOWN_JOB",
     "bar",
-    "blocked_word_text",
     "cancel_text",
-    "chat_usage_text",
     "confirm_expired_text",
     "confirm_text",
     "failure_text",
-    "format_wait",
     "history_text",
-    "limit_text",
     "model_line",
-    "model_not_allowed_text",
     "ordinal",
-    "plural",
     "progress_text",
+    "resend_text",
     "result_caption",
-    "rules_text",
-    "setting_changed_text",
-    "setting_refusal_text",
-    "setting_shown",
     "short_prompt",
-    "usage_text",
+    *_refusal_words,
+    *_rules_words,
+    *_session_words,
 ]
 
 # -- refusals of a request or a button ------------------------------------------------------
@@ -126,11 +118,6 @@ def progress_text(job: Job, catalog: Catalog) -> str:
     return failure_text(job, catalog)
 
 
-def plural(n: int, word: str) -> str:
-    """'1 job', '2 jobs'."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
@@ -157,16 +144,24 @@ def confirm_text(job: Job, catalog: Catalog, timeout_s: float) -> str:
     )
 
 
-def history_text(jobs: list[Job], catalog: Catalog, now: float) -> str:
-    """/history: model, prompt, state and when, newest first."""
+def history_text(
+    jobs: list[Job],
+    catalog: Catalog,
+    now: float,
+    marks: Mapping[str, tuple[str, int]] | None = None,
+) -> str:
+    """/history: model, prompt, state and when, newest first. `marks`: the jobs that are
+    session entries, as (theme, number) (SessionService.entry_numbers)."""
     if not jobs:
         return "You haven't made anything in this chat yet. Try /imagine or /video."
     lines = ["🕘 Your recent jobs here:"]
     for i, job in enumerate(jobs, start=1):
-        lines.append(
+        line = (
             f"{i}. {_name(job, catalog)} · {job.state.value.replace('_', ' ')} · "
             f"{_ago(now - job.created_at)} · “{short_prompt(job.prompt, 60)}”"
         )
+        mark = (marks or {}).get(job.id)
+        lines.append(f"{line} · {history_mark(*mark)}" if mark else line)
     return "\n".join(lines)
 
 
@@ -198,6 +193,18 @@ _SUBMIT_FAILURES = {
     "rate_limited": "The image service is busy. You were not charged. "
     "Please try again in a minute.",
 }
+
+
+# Why a job failed, in its error message (failure_text quotes it): our words where the
+# gateway gave none.
+MODEL_GONE = "This model is gone."
+NO_TASK_ID = "The gateway gave no task id to follow"
+NO_IMAGE_ANSWERED = "The model answered without an image."
+
+
+def resend_text(detail: str) -> str:
+    """A job whose reference image could not be handed on (`detail`: what went wrong)."""
+    return f"{detail} Please send it again"
 
 
 def failure_text(job: Job, catalog: Catalog) -> str:
@@ -257,47 +264,6 @@ def failure_text(job: Job, catalog: Catalog) -> str:
     )
 
 
-def model_not_allowed_text(name: str, allowed: list[str]) -> str:
-    """A model this chat's admins did not allow; `allowed` are those of the same kind."""
-    options = ", ".join(allowed) if allowed else "none of this kind"
-    return f"This chat doesn't allow {name}. Allowed here: {options}."
-
-
-def blocked_word_text(word: str) -> str:
-    return f"Your prompt contains “{word}”, which this chat does not allow. Please rephrase it."
-
-
-def format_wait(now: float) -> str:
-    """When the daily counters reset, in words: 'at 00:00 UTC (in 3 h 12 min)'."""
-    reset = datetime.fromtimestamp(day_start(now), UTC) + timedelta(days=1)
-    left = max(int(reset.timestamp() - now), 60)
-    hours, minutes = divmod(left // 60, 60)
-    span = f"{hours} h {minutes} min" if hours else f"{minutes} min"
-    return f"at 00:00 UTC (in {span})"
-
-
-def limit_text(refusal: Refusal, kind: Kind, price_usd: float | None, now: float) -> str:
-    """A request over one of the chat's (or the service's) limits: which, and when it resets."""
-    used = int(refusal.used)
-    if refusal.limit == "user_unfinished":
-        return (
-            f"You have {plural(used, 'job')} going already, the most at once here. "
-            "Try again when one of them finishes."
-        )
-    if refusal.limit == "user_daily":
-        return (
-            f"You've made {plural(used, kind.value)} today, the most allowed here. "
-            f"You can go again {format_wait(now)}."
-        )
-    if refusal.limit == "chat_budget":
-        return (
-            f"This chat has used ${refusal.used:.2f} of its ${refusal.allowed:.2f} budget "
-            f"for today, and this {kind.value} costs about ${price_usd or 0:.2f}. "
-            f"The budget resets {format_wait(now)}."
-        )
-    return f"genrelay has reached its spending limit for today. It resets {format_wait(now)}."
-
-
 def confirm_expired_text(minutes: int) -> str:
     """Why a held video nobody confirmed in time was not sent."""
     return (
@@ -324,85 +290,3 @@ def cancel_text(outcome: CancelOutcome) -> str:
         )
     assert isinstance(outcome, NothingToCancel)
     return "You have nothing waiting or running here."
-
-
-# -- settings and usage ----------------------------------------------------------------------
-
-RULES_HINT = "Admins change one with /settings <name> <value>."
-
-
-def setting_shown(name: str, value: object) -> str:
-    """A setting's value as /settings shows it."""
-    if name == "allowed_models" and not value:
-        return "all"
-    if name == "chat_budget_usd":
-        return f"${value:.2f}" if value else "no budget"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, tuple | list):
-        return ", ".join(value) if value else "none"
-    return str(value)
-
-
-def rules_text(rules: ChatRules, *, hint: str = RULES_HINT) -> str:
-    """/settings: every rule of this chat, then how to change one (`hint`)."""
-    lines = ["⚙️ Settings for this chat:"]
-    for name in SETTING_NAMES:
-        lines.append(f"• {name}: {setting_shown(name, getattr(rules, name))}")
-    lines.append(hint)
-    return "\n".join(lines)
-
-
-def setting_changed_text(changed: SettingChanged) -> str:
-    return f"✅ {changed.name}: {setting_shown(changed.name, changed.value)}"
-
-
-def setting_refusal_text(refusal: SettingRefusal) -> str:
-    """Why a setting cannot take what an admin typed, with what it takes."""
-    name = refusal.name
-    if isinstance(refusal, UnknownSetting):
-        return f"There is no setting “{name}”. Settings: {', '.join(refusal.names)}."
-    if isinstance(refusal, WrongKindModel):
-        return f"{name} must be a {refusal.kind.value} model: {', '.join(refusal.options)}."
-    if isinstance(refusal, UnknownModel):
-        return f"I don't know the model “{refusal.model}”."
-    if isinstance(refusal, NotWhole):
-        return (
-            f"{name} takes a whole number from {refusal.low} to {refusal.high:,}, "
-            f"e.g. {name} {refusal.example}."
-        )
-    if isinstance(refusal, BadBudget):
-        return (
-            f"{name} takes an amount in USD from 0.01 to {refusal.high_usd:,} with at "
-            f"most 2 decimals, or 0 for no budget, e.g. {name} 12.50."
-        )
-    assert isinstance(refusal, NotOnOff)
-    return f"{name} takes on or off."
-
-
-def usage_text(report: UsageReport) -> str:
-    """/usage: what the asker made and spent here today, and when the limits reset."""
-    lines = [
-        f"📊 Today you made {report.images} of {report.images_allowed} images and "
-        f"{report.videos} of {report.videos_allowed} videos here, "
-        f"spending ${report.spend_usd:.2f}."
-    ]
-    if report.budget_usd:
-        lines.append(
-            f"This chat has ${report.budget_left_usd:.2f} of its ${report.budget_usd:.2f} "
-            "daily budget left."
-        )
-    lines.append(f"Limits reset {format_wait(report.now)}.")
-    return "\n".join(lines)
-
-
-def chat_usage_text(usage: ChatUsage, *, top: int = 10) -> str:
-    """/usage chat: today's totals here, then the `top` spenders."""
-    if not usage.rows:
-        return "📊 Nobody has made anything here today."
-    lines = [f"📊 Today in this chat: {plural(usage.jobs, 'job')}, ${usage.spend_usd:.2f}."]
-    for i, r in enumerate(usage.rows[:top], start=1):
-        lines.append(
-            f"{i}. {r.user_name or r.user_id}: {plural(r.jobs, 'job')}, ${r.spend_usd:.2f}"
-        )
-    return "\n".join(lines)

@@ -9,13 +9,14 @@ and state are read from the store at scrape time, so they survive restarts.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.errors import GatewayError
 from bot.models import Job, JobState
 
-__all__ = ["CONTENT_TYPE", "JobCounts", "Metrics", "UpstreamObserver"]
+__all__ = ["CONTENT_TYPE", "METRICS", "JobCounts", "Metrics", "UpstreamObserver"]
 
 # The classic text exposition format; every Prometheus version scrapes it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,8 +29,102 @@ SUBMIT_TO_DONE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 36
 DONE_TO_DELIVERY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 1800)
 
 
+@dataclass(frozen=True, slots=True)
+class _Metric:
+    """One metric: its type, name, help text and labels (a histogram's buckets too)."""
+
+    kind: type[Counter | Gauge | Histogram]
+    name: str
+    doc: str
+    labels: tuple[str, ...]
+    buckets: tuple[float, ...] = ()
+
+    def build(self, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+        if self.kind is Histogram:
+            return Histogram(
+                self.name, self.doc, self.labels, buckets=self.buckets, registry=registry
+            )
+        return self.kind(self.name, self.doc, self.labels, registry=registry)
+
+
+# Every metric, by the attribute of `Metrics` that holds it.
+METRICS = {
+    "jobs": _Metric(
+        Gauge, "genrelay_jobs", "Jobs in the store, by model and state", ("model", "state")
+    ),
+    "jobs_finished": _Metric(
+        Counter,
+        "genrelay_jobs_finished",
+        "Jobs this process saw reach a terminal state",
+        ("provider", "model", "state"),
+    ),
+    "upstream_requests": _Metric(
+        Counter,
+        "genrelay_upstream_requests",
+        "Calls to a gateway, by endpoint",
+        ("provider", "endpoint"),
+    ),
+    "upstream_errors": _Metric(
+        Counter,
+        "genrelay_upstream_errors",
+        "Gateway calls that failed, by endpoint and error",
+        ("provider", "endpoint", "error"),
+    ),
+    "submit_to_done": _Metric(
+        Histogram,
+        "genrelay_submit_to_upstream_done_seconds",
+        "From submitting a job to seeing the upstream finish it",
+        ("provider", "model"),
+        SUBMIT_TO_DONE_BUCKETS,
+    ),
+    "done_to_delivery": _Metric(
+        Histogram,
+        "genrelay_upstream_done_to_delivery_seconds",
+        "From seeing the upstream finish a job to the chat accepting the result",
+        ("platform",),
+        DONE_TO_DELIVERY_BUCKETS,
+    ),
+    "deliveries": _Metric(
+        Counter,
+        "genrelay_deliveries",
+        "Finished jobs handed to a chat, by platform and outcome",
+        ("platform", "outcome"),
+    ),
+    "delivery_retries": _Metric(
+        Counter,
+        "genrelay_delivery_retries",
+        "Deliveries that failed and were scheduled again",
+        ("platform",),
+    ),
+    "limits_hit": _Metric(
+        Counter,
+        "genrelay_limits_hit",
+        "Requests refused by a community limit, by limit",
+        ("limit",),
+    ),
+    "webhooks": _Metric(
+        Counter,
+        "genrelay_webhooks",
+        "Webhook calls, by provider and outcome (accepted, unknown)",
+        ("provider", "outcome"),
+    ),
+}
+
+
 class Metrics:
-    """Every metric genrelay exports. Methods are cheap and never raise into the caller."""
+    """Every metric genrelay exports (`METRICS`). Methods are cheap and never raise into the
+    caller."""
+
+    jobs: Gauge
+    jobs_finished: Counter
+    upstream_requests: Counter
+    upstream_errors: Counter
+    submit_to_done: Histogram
+    done_to_delivery: Histogram
+    deliveries: Counter
+    delivery_retries: Counter
+    limits_hit: Counter
+    webhooks: Counter
 
     def __init__(
         self, *, job_counts: JobCounts | None = None, providers: Collection[str] = ()
@@ -37,66 +132,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._job_counts = job_counts
         self.providers = set(providers)
-        r = self.registry
-        self.jobs = Gauge(
-            "genrelay_jobs", "Jobs in the store, by model and state", ["model", "state"], registry=r
-        )
-        self.jobs_finished = Counter(
-            "genrelay_jobs_finished",
-            "Jobs this process saw reach a terminal state",
-            ["provider", "model", "state"],
-            registry=r,
-        )
-        self.upstream_requests = Counter(
-            "genrelay_upstream_requests",
-            "Calls to a gateway, by endpoint",
-            ["provider", "endpoint"],
-            registry=r,
-        )
-        self.upstream_errors = Counter(
-            "genrelay_upstream_errors",
-            "Gateway calls that failed, by endpoint and error",
-            ["provider", "endpoint", "error"],
-            registry=r,
-        )
-        self.submit_to_done = Histogram(
-            "genrelay_submit_to_upstream_done_seconds",
-            "From submitting a job to seeing the upstream finish it",
-            ["provider", "model"],
-            buckets=SUBMIT_TO_DONE_BUCKETS,
-            registry=r,
-        )
-        self.done_to_delivery = Histogram(
-            "genrelay_upstream_done_to_delivery_seconds",
-            "From seeing the upstream finish a job to the chat accepting the result",
-            ["platform"],
-            buckets=DONE_TO_DELIVERY_BUCKETS,
-            registry=r,
-        )
-        self.deliveries = Counter(
-            "genrelay_deliveries",
-            "Finished jobs handed to a chat, by platform and outcome",
-            ["platform", "outcome"],
-            registry=r,
-        )
-        self.delivery_retries = Counter(
-            "genrelay_delivery_retries",
-            "Deliveries that failed and were scheduled again",
-            ["platform"],
-            registry=r,
-        )
-        self.limits_hit = Counter(
-            "genrelay_limits_hit",
-            "Requests refused by a community limit, by limit",
-            ["limit"],
-            registry=r,
-        )
-        self.webhooks = Counter(
-            "genrelay_webhooks",
-            "Webhook calls, by provider and outcome (accepted, unknown)",
-            ["provider", "outcome"],
-            registry=r,
-        )
+        for attribute, metric in METRICS.items():
+            setattr(self, attribute, metric.build(self.registry))
 
     # -- upstream ----------------------------------------------------------------------------
 

@@ -153,7 +153,7 @@ class GenerationRequest:
     images: tuple[ReferenceImage, ...] = ()
     aspect_ratio: str | None = None
     quality: str | None = None
-    action: str = "generate"  # generate, reroll, animate, upscale
+    action: str = "generate"  # generate, reroll, animate, upscale, remix
     parent_job_id: str | None = None
     # The chat message (or button press) it came from, e.g. "telegram:<chat>:<message>":
     # asking again with the same key finds the job it already made.

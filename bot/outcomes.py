@@ -5,19 +5,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.models import Kind
+from bot.models import Job, Kind
 from bot.ports import UsageRow  # one person's jobs and spend, as the store counts them
 
 __all__ = [
+    "AfterFailure",
     "AlreadyFinished",
     "AlreadyStarted",
     "BadBudget",
     "CancelOutcome",
     "Cancelled",
     "ChatUsage",
+    "NotAChoice",
     "NotOnOff",
     "NotWhole",
+    "NothingRecorded",
     "NothingToCancel",
+    "RecordUnknown",
+    "Recorded",
     "SettingChanged",
     "SettingRefusal",
     "SettingValue",
@@ -59,6 +64,28 @@ class NothingToCancel:
 
 
 CancelOutcome = Cancelled | AlreadyFinished | AlreadyStarted | NothingToCancel
+
+# -- after an unexpected failure of a request that starts a job --------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NothingRecorded:
+    """No job was recorded for the request (or only its refusal): nothing was started."""
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """The request's job was recorded before the failure: it goes on, its result still comes."""
+
+    job: Job
+
+
+@dataclass(frozen=True, slots=True)
+class RecordUnknown:
+    """Whether a job was recorded cannot be told (the store did not answer)."""
+
+
+AfterFailure = NothingRecorded | Recorded | RecordUnknown
 
 # -- usage -----------------------------------------------------------------------------------
 
@@ -137,3 +164,8 @@ class UnknownModel(SettingRefusal):
 @dataclass(frozen=True, slots=True)
 class NotOnOff(SettingRefusal):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class NotAChoice(SettingRefusal):
+    choices: tuple[str, ...]  # the values the setting takes

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot import poll_tuning as tune
 from bot.catalog import ModelSpec
 from bot.constants import ERROR_BACKOFF_BASE_S, ERROR_BACKOFF_CAP_S
 from bot.models import Job, JobState
@@ -37,36 +38,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 POLICY_NAMES = ("adaptive", "fixed")
-
-# -- the adaptive policy's numbers, named once (tuned with `python -m bench.simulate`) ----------
-EARLY_POLL_MAX_S = 9.0  # the first poll, to catch a task that fails at once...
-EARLY_POLL_FRACTION = 0.45  # ...or sooner for a model whose typical run is short
-SPREAD = 0.4  # a run may end this share of the typical duration early (until learned)
-SPREAD_MIN, SPREAD_MAX = 0.2, 0.7  # bounds of the learned spread
-LONGEST = 1.2  # no run is expected to last longer than typical * (1 + this * spread)
-PROGRESS_TRUST = 30  # from this percentage on, one reading outweighs the typical duration
-UNCERTAINTY_END = 0.1  # relative error of the remaining-time estimate near 100 %
-CLOSE_FRACTION = 0.09  # the gap around the predicted end, as a share of the typical run...
-CLOSE_MIN_S, CLOSE_MAX_S = 1.0, 2.5  # ...within these bounds
-QUEUED_GAP = 0.5  # still queued: poll again after this share of the shortest plausible run
-AIM_AFTER_S = 0.1  # when the end is well known, poll this long after it
-MIN_GAP_S = 0.5  # never closer than this
-LONGEST_GAP = 0.5  # no gap that progress suggests is longer than this share of the typical
-LONGEST_GAP_MIN_S = 20.0  # run, or than this, whichever is longer (nor than max_gap_s)
-BLIND_GAP = 0.35  # while the percentage is absent or under PROGRESS_TRUST, no gap is longer
-# than this share of the typical run (or LONGEST_GAP_MIN_S): a typical run that is wrong for
-# this task (a new model, a slow day upstream) is found out before the task ends
-CAP_SPREAD = 0.1  # a gap held to the cap is up to this share shorter, varying per job
-OVERDUE_BACKOFF = 0.5  # past the predicted end, the gap grows with the time overdue...
-OVERDUE_MAX_CLOSES = 1.2  # ...up to this many close gaps...
-OVERDUE_PATIENCE = 0.3  # ...until it is overdue by this share of the typical run: then "fixed"
-LATE_URL_GAP_S = 1.0  # progress 100 with no result URL yet: it comes within seconds...
-LATE_URL_PATIENCE_S = 10.0  # ...and when it does not, poll like "fixed"
-LEARN_MIN_SAMPLES = 3  # finished jobs of a model before their median replaces the default
-LEARN_SAMPLES = 50  # recent finished jobs per model that count
-LEARN_WINDOW_S = 3 * 86400.0  # how far back the store is asked
-LEARN_REFRESH_S = 300.0  # how often the store is asked again
-MAX_TRACKED_JOBS = 50_000  # per-job memory is dropped oldest first beyond this
 
 
 class DurationHistory(Protocol):
@@ -172,7 +143,7 @@ class ProgressAwarePolicy:
         *,
         max_gap_s: float = 150.0,
         fixed_interval_s: float = 5.0,
-        early_s: float = EARLY_POLL_MAX_S,
+        early_s: float = tune.EARLY_POLL_MAX_S,
     ) -> None:
         self.max_gap_s = max_gap_s
         self.fixed_interval_s = min(fixed_interval_s, max_gap_s)
@@ -189,21 +160,21 @@ class ProgressAwarePolicy:
         learned = self._learned.get(job.model) or self._learned.get(spec.code)
         if learned is not None:
             return learned
-        return max(spec.typical_s, 1.0), SPREAD
+        return max(spec.typical_s, 1.0), tune.SPREAD
 
     def _learn(self, model: str) -> None:
         samples = self._samples.get(model, [])
-        if len(samples) < LEARN_MIN_SAMPLES:
+        if len(samples) < tune.LEARN_MIN_SAMPLES:
             self._learned.pop(model, None)
             return
         ordered = sorted(samples)
         median = statistics.median(ordered)
         if median <= 0:
             return
-        spread = SPREAD
+        spread = tune.SPREAD
         if len(ordered) >= 10:
             low = ordered[max(int(len(ordered) * 0.05) - 1, 0)]
-            spread = min(max(1.0 - low / median, SPREAD_MIN), SPREAD_MAX)
+            spread = min(max(1.0 - low / median, tune.SPREAD_MIN), tune.SPREAD_MAX)
         self._learned[model] = (median, spread)
 
     def job_ended(self, job: Job) -> None:
@@ -214,41 +185,41 @@ class ProgressAwarePolicy:
             return
         samples = self._samples.setdefault(job.model, [])
         samples.append(job.finished_at - job.submitted_at)
-        del samples[:-LEARN_SAMPLES]
+        del samples[: -tune.LEARN_SAMPLES]
         self._learn(job.model)
 
     async def refresh(self, history: DurationHistory, now: float) -> None:
-        if self._refreshed_at is not None and now - self._refreshed_at < LEARN_REFRESH_S:
+        if self._refreshed_at is not None and now - self._refreshed_at < tune.LEARN_REFRESH_S:
             return
         self._refreshed_at = now
         try:
-            found = await history.recent_durations(now - LEARN_WINDOW_S, LEARN_SAMPLES)
+            found = await history.recent_durations(now - tune.LEARN_WINDOW_S, tune.LEARN_SAMPLES)
         except Exception as exc:  # learning is an optimisation, never a reason to stop
             log.warning("could not read recent durations (%s); keeping what I know", exc)
             return
         for model, durations in found.items():
-            self._samples[model] = [d for d in reversed(durations) if d > 0][-LEARN_SAMPLES:]
+            self._samples[model] = [d for d in reversed(durations) if d > 0][-tune.LEARN_SAMPLES :]
             self._learn(model)
         log.debug("learned typical durations: %s", self._learned)
 
     def learn_durations(self, durations: Mapping[str, Sequence[float]]) -> None:
         """Seed the history by hand (oldest first), e.g. in tests and benchmarks."""
         for model, values in durations.items():
-            self._samples[model] = [float(v) for v in values if v > 0][-LEARN_SAMPLES:]
+            self._samples[model] = [float(v) for v in values if v > 0][-tune.LEARN_SAMPLES :]
             self._learn(model)
 
     # -- scheduling --------------------------------------------------------------------------
 
     def _close(self, typical: float) -> float:
-        return min(max(CLOSE_FRACTION * typical, CLOSE_MIN_S), CLOSE_MAX_S)
+        return min(max(tune.CLOSE_FRACTION * typical, tune.CLOSE_MIN_S), tune.CLOSE_MAX_S)
 
     def _bounded(self, gap: float) -> float:
-        return min(max(gap, MIN_GAP_S), self.max_gap_s)
+        return min(max(gap, tune.MIN_GAP_S), self.max_gap_s)
 
     def first_delay(self, job: Job, spec: ModelSpec) -> float:
         typical, _ = self.typical(job, spec)
         self._tracks.pop(job.id, None)
-        return self._bounded(min(self.early_s, EARLY_POLL_FRACTION * typical))
+        return self._bounded(min(self.early_s, tune.EARLY_POLL_FRACTION * typical))
 
     def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
         gap = self._next_gap(job, spec, now)
@@ -256,7 +227,7 @@ class ProgressAwarePolicy:
             # Held to the cap: jobs submitted together (or all made due by a restart) would
             # stay in step for hours; a little less, differently per job, spreads them.
             unit = zlib.crc32(f"{job.id}:{job.poll_count}".encode()) / 2**32
-            gap = self.max_gap_s * (1.0 - CAP_SPREAD * unit)
+            gap = self.max_gap_s * (1.0 - tune.CAP_SPREAD * unit)
         return self._bounded(gap)
 
     def _next_gap(self, job: Job, spec: ModelSpec, now: float) -> float:
@@ -264,34 +235,60 @@ class ProgressAwarePolicy:
         close = self._close(typical)
         submitted = job.submitted_at if job.submitted_at is not None else now
         p = job.progress
-        track = self._tracks.get(job.id)
-
         if job.state is not JobState.RUNNING or p <= 0:
-            # No percentage yet: nothing to see before the earliest plausible end.
-            earliest = submitted + (1.0 - spread) * typical
-            if earliest - now > close:
-                return earliest - now
-            if job.state is JobState.RUNNING:
-                return self.fixed_interval_s  # running, and still no percentage: none comes
-            # Still queued (a backlog upstream): it cannot end before it has run a while.
-            return max(QUEUED_GAP * (1.0 - spread) * typical, close)
-
+            return self._gap_without_progress(job, submitted, typical, spread, close, now)
         if p >= 100:
-            # The late-URL quirk: done, but the result link is not there yet.
-            if track is None:
-                track = self._remember(job.id, _Track(now, 100, now, 100, now))
-            if track.at100_t is None:
-                track.at100_t = now
-            if now - track.at100_t < LATE_URL_PATIENCE_S:
-                return LATE_URL_GAP_S
-            return self.fixed_interval_s
+            return self._late_url_gap(job.id, now)
+        track = self._read(job.id, p, now)
+        if track is None:
+            return self.fixed_interval_s  # it went backwards
+        expected, target = self._predict(track, p, submitted, typical, spread, now)
+        # What progress may skip:
+        longest_gap = max(tune.LONGEST_GAP * typical, tune.LONGEST_GAP_MIN_S)
+        if p < tune.PROGRESS_TRUST:  # a reading too small to trust: the next one soon enough
+            longest_gap = min(longest_gap, max(tune.BLIND_GAP * typical, tune.LONGEST_GAP_MIN_S))
+        if expected - target <= close < expected - now:
+            # The whole window fits in one close gap: just after the expected end.
+            return min(expected - now + tune.AIM_AFTER_S, longest_gap)
+        if target - now > close:
+            return min(target - now, longest_gap)  # the earliest plausible end
+        if now < expected:
+            return close
+        return self._overdue_gap(now - expected, close, typical)
 
+    def _gap_without_progress(
+        self, job: Job, submitted: float, typical: float, spread: float, close: float, now: float
+    ) -> float:
+        """No percentage yet: nothing to see before the earliest plausible end."""
+        earliest = submitted + (1.0 - spread) * typical
+        if earliest - now > close:
+            return earliest - now
+        if job.state is JobState.RUNNING:
+            return self.fixed_interval_s  # running, and still no percentage: none comes
+        # Still queued (a backlog upstream): it cannot end before it has run a while.
+        return max(tune.QUEUED_GAP * (1.0 - spread) * typical, close)
+
+    def _late_url_gap(self, job_id: str, now: float) -> float:
+        """The late-URL quirk: done, but the result link is not there yet."""
+        track = self._tracks.get(job_id)
+        if track is None:
+            track = self._remember(job_id, _Track(now, 100, now, 100, now))
+        if track.at100_t is None:
+            track.at100_t = now
+        if now - track.at100_t < tune.LATE_URL_PATIENCE_S:
+            return tune.LATE_URL_GAP_S
+        return self.fixed_interval_s
+
+    def _read(self, job_id: str, p: int, now: float) -> _Track | None:
+        """Take in a reading of 0 < p < 100; None when it went backwards (the readings
+        start again from here)."""
+        track = self._tracks.get(job_id)
         if track is None or track.at100_t is not None:
-            track = self._remember(job.id, _Track(now, p, now, p, now))
+            track = self._remember(job_id, _Track(now, p, now, p, now))
         elif p < track.change_p:
             # Going backwards: the numbers mean nothing we can use; start again from here.
-            self._remember(job.id, _Track(now, p, now, p, now))
-            return self.fixed_interval_s
+            self._remember(job_id, _Track(now, p, now, p, now))
+            return None
         elif p > track.change_p:
             track.prev_t, track.prev_last_t, track.prev_p = (
                 track.change_t,
@@ -302,44 +299,36 @@ class ProgressAwarePolicy:
         track.seen_t = now
         if p % 10:
             track.step = 1 if p % 5 else min(track.step, 5)
+        return track
 
+    def _predict(
+        self, track: _Track, p: int, submitted: float, typical: float, spread: float, now: float
+    ) -> tuple[float, float]:
+        """(expected end, when to poll next at the earliest) from the readings so far."""
         # The typical run bounds what progress says, until the job outlasts it; the
         # percentage as a share of the time since submit is blended with the typical run
         # while it is small.
-        longest = submitted + typical * (1.0 + LONGEST * spread)
+        longest = submitted + typical * (1.0 + tune.LONGEST * spread)
         if now >= longest:
             longest = float("inf")
         elapsed = max(now - submitted, 0.0)
-        weight = min(p / PROGRESS_TRUST, 1.0)
+        weight = min(p / tune.PROGRESS_TRUST, 1.0)
         by_share = submitted + weight * elapsed * 100.0 / p + (1.0 - weight) * typical
         by_share = min(by_share, longest)
         speeds = self._speeds(track)
         if speeds is None:
             # One reading: the share is all there is, and the spread its uncertainty.
-            expected = by_share
-            target = now + (expected - now) * (1.0 - spread)
-        else:
-            # The speed of the latest stretch, from the latest change. The earliest end
-            # allows for the percentage's coarseness and for what the share says, and it
-            # is less uncertain as the progress grows.
-            slow, fast = speeds
-            left = 100 - track.change_p
-            expected = min(track.change_t + left / slow, longest)
-            earliest = track.change_t + max(left - track.step, 0) / fast
-            earliest = min(earliest, by_share, longest)
-            uncertainty = UNCERTAINTY_END + (spread - UNCERTAINTY_END) * (1.0 - p / 100.0)
-            target = now + (earliest - now) * (1.0 - uncertainty)
-        longest_gap = max(LONGEST_GAP * typical, LONGEST_GAP_MIN_S)  # what progress may skip
-        if p < PROGRESS_TRUST:  # a reading too small to trust: the next one soon enough
-            longest_gap = min(longest_gap, max(BLIND_GAP * typical, LONGEST_GAP_MIN_S))
-        if expected - target <= close < expected - now:
-            # The whole window fits in one close gap: just after the expected end.
-            return min(expected - now + AIM_AFTER_S, longest_gap)
-        if target - now > close:
-            return min(target - now, longest_gap)  # the earliest plausible end
-        if now < expected:
-            return close
-        return self._overdue_gap(now - expected, close, typical)
+            return by_share, now + (by_share - now) * (1.0 - spread)
+        # The speed of the latest stretch, from the latest change. The earliest end allows
+        # for the percentage's coarseness and for what the share says, and it is less
+        # uncertain as the progress grows.
+        slow, fast = speeds
+        left = 100 - track.change_p
+        expected = min(track.change_t + left / slow, longest)
+        earliest = track.change_t + max(left - track.step, 0) / fast
+        earliest = min(earliest, by_share, longest)
+        uncertainty = tune.UNCERTAINTY_END + (spread - tune.UNCERTAINTY_END) * (1.0 - p / 100.0)
+        return expected, now + (earliest - now) * (1.0 - uncertainty)
 
     @staticmethod
     def _speeds(track: _Track) -> tuple[float, float] | None:
@@ -362,15 +351,15 @@ class ProgressAwarePolicy:
     def _overdue_gap(self, overdue: float, close: float, typical: float) -> float:
         """Past the predicted end (a stall near the end): closely at first, backing off a
         little; overdue for long, the prediction is worth nothing: the fixed interval."""
-        if overdue > max(OVERDUE_PATIENCE * typical, LATE_URL_PATIENCE_S):
+        if overdue > max(tune.OVERDUE_PATIENCE * typical, tune.LATE_URL_PATIENCE_S):
             return self.fixed_interval_s
-        longest = min(close * OVERDUE_MAX_CLOSES, self.fixed_interval_s)
-        return min(max(OVERDUE_BACKOFF * overdue, close), longest)
+        longest = min(close * tune.OVERDUE_MAX_CLOSES, self.fixed_interval_s)
+        return min(max(tune.OVERDUE_BACKOFF * overdue, close), longest)
 
     def _remember(self, job_id: str, track: _Track) -> _Track:
         self._tracks.pop(job_id, None)
         self._tracks[job_id] = track
-        while len(self._tracks) > MAX_TRACKED_JOBS:
+        while len(self._tracks) > tune.MAX_TRACKED_JOBS:
             self._tracks.pop(next(iter(self._tracks)))
         return track
 

@@ -1,6 +1,6 @@
-"""The one owner of the background loops: the core's (tracker, notifier, sweeps) and each chat
-adapter's, started together for a block of work and stopped together when it ends. `genrelay
-run`, `generate` and `demo` and the tests all run them through it."""
+"""The one owner of the background loops: the core's (tracker, notifier, sweeps, sessions) and
+each chat adapter's, started together for a block of work and stopped together when it ends.
+`genrelay run`, `generate` and `demo` and the tests all run them through it."""
 
 from __future__ import annotations
 

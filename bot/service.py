@@ -1,4 +1,9 @@
-"""Use cases: what a chat (or the CLI) can ask of genrelay."""
+"""Use cases: what a chat (or the CLI) can ask of genrelay. `Service` is the one object the
+adapters call: it records requests as jobs (checked against the catalog and the chat's
+rules and limits, once per request key), tells a waiting job its place in line, and offers
+under the same names what the buttons about a job do (bot/actions.py: confirm, cancel,
+send again, reroll, animate, upscale, remix) and a chat's settings, usage and history
+(bot/chat_admin.py)."""
 
 from __future__ import annotations
 
@@ -8,48 +13,22 @@ from collections.abc import Callable
 from typing import Any
 
 from bot import messages
+from bot.actions import JobActions
 from bot.catalog import Catalog
-from bot.community import (
-    ChatRules,
-    Quota,
-    Refusal,
-    day_start,
-    is_operator,
-    parse_setting,
-    setting_key,
-)
+from bot.chat_admin import ChatAdmin
+from bot.community import ChatRules, Quota, Refusal, day_start
 from bot.config import Settings
 from bot.constants import CONSOLE
 from bot.errors import DuplicateRequest, RequestRejected
 from bot.faults import crash_point
 from bot.media import MediaStore
-from bot.models import (
-    GenerationRequest,
-    Job,
-    JobState,
-    Kind,
-    Origin,
-    ReferenceImage,
-    new_job_id,
-)
-from bot.outcomes import (
-    AlreadyFinished,
-    AlreadyStarted,
-    Cancelled,
-    CancelOutcome,
-    ChatUsage,
-    NothingToCancel,
-    SettingChanged,
-    SettingRefusal,
-    UsageReport,
-)
+from bot.models import GenerationRequest, Job, JobState, Kind, new_job_id
+from bot.outcomes import AfterFailure, NothingRecorded, Recorded, RecordUnknown
+from bot.owners import process_owner
 from bot.ports import Clock, CommunityStore
-from bot.tracker import process_owner
 from bot.validation import Checked, clean_request, validate
 
 __all__ = ["Service"]
-
-RESULT_KEPT_S = 24 * 3600  # gateway result URLs expire after a day
 
 log = logging.getLogger(__name__)
 
@@ -81,12 +60,27 @@ class Service:
         # A chat's line changed (a job joined it or left it unsent): show everyone's place.
         self.on_line_changed = on_line_changed
         self.max_image_bytes = settings.max_reference_bytes
-        self.default_rules = ChatRules.defaults(settings)
-
-    async def rules(self, origin: Origin) -> ChatRules:
-        """This chat's rules: the service's defaults with what its admins changed."""
-        stored = await self.store.chat_settings(origin.platform, origin.scope_id)
-        return self.default_rules.merged(stored)
+        # What the buttons about a job do: Confirm, Cancel (and /cancel, and the holds that
+        # expire), Send again, and the requests of Reroll, Animate, 4K and Remix.
+        self.actions = JobActions(self)
+        self.confirm = self.actions.confirm
+        self.cancel = self.actions.cancel
+        self.cancel_latest = self.actions.cancel_latest
+        self.expire_holds = self.actions.expire_holds
+        self.stored_result = self.actions.stored_result
+        self.reroll = self.actions.reroll
+        self.animate = self.actions.animate
+        self.upscale = self.actions.upscale
+        self.action_request = self.actions.action_request
+        self.remix_request = self.actions.remix_request
+        # A chat's settings, usage and history.
+        self.chat = ChatAdmin(store, catalog, clock, settings)
+        self.rules = self.chat.rules
+        self.is_operator = self.chat.is_operator
+        self.change_setting = self.chat.change_setting
+        self.history = self.chat.history
+        self.usage = self.chat.usage
+        self.chat_usage = self.chat.chat_usage
 
     def _quota(self, rules: ChatRules, req: GenerationRequest, now: float) -> Quota:
         global_budget = self.settings.global_daily_budget_usd
@@ -211,7 +205,7 @@ class Service:
         try:
             refusal = await self.store.admit(job, self._quota(rules, req, now))
         except DuplicateRequest as dup:  # the same request, recorded meanwhile
-            return await self._again(await self._parent(dup.job_id))
+            return await self._again(await self.actions.job(dup.job_id))
         if refusal is not None:
             over = self._over(refusal, req, job, now)
             await self._record_rejected(req, over, now)
@@ -229,7 +223,7 @@ class Service:
         if not held:
             self.wake_tracker()
             try:
-                job.queue_position = await self._position(job)
+                job.queue_position = await self.place_in_line(job)
             except Exception:  # the job is recorded: its place is only for show
                 log.exception("job %s: place in line not known", job.id)
             if job.queue_position:  # it may go ahead of others: turns alternate
@@ -244,14 +238,28 @@ class Service:
                 job.error_message or messages.REFUSED, code=job.error_code or "rejected"
             )
         if job.state is JobState.RECEIVED and job.hold is None:
-            job.queue_position = await self._position(job)
+            job.queue_position = await self.place_in_line(job)
         return job
 
     async def find_request(self, request_key: str) -> Job | None:
         """The job recorded for this request key, if any."""
         return await self.store.find_request(request_key)
 
-    async def _position(self, job: Job) -> int | None:
+    async def after_failure(self, request_key: str) -> AfterFailure:
+        """After an unexpected failure of a request that starts a job: its job was recorded
+        (it goes on, its result still comes), or none was (nothing was started; a refusal
+        recorded counts as none), or that cannot be told. Adapters word each."""
+        try:
+            job = await self.find_request(request_key)
+        except Exception:
+            log.exception("request %s: job lookup failed", request_key)
+            return RecordUnknown()
+        if job is None or job.state is JobState.REJECTED:
+            return NothingRecorded()
+        log.info("job %s: recorded before the failure; it goes on", job.id)
+        return Recorded(job)
+
+    async def place_in_line(self, job: Job) -> int | None:
         """Its place in line when its chat is at its concurrency limit, else None."""
         o = job.origin
         active, limit = await self.store.scope_load(o.platform, o.scope_id, self.clock.now())
@@ -276,139 +284,6 @@ class Service:
                 job.queue_position = len(jobs) + 1
                 jobs.append(job)
         return jobs
-
-    # -- confirmation and cancel -------------------------------------------------------------
-
-    async def confirm(self, job_id: str, origin: Origin) -> Job:
-        """Release a held job; only its asker, in its chat, may."""
-        job = await self._asked_by(job_id, origin, messages.NOT_YOURS_CONFIRM)
-        if job.hold is None or not await self.store.release_hold(job.id, self.clock.now()):
-            raise RequestRejected(messages.NOT_HELD, code="not_held")
-        log.info("job %s: confirmed by its asker", job.id)
-        self.wake_tracker()
-        fresh = await self.store.get(job.id)
-        assert fresh is not None
-        fresh.queue_position = await self._position(fresh)
-        if fresh.queue_position:
-            self.on_line_changed(fresh.origin.platform, fresh.origin.scope_id)
-        return fresh
-
-    async def cancel(self, job_id: str, origin: Origin) -> CancelOutcome:
-        """Stop a job that was not sent yet; only its asker, in its chat, may. Returns what
-        became of it (Cancelled, or why not)."""
-        job = await self._asked_by(job_id, origin, messages.NOT_YOURS_CANCEL)
-        if job.state is JobState.RECEIVED and await self.store.stop_waiting(
-            job.id, self.clock.now(), code="cancelled", message=messages.CANCELLED
-        ):
-            log.info("job %s: cancelled by its asker", job.id)
-            self.wake_tracker()
-            self.wake_notifier()
-            self.on_line_changed(job.origin.platform, job.origin.scope_id)
-            return Cancelled(job.id)
-        job = await self._parent(job_id)
-        if job.terminal:
-            return AlreadyFinished(job.id)
-        return AlreadyStarted(job.id, self.catalog.get(job.model).name)
-
-    async def cancel_latest(self, origin: Origin) -> CancelOutcome:
-        """/cancel: the asker's newest job in this chat that can still be stopped."""
-        jobs = await self.store.cancellable(origin.platform, origin.scope_id, origin.user_id)
-        if not jobs:
-            return NothingToCancel()
-        waiting = [j for j in jobs if j.state is JobState.RECEIVED]
-        return await self.cancel((waiting or jobs)[0].id, origin)
-
-    async def expire_holds(self) -> int:
-        """Held jobs nobody confirmed in time end as `rejected` (the asker is told)."""
-        now = self.clock.now()
-        minutes = max(round(self.settings.confirm_timeout_s / 60), 1)
-        message = messages.confirm_expired_text(minutes)
-        expired = 0
-        for job_id in await self.store.expired_holds(now):
-            if await self.store.stop_waiting(job_id, now, code="confirm_expired", message=message):
-                expired += 1
-        return expired
-
-    # -- settings, history, usage ------------------------------------------------------------
-
-    def is_operator(self, origin: Origin) -> bool:
-        return is_operator(origin, self.settings.operator_ids)
-
-    async def change_setting(
-        self, origin: Origin, name: str, value: str, *, is_admin: bool
-    ) -> SettingChanged:
-        """Set one of the chat's rules; only its admins (or an operator) may."""
-        if not (is_admin or self.is_operator(origin)):
-            raise RequestRejected(messages.NOT_ADMIN_SETTINGS, code="not_admin")
-        parsed = parse_setting(name, value, self.catalog)
-        if isinstance(parsed, SettingRefusal):
-            raise RequestRejected(messages.setting_refusal_text(parsed), code="bad_setting")
-        key = setting_key(name)
-        stored = await self.store.chat_settings(origin.platform, origin.scope_id)
-        stored[key] = parsed
-        await self.store.save_chat_settings(
-            origin.platform, origin.scope_id, stored, by=origin.user_id, now=self.clock.now()
-        )
-        log.info(
-            "chat %s %s: %s changed by %s", origin.platform, origin.scope_id, key, origin.user_id
-        )
-        return SettingChanged(key, tuple(parsed) if isinstance(parsed, list) else parsed)
-
-    async def history(self, origin: Origin, limit: int = 10) -> list[Job]:
-        return await self.store.user_history(
-            origin.platform, origin.scope_id, origin.user_id, limit
-        )
-
-    async def stored_result(self, job_id: str, origin: Origin, *, anyone: bool = False) -> Job:
-        """A finished job whose result can still be sent again, to its asker in its chat
-        (`anyone`: to anyone in its chat, as the original under a posted result)."""
-        if anyone:
-            job = await self._here(job_id, origin)
-        else:
-            job = await self._asked_by(job_id, origin, messages.NOT_YOURS_RESEND)
-        fresh = job.finished_at is not None and self.clock.now() - job.finished_at < RESULT_KEPT_S
-        if job.state is not JobState.SUCCEEDED or not (
-            self.media.local_result(job.id) is not None or (fresh and job.result_urls)
-        ):
-            raise RequestRejected(messages.RESULT_GONE, code="result_gone")
-        return job
-
-    async def usage(self, origin: Origin) -> UsageReport:
-        """/usage: the asker's jobs and spend in this chat today, against its limits."""
-        now = self.clock.now()
-        since = day_start(now)
-        rules = await self.rules(origin)
-        rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
-        mine = next((r for r in rows if r.user_id == origin.user_id), None)
-        jobs_today = [j for j in await self.history(origin, 200) if j.created_at >= since]
-        left = 0.0
-        if rules.chat_budget_usd:
-            spent = await self.store.spend(
-                since, platform=origin.platform, scope_id=origin.scope_id
-            )
-            left = max(rules.chat_budget_usd - spent, 0)
-        return UsageReport(
-            images=sum(1 for j in jobs_today if j.kind is Kind.IMAGE),
-            images_allowed=rules.user_images_per_day,
-            videos=sum(1 for j in jobs_today if j.kind is Kind.VIDEO),
-            videos_allowed=rules.user_videos_per_day,
-            spend_usd=mine.spend_usd if mine else 0,
-            budget_usd=rules.chat_budget_usd,
-            budget_left_usd=left,
-            now=now,
-        )
-
-    async def chat_usage(self, origin: Origin, *, is_admin: bool) -> ChatUsage:
-        """/usage chat: everyone's jobs and spend here today; for admins (and operators)."""
-        if not (is_admin or self.is_operator(origin)):
-            raise RequestRejected(messages.NOT_ADMIN_USAGE, code="not_admin")
-        since = day_start(self.clock.now())
-        rows = await self.store.usage_by_user(origin.platform, origin.scope_id, since)
-        return ChatUsage(
-            rows=tuple(rows),
-            jobs=sum(r.jobs for r in rows),
-            spend_usd=sum(r.spend_usd for r in rows),
-        )
 
     async def _record_rejected(
         self, req: GenerationRequest, exc: RequestRejected, now: float
@@ -447,153 +322,6 @@ class Service:
 
     async def get(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
-
-    # -- buttons -----------------------------------------------------------------------------
-
-    async def _parent(self, job_id: str) -> Job:
-        job = await self.store.get(job_id)
-        if job is None:
-            raise RequestRejected(messages.UNKNOWN_JOB, code="unknown_job")
-        return job
-
-    async def _here(self, job_id: str, origin: Origin) -> Job:
-        """The job a button names, if it belongs to the chat the button was pressed in (a
-        button's payload comes from the client and is not trusted)."""
-        job = await self._parent(job_id)
-        if (job.origin.platform, job.origin.scope_id) != (origin.platform, origin.scope_id):
-            log.warning(
-                "job %s of %s chat %s named by a button in %s chat %s: refused",
-                job.id,
-                job.origin.platform,
-                job.origin.scope_id,
-                origin.platform,
-                origin.scope_id,
-            )
-            raise RequestRejected(messages.OTHER_CHAT, code="other_chat")
-        return job
-
-    async def _asked_by(self, job_id: str, origin: Origin, refusal: str) -> Job:
-        """The job, if `origin` is its asker in its chat."""
-        job = await self._here(job_id, origin)
-        if job.origin.user_id != origin.user_id:
-            raise RequestRejected(refusal, code="not_the_asker")
-        return job
-
-    async def reroll(
-        self,
-        job_id: str,
-        origin: Origin,
-        *,
-        status_message_id: str | None = None,
-        request_key: str | None = None,
-    ) -> Job:
-        """The same request again, owned (and paid) by whoever pressed, in the parent's chat."""
-        request = await self.action_request("reroll", job_id, origin, request_key=request_key)
-        return await self.submit(request, status_message_id=status_message_id)
-
-    async def animate(
-        self,
-        job_id: str,
-        origin: Origin,
-        *,
-        model: str | None = None,
-        status_message_id: str | None = None,
-        request_key: str | None = None,
-    ) -> Job:
-        """An image result as the first frame of a video with the default video model."""
-        request = await self.action_request(
-            "animate", job_id, origin, model=model, request_key=request_key
-        )
-        return await self.submit(request, status_message_id=status_message_id)
-
-    async def upscale(
-        self,
-        job_id: str,
-        origin: Origin,
-        *,
-        status_message_id: str | None = None,
-        request_key: str | None = None,
-    ) -> Job:
-        """A Nano Banana image again at 4K, from the result itself."""
-        request = await self.action_request("upscale", job_id, origin, request_key=request_key)
-        return await self.submit(request, status_message_id=status_message_id)
-
-    async def action_request(
-        self,
-        action: str,
-        job_id: str,
-        origin: Origin,
-        *,
-        model: str | None = None,
-        request_key: str | None = None,
-    ) -> GenerationRequest:
-        """What a button under a result asks for (`reroll`, `animate`, `upscale`), for
-        `precheck` and `submit`; raises RequestRejected when the job cannot give it."""
-        if action == "reroll":
-            parent = await self._here(job_id, origin)
-            return GenerationRequest(
-                kind=parent.kind,
-                prompt=parent.prompt,
-                origin=origin,
-                model=parent.model,
-                images=parent.images,
-                aspect_ratio=parent.aspect_ratio,
-                quality=parent.quality,
-                action="reroll",
-                parent_job_id=parent.id,
-                request_key=request_key,
-            )
-        if action == "animate":
-            parent = await self._succeeded_image(job_id, origin, "animate")
-            spec = self.catalog.resolve(model) if model else self.catalog.default_for(Kind.VIDEO)
-            if spec is not None and spec.max_images == 0:
-                spec = self.catalog.default_for(Kind.VIDEO)
-            return GenerationRequest(
-                kind=Kind.VIDEO,
-                prompt=parent.prompt,
-                origin=origin,
-                model=spec.code if spec else None,
-                images=(await self._result_as_reference(parent),),
-                action="animate",
-                parent_job_id=parent.id,
-                request_key=request_key,
-            )
-        if action != "upscale":
-            raise ValueError(f"no button action {action!r}")
-        parent = await self._succeeded_image(job_id, origin, "upscale")
-        spec = self.catalog.resolve(parent.model)
-        if spec is None or "4k" not in spec.qualities:
-            raise RequestRejected(messages.NO_4K, code="no_4k")
-        return GenerationRequest(
-            kind=Kind.IMAGE,
-            prompt=parent.prompt,
-            origin=origin,
-            model=parent.model,
-            images=(await self._result_as_reference(parent),),
-            aspect_ratio=parent.aspect_ratio,
-            quality="4k",
-            action="upscale",
-            parent_job_id=parent.id,
-            request_key=request_key,
-        )
-
-    async def _result_as_reference(self, parent: Job) -> ReferenceImage:
-        """Our copy of a result, hosted by us (the gateway's URL expires); else its URL."""
-        path = self.media.local_result(parent.id)
-        if path is not None:
-            try:
-                return await self.media.host(path.read_bytes(), filename=path.name)
-            except (OSError, RequestRejected):
-                pass
-        return ReferenceImage(ref=parent.result_urls[0], mime="image/png", filename="result.png")
-
-    async def _succeeded_image(self, job_id: str, origin: Origin, action: str) -> Job:
-        parent = await self._here(job_id, origin)
-        if parent.state is not JobState.SUCCEEDED or not parent.result_urls:
-            raise RequestRejected(messages.NO_RESULT, code=f"no_result_{action}")
-        if parent.kind is not Kind.IMAGE:
-            raise RequestRejected(messages.ONLY_AN_IMAGE, code=f"not_image_{action}")
-        return parent
 
     async def recent(self, limit: int = 20, **filters: str | None) -> list[Job]:
         return await self.store.recent(limit, **filters)

@@ -17,6 +17,7 @@ __all__ = [
     "SessionFigures",
     "SessionSpec",
     "VoteOutcome",
+    "VoteRefusal",
 ]
 
 MAX_RECAP_ENTRIES = 10  # a Telegram album (sendMediaGroup) and a Discord message hold 10
@@ -72,6 +73,7 @@ class Entry:
     votes: int = 0
     remix_of: int | None = None  # the entry number it remixes
     remix_of_author: str | None = None
+    session_id: str | None = None  # the session it belongs to
 
     @property
     def kind(self) -> Kind:
@@ -99,6 +101,15 @@ class VoteOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class VoteRefusal:
+    """A vote that cannot count: `reason` is "not_entry" (the job is no session entry),
+    "own" (one's own entry) or "ended" (its session is over; `theme` names it)."""
+
+    reason: str
+    theme: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Recap:
     """What the recap shows: the top entries (votes, then earliest) that have a result,
     at most MAX_RECAP_ENTRIES, and the session's figures."""
@@ -106,6 +117,9 @@ class Recap:
     figures: SessionFigures
     top: tuple[Entry, ...]
     gallery_url: str | None  # None without PUBLIC_BASE_URL
+    # entry number -> names of its kept result files under MediaStore.results_dir (an
+    # entry without a kept copy has none: post its job's result_urls instead)
+    files: dict[int, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

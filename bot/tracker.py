@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
-import socket
 from collections.abc import Callable, Mapping
 
+from bot import messages
 from bot.catalog import Catalog, ModelSpec
 from bot.constants import (
     POLL_LEASE_S,
@@ -34,35 +33,15 @@ from bot.gateway.base import Gateway
 from bot.loops import StepFailures
 from bot.media import MediaStore
 from bot.models import ACTIVE_STATES, Delivery, Job, JobState, TaskUpdate
+from bot.owners import process_owner
 from bot.polling import PollPolicy, error_backoff
 from bot.ports import Clock, JobStore
 
-__all__ = ["Tracker", "owner_alive", "process_owner"]
+__all__ = ["Tracker"]
 
 log = logging.getLogger(__name__)
 
 JobListener = Callable[[Job], None]
-
-
-def process_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by `owner` may still be running. Another host's process
-    counts as alive: only its own host can tell."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return host != socket.gethostname() and bool(host)
-    if int(pid) == os.getpid():
-        return False  # a job this very process owns before recovery is from a past life
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Tracker:
@@ -184,7 +163,7 @@ class Tracker:
         try:
             spec = self.catalog.resolve(job.model)
             if spec is None:
-                await self._finish(job, JobState.FAILED, "unknown_model", "This model is gone.")
+                await self._finish(job, JobState.FAILED, "unknown_model", messages.MODEL_GONE)
             elif job.state is JobState.RECEIVED:
                 if spec.synchronous:
                     async with self._sync_sem:
@@ -240,7 +219,7 @@ class Tracker:
         try:
             urls = [self.media.url_for(img) for img in job.images]
         except MediaError as exc:
-            await self._finish(job, JobState.FAILED, "media", f"{exc} Please send it again")
+            await self._finish(job, JobState.FAILED, "media", messages.resend_text(str(exc)))
             return
         log.info(
             "job %s: submitting to %s model=%s images=%d",
@@ -275,9 +254,7 @@ class Tracker:
         job.price_usd = update.price_usd if update.price_usd is not None else spec.price_usd
         log.info("job %s: submitted, task %s, state %s", job.id, update.task_id, update.state)
         if update.state in ACTIVE_STATES and not update.task_id:
-            await self._finish(
-                job, JobState.INTERRUPTED, "bad_response", "The gateway gave no task id to follow"
-            )
+            await self._finish(job, JobState.INTERRUPTED, "bad_response", messages.NO_TASK_ID)
             return
         await self._apply(job, spec, update, expect=JobState.SUBMITTING, first=True)
         crash_point("task_id_saved")

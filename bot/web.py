@@ -1,20 +1,24 @@
-"""The service's own HTTP server: health and readiness, metrics, webhooks, and hosted
-reference images."""
+"""The service's own HTTP server: health and readiness, metrics, webhooks, hosted
+reference images, and the galleries of creative sessions."""
 
 from __future__ import annotations
 
 import logging
 import mimetypes
+import re
 from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.log import server_logger
 
+from bot.gallery import GallerySource, listed_files, not_found_page, render_page, with_files
 from bot.media import MediaStore
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.sessions import GalleryPage
 from bot.webhooks import WebhookReceiver
 
 __all__ = ["Connectable", "WebServer"]
@@ -22,6 +26,24 @@ __all__ = ["Connectable", "WebServer"]
 log = logging.getLogger(__name__)
 
 HealthCheck = Callable[[], Awaitable[bool]]
+
+# A gallery key as the session store makes them (URL-safe); anything else is not looked up.
+_GALLERY_KEY = re.compile(r"[A-Za-z0-9_-]{1,128}")
+NOSNIFF = {"X-Content-Type-Options": "nosniff"}
+# The page changes with every entry and vote: ask again each time (it is cheap). It runs no
+# script and loads nothing from elsewhere; the key in its URL is its only secret.
+_PAGE_HEADERS = {
+    **NOSNIFF,
+    "Cache-Control": "no-cache",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self' data:; media-src 'self'; style-src 'unsafe-inline'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+}
+_MISSING_HEADERS = {**NOSNIFF, "Cache-Control": "no-store"}
+# A kept file never changes under its name; a day in the browser, in no shared cache.
+_FILE_HEADERS = {**NOSNIFF, "Cache-Control": "private, max-age=86400"}
 
 
 class _ServerLog(logging.Logger):
@@ -63,6 +85,8 @@ class WebServer:
     /healthz: the process and the database answer. /readyz: that, and every adapter in
     `adapters` (a list the caller may fill after start) is connected, with every platform
     in `expected` present. /metrics: Prometheus text. /webhooks/...: see bot/webhooks.py.
+    /sessions/<key>: a session's gallery page from `gallery`, and /sessions/<key>/files/<name>
+    the files it lists (no gallery source: both answer 404).
     """
 
     def __init__(
@@ -76,6 +100,7 @@ class WebServer:
         expected: Sequence[str] = (),
         metrics: Metrics | None = None,
         webhooks: WebhookReceiver | None = None,
+        gallery: GallerySource | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -84,10 +109,14 @@ class WebServer:
         self.adapters = adapters
         self.expected = tuple(expected)
         self.metrics = metrics
+        self.gallery = gallery
         self.app = web.Application()
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/readyz", self._readyz)
         self.app.router.add_get("/media/{name}", self._media)
+        self.app.router.add_get("/sessions/{key}", self._gallery_page)
+        self.app.router.add_get("/sessions/{key}/files/{name}", self._gallery_file)
+        self.app.router.add_get("/sessions/{rest:.*}", self._gallery_missing)  # the same 404
         if metrics is not None:
             self.app.router.add_get("/metrics", self._metrics)
         if webhooks is not None:
@@ -164,3 +193,57 @@ class WebServer:
         return web.FileResponse(
             path, headers={"Content-Type": mime, "Cache-Control": "private, max-age=3600"}
         )
+
+    # -- galleries -----------------------------------------------------------------------------
+
+    async def _page_of(self, key: str) -> GalleryPage | None:
+        if self.gallery is None or not _GALLERY_KEY.fullmatch(key):
+            return None
+        return await self.gallery.page(key)
+
+    @staticmethod
+    def _not_found() -> web.Response:
+        return web.Response(
+            text=not_found_page(),
+            status=404,
+            content_type="text/html",
+            charset="utf-8",
+            headers=_MISSING_HEADERS,
+        )
+
+    async def _gallery_missing(self, request: web.Request) -> web.Response:
+        return self._not_found()
+
+    async def _gallery_page(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        page = await self._page_of(key)
+        if page is None or self.gallery is None:
+            return self._not_found()
+        source = self.gallery
+        page = with_files(page, lambda name: source.file_path(key, name) is not None)
+        body = render_page(
+            page,
+            file_url=lambda name: f"{quote(key)}/files/{quote(name)}",  # relative: proxies
+            order="top" if request.query.get("order") == "top" else "new",
+            model_name=source.model_name,
+        )
+        return web.Response(
+            text=body, content_type="text/html", charset="utf-8", headers=_PAGE_HEADERS
+        )
+
+    async def _gallery_file(self, request: web.Request) -> web.StreamResponse:
+        key, name = request.match_info["key"], request.match_info["name"]
+        page = await self._page_of(key)
+        if page is None or self.gallery is None or name not in listed_files(page):
+            return self._not_found()
+        path = self.gallery.file_path(key, name)
+        if path is None:
+            return self._not_found()
+        mime = mimetypes.guess_type(path.name)[0] or ""
+        headers = dict(_FILE_HEADERS)
+        if mime.startswith(("image/", "video/")) and mime != "image/svg+xml":
+            headers["Content-Type"] = mime
+        else:  # never shown as a page of ours (SVG can hold script), whatever its name says
+            headers["Content-Type"] = "application/octet-stream"
+            headers["Content-Disposition"] = "attachment"
+        return web.FileResponse(path, headers=headers)

@@ -12,6 +12,7 @@ import aiosqlite
 
 from bot.community import Quota, Refusal, UsageRow
 from bot.models import Delivery, Job
+from bot.sessions import Session
 
 __all__ = ["CommunityQueries"]
 
@@ -53,22 +54,36 @@ class CommunityQueries:
         async def _refuse_duplicate(self, db: aiosqlite.Connection, job: Job) -> None: ...
         def _reach(self) -> tuple[str, tuple[Any, ...]]: ...
 
+        # storage/sessions.py: a job made where a session runs is one of its entries
+        async def _session_rules(
+            self, db: aiosqlite.Connection, job: Job
+        ) -> tuple[Session | None, Refusal | None]: ...
+
+        async def _add_entry(
+            self, db: aiosqlite.Connection, job: Job, session: Session
+        ) -> None: ...
+
     # -- admission ---------------------------------------------------------------------------
 
     async def admit(self, job: Job, quota: Quota) -> Refusal | None:
         """Insert `job` if it fits every limit, in one write transaction (two requests for
-        the last slot cannot both get it). A refused job is not inserted."""
+        the last slot cannot both get it). A refused job is not inserted. Made where a
+        session runs, it must fit the session's rules too, and becomes its next entry."""
         async with self.transaction() as db:
             await self._refuse_duplicate(db, job)
-            refusal = await self._check(db, job, quota)
+            session, refusal = await self._session_rules(db, job)
+            refusal = refusal or await self._check(db, job, quota)
             if refusal is None:
                 await db.execute(self._insert_sql(), self._insert_params(job))
+                if session is not None:
+                    await self._add_entry(db, job, session)
         return refusal
 
     async def over_limit(self, job: Job, quota: Quota) -> Refusal | None:
         """The limit `job` would go over if it were admitted now; inserts nothing."""
         async with self.transaction() as db:
-            return await self._check(db, job, quota)
+            _, refusal = await self._session_rules(db, job)
+            return refusal or await self._check(db, job, quota)
 
     async def _scalar(self, db: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> float:
         async with db.execute(sql, params) as cur:

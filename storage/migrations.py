@@ -1,8 +1,17 @@
-"""Numbered schema migrations: migration N is MIGRATIONS[N-1]. Never edit a released one."""
+"""Numbered schema migrations: migration N is MIGRATIONS[N-1]. Never edit a released one.
+`migrate` applies what a file lacks when the store opens it."""
 
 from __future__ import annotations
 
-__all__ = ["MIGRATIONS"]
+import logging
+
+import aiosqlite
+
+from storage.connection import SqliteConnection
+
+__all__ = ["MIGRATIONS", "migrate", "schema_version"]
+
+log = logging.getLogger(__name__)
 
 MIGRATIONS: list[list[str]] = [
     # 1: the jobs table
@@ -108,4 +117,97 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX jobs_request_key ON jobs (request_key) WHERE request_key IS NOT NULL",
         "ALTER TABLE jobs ADD COLUMN status_claimed_at REAL",
     ],
+    # 7: creative sessions. A session belongs to a place (platform, chat, thread or ''): at
+    # most one is open there at a time. Each job made in it while it runs is an entry,
+    # numbered in the session; each person votes at most once per entry. The recap is
+    # claimed (a lease) before it is posted, so it is posted once. `ended_at` is when the
+    # session ended (its end time, for one that ran out while no process was up);
+    # `closed_at` when a process saw it end (the recap waits for entries from then).
+    [
+        """
+        CREATE TABLE sessions (
+            id TEXT PRIMARY KEY,
+            gallery_key TEXT NOT NULL UNIQUE,
+            platform TEXT NOT NULL,
+            chat_id TEXT NOT NULL,
+            thread_id TEXT NOT NULL DEFAULT '',
+            scope_id TEXT NOT NULL,
+            theme TEXT NOT NULL,
+            started_by TEXT NOT NULL,
+            started_by_name TEXT,
+            started_at REAL NOT NULL,
+            ends_at REAL NOT NULL,
+            budget_usd REAL,
+            per_person INTEGER,
+            video INTEGER NOT NULL DEFAULT 1,
+            ended_at REAL,
+            ended_by TEXT,
+            closed_at REAL,
+            card_message_id TEXT,
+            card_claimed_at REAL,
+            card_final INTEGER NOT NULL DEFAULT 0,
+            recap_lease_until REAL,
+            recap_attempts INTEGER NOT NULL DEFAULT 0,
+            recap_at REAL
+        )
+        """,
+        "CREATE UNIQUE INDEX sessions_open_place ON sessions (platform, chat_id, thread_id)"
+        " WHERE ended_at IS NULL",
+        "CREATE INDEX sessions_started ON sessions (started_at)",
+        "CREATE INDEX sessions_unrecapped ON sessions (closed_at) WHERE recap_at IS NULL",
+        """
+        CREATE TABLE session_entries (
+            job_id TEXT PRIMARY KEY REFERENCES jobs (id),
+            session_id TEXT NOT NULL REFERENCES sessions (id),
+            number INTEGER NOT NULL,
+            author_id TEXT NOT NULL,
+            author_name TEXT,
+            remix_of TEXT REFERENCES session_entries (job_id),
+            UNIQUE (session_id, number)
+        )
+        """,
+        "CREATE INDEX session_entries_author ON session_entries (session_id, author_id)",
+        """
+        CREATE TABLE votes (
+            job_id TEXT NOT NULL REFERENCES session_entries (job_id),
+            voter_id TEXT NOT NULL,
+            voted_at REAL NOT NULL,
+            PRIMARY KEY (job_id, voter_id)
+        )
+        """,
+    ],
 ]
+
+
+async def migrate(conn: SqliteConnection) -> None:
+    """Apply what this file lacks. The version is read inside each write transaction, so
+    processes opening one new file at once apply each migration once."""
+
+    async def version_in(db: aiosqlite.Connection) -> int:
+        await db.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations "
+            "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
+        )
+        async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
+            row = await c.fetchone()
+        return int(row[0]) if row else 0
+
+    async with conn.transaction() as db:
+        current = await version_in(db)
+    for version, statements in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        async with conn.transaction() as db:
+            if await version_in(db) >= version:
+                continue  # another process applied it meanwhile
+            for sql in statements:
+                await db.execute(sql)
+            await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
+        log.info("database migrated to schema version %d", version)
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    """The version the file is at: its latest migration applied."""
+    async with db.execute("SELECT MAX(version) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

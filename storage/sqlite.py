@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import json
 import logging
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -17,72 +11,19 @@ from typing import Any
 import aiosqlite
 
 from bot.config import SQLITE_BUSY_TIMEOUT_MS
-from bot.constants import STORE_BUSY_BACKOFF_S, STORE_BUSY_CAP_S
 from bot.errors import DuplicateRequest
-from bot.models import (
-    TERMINAL_STATES,
-    Delivery,
-    Job,
-    JobState,
-    Kind,
-    Origin,
-    ReferenceImage,
-)
+from bot.models import TERMINAL_STATES, Delivery, Job, JobState
 from storage.community import CommunityQueries
+from storage.connection import SqliteConnection
 from storage.inbox import InboxQueries
-from storage.migrations import MIGRATIONS
+from storage.migrations import migrate, schema_version
+from storage.rows import COLUMNS, NOT_SAVED, job_from_row, job_to_row
+from storage.sessions import SessionQueries
 
 __all__ = ["SqliteJobStore"]
 
 log = logging.getLogger(__name__)
 
-_COLUMNS = (
-    "id",
-    "kind",
-    "model",
-    "prompt",
-    "origin",
-    "platform",
-    "chat_id",
-    "user_id",
-    "images",
-    "aspect_ratio",
-    "quality",
-    "action",
-    "parent_job_id",
-    "state",
-    "delivery",
-    "upstream_task_id",
-    "progress",
-    "result_urls",
-    "price_usd",
-    "refunded_usd",
-    "error_code",
-    "error_message",
-    "status_message_id",
-    "created_at",
-    "updated_at",
-    "submitted_at",
-    "finished_at",
-    "delivered_at",
-    "deadline_at",
-    "next_poll_at",
-    "poll_count",
-    "error_streak",
-    "not_found_streak",
-    "next_delivery_at",
-    "delivery_attempts",
-    "owner",
-    "scope_id",
-    "hold",
-    "hold_expires_at",
-    "webhook_token",
-    "request_key",
-    "status_claimed_at",
-)
-# Written only by their own queries (set once, or claimed before a send), never by a
-# whole-row save of a copy that may be older.
-_NOT_SAVED = ("id", "request_key", "status_claimed_at")
 _POLLABLE = (JobState.RECEIVED.value, JobState.QUEUED.value, JobState.RUNNING.value)
 # The partial index of due polls, named: with bound parameters (or beside the state index)
 # the planner walks every unfinished job and sorts them on each claim; this seeks instead.
@@ -91,104 +32,9 @@ _DUE_POLL = (
 )
 
 
-def _to_row(job: Job) -> dict[str, Any]:
-    return {
-        "id": job.id,
-        "kind": job.kind.value,
-        "model": job.model,
-        "prompt": job.prompt,
-        "origin": json.dumps(job.origin.to_dict(), separators=(",", ":")),
-        "platform": job.origin.platform,
-        "chat_id": job.origin.chat_id,
-        "user_id": job.origin.user_id,
-        "images": json.dumps([i.to_dict() for i in job.images], separators=(",", ":")),
-        "aspect_ratio": job.aspect_ratio,
-        "quality": job.quality,
-        "action": job.action,
-        "parent_job_id": job.parent_job_id,
-        "state": job.state.value,
-        "delivery": job.delivery.value,
-        "upstream_task_id": job.upstream_task_id,
-        "progress": job.progress,
-        "result_urls": json.dumps(job.result_urls),
-        "price_usd": job.price_usd,
-        "refunded_usd": job.refunded_usd,
-        "error_code": job.error_code,
-        "error_message": job.error_message,
-        "status_message_id": job.status_message_id,
-        "created_at": job.created_at,
-        "updated_at": job.updated_at,
-        "submitted_at": job.submitted_at,
-        "finished_at": job.finished_at,
-        "delivered_at": job.delivered_at,
-        "deadline_at": job.deadline_at,
-        "next_poll_at": job.next_poll_at,
-        "poll_count": job.poll_count,
-        "error_streak": job.error_streak,
-        "not_found_streak": job.not_found_streak,
-        "next_delivery_at": job.next_delivery_at,
-        "delivery_attempts": job.delivery_attempts,
-        "owner": job.owner,
-        "scope_id": job.origin.scope_id,
-        "hold": job.hold,
-        "hold_expires_at": job.hold_expires_at,
-        "webhook_token": job.webhook_token,
-        "request_key": job.request_key,
-        "status_claimed_at": job.status_claimed_at,
-    }
-
-
-def _from_row(row: aiosqlite.Row) -> Job:
-    return Job(
-        id=row["id"],
-        kind=Kind(row["kind"]),
-        model=row["model"],
-        prompt=row["prompt"],
-        origin=Origin.from_dict(json.loads(row["origin"])),
-        images=tuple(ReferenceImage(**i) for i in json.loads(row["images"])),
-        aspect_ratio=row["aspect_ratio"],
-        quality=row["quality"],
-        action=row["action"],
-        parent_job_id=row["parent_job_id"],
-        state=JobState(row["state"]),
-        delivery=Delivery(row["delivery"]),
-        upstream_task_id=row["upstream_task_id"],
-        progress=row["progress"],
-        result_urls=json.loads(row["result_urls"]),
-        price_usd=row["price_usd"],
-        refunded_usd=row["refunded_usd"],
-        error_code=row["error_code"],
-        error_message=row["error_message"],
-        status_message_id=row["status_message_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        submitted_at=row["submitted_at"],
-        finished_at=row["finished_at"],
-        delivered_at=row["delivered_at"],
-        deadline_at=row["deadline_at"],
-        next_poll_at=row["next_poll_at"],
-        poll_count=row["poll_count"],
-        error_streak=row["error_streak"],
-        not_found_streak=row["not_found_streak"],
-        next_delivery_at=row["next_delivery_at"],
-        delivery_attempts=row["delivery_attempts"],
-        owner=row["owner"],
-        hold=row["hold"],
-        hold_expires_at=row["hold_expires_at"],
-        webhook_token=row["webhook_token"],
-        request_key=row["request_key"],
-        status_claimed_at=row["status_claimed_at"],
-    )
-
-
-def _busy(exc: sqlite3.OperationalError) -> bool:
-    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock we need."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "locked" in str(exc)
-
-
-class SqliteJobStore(CommunityQueries, InboxQueries):
-    """`JobStore` on one SQLite file. Use as an async context manager.
+class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQueries):
+    """`JobStore` on one SQLite file. Use as an async context manager. Its connection and
+    write transactions are connection.py's, its schema migrations.py's, its rows rows.py's.
 
     Several processes may share the file (`genrelay run` and any number of `generate`):
     a write waits `busy_timeout_ms` for another process's lock, then tries again with
@@ -209,15 +55,11 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
         owner_alive: Callable[[str], bool] | None = None,
         busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
     ) -> None:
+        super().__init__(busy_timeout_ms=busy_timeout_ms)
         self.path = str(path)
         self.default_chat_concurrency = default_chat_concurrency
         self.only_owner = only_owner
         self.owner_alive = owner_alive
-        self.busy_timeout_ms = busy_timeout_ms
-        self._db: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
-        self._busy_since: float | None = None  # when the current busy spell began
-        self.writes = 0  # committed write transactions, for benchmarks
 
     async def __aenter__(self) -> SqliteJobStore:
         if self.path != ":memory:":
@@ -225,8 +67,13 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             self._db.row_factory = aiosqlite.Row
-            await self._db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
-            await self._retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            # These two PRAGMAs answer a row: their statements stay open until their cursors
+            # are closed, and an open statement makes every COMMIT on the connection fail
+            # ("SQL statements in progress") until the garbage collector frees the cursor.
+            busy = await self._db.execute(f"PRAGMA busy_timeout={int(self.busy_timeout_ms)}")
+            await busy.close()
+            wal = await self._retry_busy(lambda: self.db.execute("PRAGMA journal_mode=WAL"))
+            await wal.close()
             await self._db.execute("PRAGMA synchronous=FULL")
             await self._db.execute("PRAGMA foreign_keys=ON")
             if self.owner_alive is not None:
@@ -234,7 +81,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                 await self._db.create_function(
                     "owner_alive", 1, lambda owner: bool(owner) and alive(owner)
                 )
-            await self._migrate()
+            await migrate(self)
         except BaseException:
             await self._db.close()
             self._db = None
@@ -251,115 +98,20 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             await self._db.close()
             self._db = None
 
-    @property
-    def db(self) -> aiosqlite.Connection:
-        if self._db is None:
-            raise RuntimeError("the job store is not open")
-        return self._db
-
-    async def _retry_busy(self, step: Callable[[], Awaitable[Any]]) -> Any:
-        """Run `step`; while another process holds the lock (past busy_timeout) wait and try
-        again with backoff, logging once per busy spell (and once when it is over)."""
-        attempt = 0
-        while True:
-            try:
-                result = await step()
-            except sqlite3.OperationalError as exc:
-                if not _busy(exc):
-                    raise
-                if self._busy_since is None:
-                    self._busy_since = time.monotonic()
-                    log.warning(
-                        "the job store is busy (%s): another process holds its lock;"
-                        " waiting for it, work goes on slower",
-                        exc,
-                    )
-                await asyncio.sleep(min(STORE_BUSY_BACKOFF_S * 2**attempt, STORE_BUSY_CAP_S))
-                attempt += 1
-                continue
-            if self._busy_since is not None:
-                log.info(
-                    "the job store is free again after %.1f s", time.monotonic() - self._busy_since
-                )
-                self._busy_since = None
-            return result
-
-    async def _begin(self) -> None:
-        """BEGIN IMMEDIATE. The statement runs on in the connection's thread when its caller
-        is cancelled (a poll called off, say): then wait for it and undo it, so the shared
-        connection is never left inside a transaction nobody will end."""
-        begin = asyncio.ensure_future(self.db.execute("BEGIN IMMEDIATE"))
-        try:
-            await asyncio.shield(begin)
-        except asyncio.CancelledError:
-            with contextlib.suppress(Exception):
-                await begin
-                await self.db.execute("ROLLBACK")
-            raise
-
-    async def _commit(self) -> None:
-        await self.db.execute("COMMIT")
-
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, serialised in this process.
-        BEGIN IMMEDIATE takes the file's write lock up front (no deadlock between
-        processes), so it is the one statement that waits for another process."""
-        async with self._write_lock:
-            await self._retry_busy(self._begin)
-            try:
-                yield self.db
-            except BaseException:
-                await self.db.execute("ROLLBACK")
-                raise
-            # COMMIT answers SQLITE_BUSY while a statement is still active on this
-            # connection (a read another task has open) or a checkpoint holds the file; the
-            # transaction stays open and the COMMIT can be asked again.
-            await self._retry_busy(self._commit)
-            self.writes += 1
-
-    async def _migrate(self) -> None:
-        """Apply what this file lacks. The version is read inside each write transaction,
-        so processes opening one new file at once apply each migration once."""
-
-        async def version_in(db: aiosqlite.Connection) -> int:
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations "
-                "(version INTEGER PRIMARY KEY, applied_at TEXT DEFAULT CURRENT_TIMESTAMP)"
-            )
-            async with db.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations") as c:
-                row = await c.fetchone()
-            return int(row[0]) if row else 0
-
-        async with self.transaction() as db:
-            current = await version_in(db)
-        for version, statements in enumerate(MIGRATIONS, start=1):
-            if version <= current:
-                continue
-            async with self.transaction() as db:
-                if await version_in(db) >= version:
-                    continue  # another process applied it meanwhile
-                for sql in statements:
-                    await db.execute(sql)
-                await db.execute("INSERT INTO schema_migrations (version) VALUES (?)", (version,))
-            log.info("database migrated to schema version %d", version)
-
     async def schema_version(self) -> int:
-        async with self.db.execute("SELECT MAX(version) FROM schema_migrations") as cur:
-            row = await cur.fetchone()
-        return int(row[0]) if row and row[0] is not None else 0
+        return await schema_version(self.db)
 
     # -- jobs -------------------------------------------------------------------------------
 
     def _insert_sql(self) -> str:
-        return f"INSERT INTO jobs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        return f"INSERT INTO jobs ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
     def _insert_params(self, job: Job) -> tuple[Any, ...]:
-        row = _to_row(job)
-        return tuple(row[c] for c in _COLUMNS)
+        row = job_to_row(job)
+        return tuple(row[c] for c in COLUMNS)
 
     def _job(self, row: aiosqlite.Row) -> Job:
-        return _from_row(row)
+        return job_from_row(row)
 
     async def create(self, job: Job) -> None:
         """Insert `job`; DuplicateRequest when a job with its request key exists."""
@@ -383,7 +135,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
             "SELECT * FROM jobs WHERE request_key = ?", (request_key,)
         ) as cur:
             row = await cur.fetchone()
-        return _from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     async def claim_status(self, job_id: str, now: float) -> bool:
         """Record that a status message for the job is about to be sent; False when it has
@@ -408,11 +160,11 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
     async def get(self, job_id: str) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
             row = await cur.fetchone()
-        return _from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     async def save(self, job: Job, *, expect: Sequence[JobState] | None = None) -> bool:
-        row = _to_row(job)
-        cols = [c for c in _COLUMNS if c not in _NOT_SAVED]
+        row = job_to_row(job)
+        cols = [c for c in COLUMNS if c not in NOT_SAVED]
         # A status message id, once stored, is kept: a copy of the job read before the
         # adapter attached it must not erase it.
         sets = [
@@ -463,7 +215,9 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                     limit,
                 ),
             )
-            jobs = sorted((_from_row(r) for r in await cur.fetchall()), key=lambda j: j.created_at)
+            jobs = sorted(
+                (job_from_row(r) for r in await cur.fetchall()), key=lambda j: j.created_at
+            )
             if len(jobs) < limit:
                 jobs += await self._claim_submittable(db, now, limit - len(jobs), lease_s)
         return jobs
@@ -486,7 +240,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                 (now + lease_s, Delivery.PENDING.value, now, *names, *reach_params, limit),
             )
             rows = await cur.fetchall()
-        return [_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def recover(self, now: float, *, owner_alive: Callable[[str], bool]) -> list[Job]:
         """After a restart. A `submitting` job whose owner process is gone becomes
@@ -513,7 +267,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
                         JobState.SUBMITTING.value,
                     ),
                 )
-                interrupted += [_from_row(r) for r in await cur.fetchall()]
+                interrupted += [job_from_row(r) for r in await cur.fetchall()]
             await db.execute(
                 "UPDATE jobs SET next_poll_at = ? WHERE state IN (?, ?, ?) AND next_poll_at > ?",
                 (now, *_POLLABLE, now),
@@ -571,7 +325,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
         sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
         async with self.db.execute(sql, (*params, limit)) as cur:
             rows = await cur.fetchall()
-        return [_from_row(r) for r in rows]
+        return [job_from_row(r) for r in rows]
 
     async def count_unfinished(self) -> int:
         terminal = [s.value for s in TERMINAL_STATES]
@@ -594,7 +348,7 @@ class SqliteJobStore(CommunityQueries, InboxQueries):
     async def find_by_webhook_token(self, token: str) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE webhook_token = ?", (token,)) as cur:
             row = await cur.fetchone()
-        return _from_row(row) if row else None
+        return job_from_row(row) if row else None
 
     async def poll_soon(self, job_id: str, at: float) -> bool:
         """Make a queued or running job due at `at`, unless it is due sooner already (a

@@ -3,7 +3,8 @@
 config and models import nothing of the project; no import circles.
 
 Imports are read with ast from every module, those inside functions and under TYPE_CHECKING
-included: each is an edge of the graph."""
+included: each is an edge of the graph. And modules and functions stay small (their lines
+counted), a data table excepted."""
 
 from __future__ import annotations
 
@@ -246,3 +247,108 @@ def test_only_the_composition_root_imports_adapter_and_storage_implementations()
         or (_inside(e.target, "storage") and not _inside(e.source, "storage", ROOT_MAIN))
     ]
     assert not offenders, "\n".join(offenders)
+
+
+# -- size --------------------------------------------------------------------------------------
+
+SIZED = ("bot", "adapters", "storage", "sandbox")  # the packages whose sizes are checked
+MAX_MODULE_LINES = 420  # the aim is about 400
+MAX_FUNCTION_LINES = 60
+# Over the limits on purpose, as "path" (the whole module) or "path:function".
+ALLOWLIST = {
+    "bot/catalog.py:default_specs",  # a data table: one entry per model
+}
+
+
+def _too_large() -> list[str]:
+    """Modules over MAX_MODULE_LINES lines and functions over MAX_FUNCTION_LINES, less the
+    allowlisted ones."""
+    found = []
+    for package in SIZED:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = path.relative_to(ROOT).as_posix()
+            if module in ALLOWLIST:
+                continue
+            source = path.read_text()
+            lines = len(source.splitlines())
+            if lines > MAX_MODULE_LINES:
+                found.append(f"{module}: {lines} lines")
+            for node in ast.walk(ast.parse(source, filename=module)):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    where = f"{module}:{node.name}"
+                    if length > MAX_FUNCTION_LINES and where not in ALLOWLIST:
+                        found.append(f"{where}: {length} lines")
+    return found
+
+
+def test_modules_and_functions_stay_small() -> None:
+    too_large = _too_large()
+    assert not too_large, "split these by job:\n" + "\n".join(too_large)
+
+
+# -- words -------------------------------------------------------------------------------------
+
+# The modules every sentence a chat user reads from the core lives in (bot/messages.py
+# re-exports the others).
+WORDS = {
+    "bot/messages.py",
+    "bot/refusal_messages.py",
+    "bot/rules_messages.py",
+    "bot/session_messages.py",
+}
+# The calls whose argument is words a user reads: a refusal (its first argument or
+# `message=`) and a failed job's error message (`error_message=`, as a gateway reports it).
+REFUSAL = "RequestRejected"
+WORDS_KEYWORDS = {"message", "error_message"}
+
+
+def _written_out(node: ast.expr) -> bool:
+    """Whether `node` spells words out: a string literal or an f-string, alone, joined with
+    `+` or `%`, or `.format`ted."""
+    if isinstance(node, ast.Constant):
+        return isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return True
+    if isinstance(node, ast.BinOp):
+        return _written_out(node.left) or _written_out(node.right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        return node.func.attr == "format" and _written_out(node.func.value)
+    return False
+
+
+def _sentences(source: str, module: str) -> Iterator[str]:
+    """Where `source` writes out words for a user in a refusal or an error message."""
+    for node in ast.walk(ast.parse(source, filename=module)):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        said = [k.value for k in node.keywords if k.arg in WORDS_KEYWORDS]
+        if name == REFUSAL:
+            said += node.args[:1]
+        for words in filter(_written_out, said):
+            yield f"{module}:{words.lineno}: {ast.unparse(words)}"
+
+
+def test_the_sentence_finder_sees_every_way_of_writing_words() -> None:
+    source = (
+        "RequestRejected('Nope.', code='x')\n"
+        "errors.RequestRejected(f'No {thing}.')\n"
+        "RequestRejected(message='No ' + thing)\n"
+        "TaskUpdate(state=s, error_message='{} failed'.format(x))\n"
+        "RequestRejected(messages.NOPE, code='x')\n"
+        "RequestRejected(messages.nope_text(thing))\n"
+        "log.info('not words for a user: %s', x)\n"
+    )
+    assert [line.split(":")[1] for line in _sentences(source, "m.py")] == ["1", "2", "3", "4"]
+
+
+def test_no_user_sentences_outside_the_words() -> None:
+    """Every refusal and failed job's message is said by a words module (issue 13, point 5)."""
+    found = []
+    for path in sorted((ROOT / "bot").rglob("*.py")):
+        module = path.relative_to(ROOT).as_posix()
+        if module not in WORDS:
+            found += _sentences(path.read_text(), module)
+    assert not found, "move these words to bot/messages.py:\n" + "\n".join(found)

@@ -24,6 +24,7 @@ from bot.messages import (
     usage_text,
 )
 from bot.models import GenerationRequest, JobState, Kind, Origin
+from bot.outcomes import NothingRecorded, Recorded, RecordUnknown
 from sandbox import SandboxGateway
 from tests.conftest import FakeClock
 from tests.helpers import RecordingSink
@@ -573,3 +574,27 @@ async def test_a_request_key_makes_one_job_and_repeats_its_refusal(
                 await core.service.submit(empty)
             assert refused.value.code == "empty_prompt"
         assert len(await core.store.recent(20)) == 2  # one job, one refusal
+
+
+async def test_after_a_failure_the_core_tells_whether_the_request_started_a_job(
+    build: Callable[..., Settings],
+    clock: FakeClock,
+    gw: SandboxGateway,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with open_core(build(), clock=clock) as core:
+        assert await core.service.after_failure("test:g1:1") == NothingRecorded()
+        empty = GenerationRequest(Kind.IMAGE, " ", who("ann"), request_key="test:g1:2")
+        with pytest.raises(RequestRejected):
+            await core.service.submit(empty)
+        assert await core.service.after_failure("test:g1:2") == NothingRecorded()  # refused
+        req = GenerationRequest(Kind.IMAGE, "a fox", who("ann"), request_key="test:g1:3")
+        job = await core.service.submit(req)
+        outcome = await core.service.after_failure("test:g1:3")
+        assert isinstance(outcome, Recorded) and outcome.job.id == job.id
+
+        async def broken(request_key: str) -> None:
+            raise RuntimeError("the disk is full")
+
+        monkeypatch.setattr(core.store, "find_request", broken)
+        assert await core.service.after_failure("test:g1:3") == RecordUnknown()

@@ -698,6 +698,7 @@ async def test_only_admins_change_settings_and_they_survive_a_restart(
             "• chat_budget_usd: $2.50\n"
             "• video_confirm: on\n"
             "• blocked_words: none\n"
+            "• session_starters: admins\n"
             "Members with Manage Server change one with /settings set."
         )
         rec = await ask(fake, BOB, "a paper boat", "video")

@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, InputMediaPhoto, Update
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaDocument,
+    InputMediaPhoto,
+    Message,
+    Update,
+)
 from telegram.error import BadRequest, InvalidToken, RetryAfter
 from telegram.ext import (
     Application,
@@ -336,3 +344,97 @@ async def test_deletes_can_be_left_out_of_the_count(monkeypatch: pytest.MonkeyPa
         with pytest.raises(RetryAfter):
             await bot.send_message(chat, "three")
         assert len(fake.throttled) == 1
+
+
+# -- what creative sessions use: pins, albums with captions, keyboards edited alone ------
+
+
+async def test_only_an_admin_bot_pins_in_a_group(fake: FakeTelegram) -> None:
+    group = fake.group(GROUP_ID, "Art club")
+    chat = fake.private_chat(fake.user(7, "Bo"))
+    async with Bot(fake.token, base_url=fake.api_base) as bot:
+        card = await bot.send_message(GROUP_ID, "the card")
+        with pytest.raises(BadRequest, match=r"(?i)not enough rights to manage pinned messages"):
+            await bot.pin_chat_message(GROUP_ID, card.message_id, disable_notification=True)
+        assert fake.pinned == {}
+        fake.chat_admins[GROUP_ID] = {fake.bot_id}
+        assert await bot.pin_chat_message(GROUP_ID, card.message_id, disable_notification=True)
+        assert fake.pinned[GROUP_ID] == [card.message_id]
+        service = fake.messages[(GROUP_ID, card.message_id + 1)]
+        assert service["pinned_message"]["text"] == "the card"
+        assert (await bot.get_chat(GROUP_ID)).pinned_message.message_id == card.message_id
+        with pytest.raises(BadRequest, match=r"(?i)message to pin not found"):
+            await bot.pin_chat_message(GROUP_ID, 999)
+        assert await bot.unpin_chat_message(GROUP_ID, card.message_id)
+        assert fake.pinned[GROUP_ID] == []
+        fake.chat_admins[GROUP_ID] = set()
+        with pytest.raises(BadRequest, match=r"(?i)not enough rights"):
+            await bot.unpin_chat_message(GROUP_ID, card.message_id)
+        # A private chat needs no rights.
+        mine = await bot.send_message(chat["id"], "pinned here")
+        assert await bot.pin_chat_message(chat["id"], mine.message_id)
+    assert group["id"] == GROUP_ID
+
+
+async def test_an_album_keeps_each_caption_and_takes_no_keyboard(fake: FakeTelegram) -> None:
+    fake.group(GROUP_ID, "Art club")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+    markup = {"inline_keyboard": [[{"text": "x", "callback_data": "x"}]]}
+    async with Bot(fake.token, base_url=fake.api_base) as bot:
+        sent = await bot.send_media_group(
+            GROUP_ID,
+            [InputMediaPhoto(png, caption=f"#{n} by Ann") for n in (1, 2, 3)],
+            api_kwargs={"reply_markup": markup},
+        )
+        assert [m.caption for m in sent] == ["#1 by Ann", "#2 by Ann", "#3 by Ann"]
+        assert len({m.media_group_id for m in sent}) == 1
+        assert all(m.reply_markup is None for m in sent)
+        with pytest.raises(BadRequest, match=r"(?i)media must include 2-10 items"):
+            await bot.send_media_group(GROUP_ID, [InputMediaPhoto(png)])
+        with pytest.raises(BadRequest, match=r"(?i)MEDIA_GROUP_INVALID"):
+            await bot.send_media_group(
+                GROUP_ID, [InputMediaPhoto(png), InputMediaDocument(png, filename="a.png")]
+            )
+        with pytest.raises(BadRequest, match=r"(?i)caption is too long"):
+            await bot.send_media_group(
+                GROUP_ID, [InputMediaPhoto(png, caption="x" * 1025), InputMediaPhoto(png)]
+            )
+
+
+async def test_a_keyboard_is_edited_alone_on_the_bots_own_messages(
+    limited: tuple[FakeTelegram, Bot],
+) -> None:
+    fake, bot = limited
+    group = fake.group(GROUP_ID, "Art club")
+    png = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+    def votes(n: int) -> InlineKeyboardMarkup:
+        return InlineKeyboardMarkup([[InlineKeyboardButton(f"❤️ {n}", callback_data="vt:a")]])
+
+    photo = await bot.send_photo(GROUP_ID, png, caption="#1", reply_markup=votes(0))
+    edited = await bot.edit_message_reply_markup(GROUP_ID, photo.message_id, reply_markup=votes(1))
+    assert isinstance(edited, Message) and edited.caption == "#1"
+    assert fake.messages[(GROUP_ID, photo.message_id)]["reply_markup"] == votes(1).to_dict()
+    with pytest.raises(BadRequest, match=r"(?i)message is not modified"):
+        await bot.edit_message_reply_markup(GROUP_ID, photo.message_id, reply_markup=votes(1))
+    theirs = fake.send_text(group, fake.user(42, "Ann"), "hello")
+    with pytest.raises(BadRequest, match=r"(?i)message can't be edited"):
+        await bot.edit_message_reply_markup(GROUP_ID, theirs["message_id"], reply_markup=votes(1))
+    # An edit counts toward the group's 20 a minute like a new message: four so far (the
+    # fake counts a request it admitted, whatever its answer).
+    for i in range(16):
+        await bot.edit_message_reply_markup(GROUP_ID, photo.message_id, reply_markup=votes(i + 2))
+    with pytest.raises(RetryAfter):
+        await bot.edit_message_reply_markup(GROUP_ID, photo.message_id, reply_markup=votes(99))
+
+
+async def test_a_callback_answer_takes_200_characters(fake: FakeTelegram) -> None:
+    chat = fake.private_chat(fake.user(7, "Bo"))
+    markup = InlineKeyboardMarkup([[InlineKeyboardButton("Vote", callback_data="vt:1")]])
+    async with Bot(fake.token, base_url=fake.api_base) as bot:
+        sent = await bot.send_message(chat["id"], "an entry", reply_markup=markup)
+        shown = fake.messages[(7, sent.message_id)]
+        query_id = fake.press_button(chat, fake.users[7], shown, "vt:1")
+        with pytest.raises(BadRequest, match=r"(?i)MESSAGE_TOO_LONG"):
+            await bot.answer_callback_query(query_id, "x" * 201)
+        assert await bot.answer_callback_query(query_id, "x" * 200)

@@ -13,17 +13,15 @@ from bot.catalog import ModelSpec, default_specs
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, Job, JobState, Kind, Origin
-from bot.polling import (
+from bot.poll_tuning import (
     BLIND_GAP,
     LATE_URL_GAP_S,
     LATE_URL_PATIENCE_S,
     MIN_GAP_S,
     SPREAD,
     SPREAD_MIN,
-    FixedPolicy,
-    ProgressAwarePolicy,
-    make_policy,
 )
+from bot.polling import FixedPolicy, ProgressAwarePolicy, make_policy
 from sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.conftest import API_KEY, FakeClock

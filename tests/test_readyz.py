@@ -23,6 +23,8 @@ with warnings.catch_warnings():
 
 from bot.config import Settings
 from bot.main.cli import serve
+from bot.main.wiring import open_core
+from bot.models import Origin
 from sandbox import SandboxGateway
 from tests.fakes.discord_api import FakeDiscord
 
@@ -142,3 +144,20 @@ async def test_readyz_names_discord_while_it_does_not_answer(
     assert not any(r.exc_info for r in caplog.records if r.levelno >= logging.WARNING)
     assert "Unclosed" not in caplog.text
     assert all(fake.token not in r.getMessage() for r in caplog.records)
+
+
+async def test_genrelay_run_serves_the_session_galleries(
+    make_settings: Callable[..., Settings],
+    sandbox: SandboxGateway,
+    fake: FakeDiscord,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = discord_settings(make_settings, sandbox, fake)
+    async with open_core(settings) as core:
+        origin = Origin(platform="discord", chat_id="5", user_id="1", user_name="Ann")
+        spec = core.sessions.parse_start("paper boats")
+        session = await core.sessions.start(origin, spec, is_admin=True)
+    async with serving(settings, caplog) as http:
+        page = await http.get(f"/sessions/{session.gallery_key}")
+        assert page.status_code == 200 and "paper boats" in page.text
+        assert (await http.get("/sessions/not-a-key")).status_code == 404

@@ -19,7 +19,7 @@ from tests.helpers import RecordingSink, request, wait_delivered
 async def test_key_is_absent_from_logs_errors_and_json(
     core: Core, sandbox: SandboxGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from bot.main.cli import job_json
+    from bot.main.output import job_json
 
     caplog.set_level(logging.DEBUG)
     core.notifier.register(RecordingSink())

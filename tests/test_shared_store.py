@@ -17,6 +17,7 @@ import pytest
 from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.models import Delivery, JobState, Kind
+from bot.runner import Runner
 from sandbox import SandboxGateway
 from storage.sqlite import SqliteJobStore
 from tests.conftest import running
@@ -58,6 +59,12 @@ async def locked(path: str) -> AsyncIterator[None]:
     assert holder.returncode == 0
 
 
+async def until_true(check: Callable[[], bool]) -> None:
+    async with asyncio.timeout(20):
+        while not check():
+            await asyncio.sleep(0.01)
+
+
 async def test_a_store_locked_past_busy_timeout_slows_the_core_but_never_stops_it(
     make_settings: Callable[..., Settings],
     sandbox: SandboxGateway,
@@ -69,23 +76,16 @@ async def test_a_store_locked_past_busy_timeout_slows_the_core_but_never_stops_i
     sink = RecordingSink()
     async with open_core(settings) as core:
         core.notifier.register(sink)
-        runner = asyncio.create_task(core.run())
-        job = await core.service.submit(request(kind=Kind.VIDEO, model="veo_fast"))
-        async with asyncio.timeout(20):
-            while not sandbox.create_calls():
-                await asyncio.sleep(0.01)
-        async with locked(settings.database_path):
-            async with asyncio.timeout(20):
-                while BUSY not in caplog.text:
-                    await asyncio.sleep(0.01)
-            # Held for many busy timeouts: the task ends upstream meanwhile, and every
-            # write of the tracker and the notifier waits past its patience, again and again.
-            await asyncio.sleep(1.5)
-            assert not runner.done()
-        done = await wait_delivered(core, job.id, timeout=20)
-        assert not runner.done()
-        runner.cancel()
-        await asyncio.gather(runner, return_exceptions=True)
+        async with Runner(core) as runner:  # `until` raises if the core's loops stop
+            job = await core.service.submit(request(kind=Kind.VIDEO, model="veo_fast"))
+            await runner.until(until_true(lambda: bool(sandbox.create_calls())))
+            async with locked(settings.database_path):
+                await runner.until(until_true(lambda: BUSY in caplog.text))
+                # Held for many busy timeouts: the task ends upstream meanwhile, and every
+                # write of the tracker and the notifier waits past its patience, again and
+                # again.
+                await runner.until(asyncio.sleep(1.5))
+            done = await runner.until(wait_delivered(core, job.id, timeout=20))
     assert done.state is JobState.SUCCEEDED and done.delivery is Delivery.DELIVERED
     assert [j.id for j, _ in sink.delivered] == [job.id]
     assert len([r for r in caplog.records if BUSY in r.getMessage()]) == 1

@@ -23,8 +23,9 @@ from telegram.ext import ApplicationBuilder
 
 from adapters.telegram import TelegramAdapter
 from adapters.telegram import adapter as telegram_adapter
-from adapters.telegram.adapter import ack_reaction
+from adapters.telegram import generate as telegram_generate
 from adapters.telegram.flood import FloodControl
+from adapters.telegram.generate import ack_reaction
 from adapters.telegram.texts import link_note
 from bot.app import Core
 from bot.config import Settings
@@ -292,6 +293,7 @@ async def test_help_start_models_and_command_list(bed: Bed) -> None:
         ("usage", "What you made and spent today"),
         ("cancel", "Stop your job that hasn't been sent yet"),
         ("settings", "This chat's limits and models"),
+        ("session", "A creative session: /session start <theme>"),
         ("help", "How to use me, with examples"),
     ]
 
@@ -1070,7 +1072,7 @@ async def test_a_photo_request_cut_off_while_downloading_is_made_once_after_a_re
             reached.set()
             raise asyncio.CancelledError
 
-    monkeypatch.setattr(telegram_adapter, "crash_point", cut)
+    monkeypatch.setattr(telegram_generate, "crash_point", cut)
     async with open_bed() as bed:
         fake = bed.fake
         ask = fake.send_photo(bed.group, bed.ann, jpeg(1), caption="/imagine make it blue")

@@ -622,6 +622,7 @@ SETTINGS_AFTER = """⚙️ Settings for this chat:
 • chat_budget_usd: $2.50
 • video_confirm: on
 • blocked_words: spoiler, gore
+• session_starters: admins
 Admins change one with /settings <name> <value>."""
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from telegram.error import NetworkError, RetryAfter
 
-from adapters.telegram.flood import FloodControl, Lane, chat_key, lane_of, status_traffic
+from adapters.telegram.flood import FloodControl
+from adapters.telegram.lanes import Lane, chat_key, lane_of, status_traffic
 
 GROUP_A, GROUP_B, GROUP_C = -1001, -1002, -1003
 PRIVATE = 42
@@ -274,6 +275,28 @@ async def test_a_turn_that_sends_nothing_gives_its_token_back() -> None:
     await limiter.shutdown()
 
 
+async def test_an_album_counts_one_message_per_item() -> None:
+    """Telegram counts each item of a sendMediaGroup toward its limits."""
+    limiter = FloodControl(
+        overall_max_rate=100, group_max_rate=4, group_time_period=MINUTE, edit_reserve=0
+    )
+    telegram = Telegram()
+    await asyncio.wait_for(request(limiter, telegram, "sendMessage", GROUP_A), 5)
+    media = {"chat_id": GROUP_A, "media": ["a", "b", "c", "d"]}
+    album = asyncio.ensure_future(
+        limiter.process_request(
+            telegram, ("sendMediaGroup", media), {}, "sendMediaGroup", media, None
+        )
+    )
+    await settle()
+    assert not album.done()  # 4 items do not fit in the 3 messages left of the minute
+    single = request(limiter, telegram, "sendMessage", GROUP_B)
+    await asyncio.wait_for(single, 5)  # another group's budget is its own
+    await limiter.shutdown()
+    await asyncio.gather(album, return_exceptions=True)
+    assert telegram.count("sendMediaGroup") == 0
+
+
 # -- budgets -----------------------------------------------------------------------------------
 
 
@@ -420,9 +443,9 @@ async def test_idle_chats_are_forgotten_busy_ones_kept() -> None:
 def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None:
     """Telegram counts messages in any minute; a token bucket of the same size would let a
     full burst and then its refill through within one window (twice the budget)."""
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=20, period=60.0)
+    window = SlidingWindow(capacity=20, period=60.0)
     sent: list[float] = []
     now = 0.0
     while now < 300.0:  # send greedily whenever the window allows, for five minutes
@@ -439,9 +462,9 @@ def test_a_window_lets_no_more_than_its_capacity_through_in_any_period() -> None
 
 
 def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=3, period=10.0)
+    window = SlidingWindow(capacity=3, period=10.0)
     window.spend(0.0)
     assert window.ready_in(1.0, hold=1) == 0  # two left: one for status, one kept
     window.spend(1.0)
@@ -453,9 +476,9 @@ def test_a_window_keeps_what_running_jobs_need_for_their_results() -> None:
 def test_a_window_counts_a_slow_request_from_when_it_was_answered() -> None:
     """Telegram counted it somewhere between our letting it go and its answer: the window
     frees its place one period after the answer, never earlier."""
-    from adapters.telegram.flood import _Window
+    from adapters.telegram.window import SlidingWindow
 
-    window = _Window(capacity=1, period=10.0)
+    window = SlidingWindow(capacity=1, period=10.0)
     slot = window.spend(0.0)
     window.settle(slot, 3.0)  # the request took 3 s to be answered
     assert window.ready_in(10.0) == pytest.approx(3.0)

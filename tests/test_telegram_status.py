@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from telegram.ext import ExtBot
 
-from adapters.telegram import sink as sink_module
+from adapters.telegram import status as status_module
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.sink import TelegramSink
 from bot.config import Settings
@@ -157,7 +157,7 @@ async def test_a_percentage_seen_long_before_its_turn_is_dropped(
     open_bed: Callable[[int], Bed], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The job may have finished while the edit waited: the next poll brings a fresh one."""
-    monkeypatch.setattr(sink_module, "PROGRESS_FRESH_S", 0.05)
+    monkeypatch.setattr(status_module, "PROGRESS_FRESH_S", 0.05)
     bed = open_bed(3)
     await bed.sink.bot.initialize()
     job = await bed.job()

@@ -1,34 +1,14 @@
-"""The Discord adapter: discord.py's client on the core's event loop, `/imagine` and `/video`,
-and the buttons under a result that start a job (Reroll, Animate, 4K).
-
-How a command is answered
-    At once, within Discord's 3 seconds: an input error (checked from the options and the
-    attachments' metadata, and by the core's `service.check`) with an ephemeral message,
-    and nothing is recorded as work or sent upstream; anything else with a public deferred
-    ("thinking") response whose message becomes the job's status message. Then the
-    attachments are downloaded (size-capped) and decoded, which can take longer than those
-    3 seconds: one that fails turns the thinking message into the refusal, recorded as a
-    rejected job, before anything is sent upstream (its URL is what goes). A button press
-    is answered the same way and starts a job owned by whoever pressed. The server's rules
-    (limits, budgets, blocked words; scope: the guild) are checked before the defer and
-    applied again, atomically, by `service.submit` after it: when someone else took the last
-    slot meanwhile, the thinking message becomes the refusal, as it becomes the apology after
-    an unexpected error. Once deferred, an answer is never deleted for an ephemeral followup
-    (Discord can answer that followup with 10008 Unknown Message, discord-api-docs#2739).
-
-What the status message shows
-    A job waiting its turn: its place in line and a Cancel button (the core shows everyone
-    waiting their new place whenever someone joins or leaves the line). A video held for
-    confirmation: its cost and time with Confirm / Cancel, which only the asker can use
-    (others are told so, privately). Then progress and the result, or why nothing was sent
-    (cancelled, not confirmed in time).
-"""
+"""The Discord adapter: discord.py's client on the core's event loop. The slash commands
+(slash.py) and the buttons (ui.py) reach it through the client, and it hands them to the
+handlers: /imagine, /video and the buttons that start a job (Reroll, Animate, 4K) to
+generate.py, the community commands and buttons to community.py, /session and the ❤️ and
+Remix buttons to sessions.py. The delivery sink and the session sink are registered with the
+core while it runs."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import warnings
 from contextlib import AsyncExitStack
@@ -40,51 +20,32 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
+from adapters.discord.answers import apologise
 from adapters.discord.community import BUTTONS as COMMUNITY_BUTTONS
 from adapters.discord.community import CommunityHandlers
+from adapters.discord.generate import STARTS_JOB, GenerateHandlers
 from adapters.discord.parse import (
     PLATFORM,
     Choice,
     SlashRequest,
-    downloaded,
-    generation_request,
     model_choices,
     option_choices,
-    origin_of,
-    references,
-    request_key,
-    require_post_permission,
 )
 from adapters.discord.session_sink import DiscordSessionSink, EntrySink
 from adapters.discord.sessions import BUTTONS as SESSION_BUTTONS
 from adapters.discord.sessions import SessionHandlers
-from adapters.discord.sink import (
-    DISCORD_FAILURES,
-    DiscordSink,
-    apologise,
-    defer_thinking,
-    refuse,
-    refuse_deferred,
-)
+from adapters.discord.sink import DiscordSink
 from adapters.discord.slash import build_tree, pointed_at
-from adapters.discord.texts import INTERNAL_ERROR_TEXT, OOPS_TEXT, models_text
-from adapters.discord.ui import GenrelayClient, JobButton, hold_view
+from adapters.discord.texts import OOPS_TEXT, models_text
+from adapters.discord.ui import GenrelayClient, JobButton
 from bot.app import Core
 from bot.config import Settings
-from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
-from bot.messages import confirm_text
-from bot.models import GenerationRequest, Job, JobAction, JobState, Kind
+from bot.errors import ConfigError, PlatformUnavailable
+from bot.models import JobAction, Kind
 
 __all__ = ["DiscordAdapter"]
 
 log = logging.getLogger(__name__)
-
-# Buttons under a result that start a job, and what the core calls them.
-STARTS_JOB = {
-    JobAction.REROLL: "reroll",
-    JobAction.ANIMATE: "animate",
-    JobAction.UPSCALE: "upscale",
-}
 
 
 class DiscordAdapter:
@@ -130,6 +91,7 @@ class DiscordAdapter:
         self._client: GenrelayClient | None = None
         self._sink: DiscordSink | None = None
         self._community: CommunityHandlers | None = None
+        self._generate: GenerateHandlers | None = None
         self._cards: DiscordSessionSink | None = None
         self._sessions: SessionHandlers | None = None
         self._ready = False  # READY came once: a later stop of the client is logged
@@ -153,6 +115,12 @@ class DiscordAdapter:
         if self._community is None:
             raise RuntimeError("the Discord adapter is not running")
         return self._community
+
+    @property
+    def generate(self) -> GenerateHandlers:
+        if self._generate is None:
+            raise RuntimeError("the Discord adapter is not running")
+        return self._generate
 
     @property
     def cards(self) -> DiscordSessionSink:
@@ -211,15 +179,11 @@ class DiscordAdapter:
             entry_of=self.core.sessions.entry_for_job,
         )
         self._community = CommunityHandlers(self.core, self._sink)
+        self._generate = GenerateHandlers(self.core, self.settings, self._sink)
         self._cards = DiscordSessionSink(
-            client,
-            self.core.clock,
-            self.core.media.results_dir,
-            timeout_s=self.delivery_timeout_s,
+            client, self.core.clock, self.core.media.results_dir, timeout_s=self.delivery_timeout_s
         )
-        self._sessions = SessionHandlers(
-            self.core, self._cards, show_started=self._show_started, apology=self._apology
-        )
+        self._sessions = SessionHandlers(self.core, self._cards, self._generate)
         build_tree(client)
         client.add_dynamic_items(JobButton)
         await self._stack.enter_async_context(client)
@@ -275,7 +239,7 @@ class DiscordAdapter:
                 await self._runner
             self._runner = None
         await self._stack.aclose()
-        self._client = self._sink = self._community = None
+        self._client = self._sink = self._community = self._generate = None
         self._cards = self._sessions = None
 
     # -- what the commands' options offer ----------------------------------------------------
@@ -296,165 +260,29 @@ class DiscordAdapter:
     async def on_generate(
         self, interaction: discord.Interaction[Any], command: SlashRequest
     ) -> None:
+        generate = self.generate
         try:
-            await self._generate(interaction, command)
+            await generate.command(interaction, command)
         except Exception:
             log.exception("discord: interaction %s failed", interaction.id)
-            await apologise(interaction, await self._apology(interaction))
-
-    async def _generate(self, interaction: discord.Interaction[Any], command: SlashRequest) -> None:
-        received_at = self.core.clock.now()
-        media = self.core.media
-        try:
-            require_post_permission(interaction)
-            images = references(
-                command.attachments, self.settings.max_reference_bytes, media.too_large
-            )
-        except RequestRejected as exc:
-            await refuse(interaction, exc)
-            return
-        origin = origin_of(interaction, None, received_at)
-        request = generation_request(command, interaction, origin, images)
-        # Every refusal that needs no upstream call (the catalog, the chat's rules, its
-        # limits) comes before the public "thinking…", so it is the private first answer:
-        # withdrawing a deferred reply afterwards can meet 10008 Unknown Message.
-        try:
-            await self.core.service.precheck(request)
-        except RequestRejected as exc:
-            await refuse(interaction, exc)
-            await self.core.service.record_rejected(request, exc)
-            return
-        message_id = await defer_thinking(interaction)
-        request = dataclasses.replace(
-            request, origin=origin_of(interaction, message_id, received_at)
-        )
-        if request.images:
-            # Downloaded and decoded only now: that can take longer than Discord's 3 s.
-            try:
-                images = await downloaded(request.images, self.core.media, self.core.http)
-            except RequestRejected as exc:
-                await self.core.service.record_rejected(request, exc)
-                await refuse_deferred(interaction, exc)
-                return
-            request = dataclasses.replace(request, images=images)
-        job = await self._submit(interaction, request, message_id)
-        if job is None:
-            return
-        log.info(
-            "job %s: discord interaction %s in channel %s",
-            job.id,
-            interaction.id,
-            job.origin.chat_id,
-        )
-        await self._show_started(interaction, job)
+            await apologise(interaction, await generate.apology(interaction))
 
     # -- buttons -----------------------------------------------------------------------------
 
     async def on_button(
         self, interaction: discord.Interaction[Any], action: JobAction, job_id: str
     ) -> None:
+        generate = self.generate
         try:
             if action in COMMUNITY_BUTTONS:
                 await self.community.button(interaction, action, job_id)
             elif action in SESSION_BUTTONS:
                 await self.sessions.button(interaction, action, job_id)
             else:
-                await self._button(interaction, action, job_id)
+                await generate.button(interaction, action, job_id)
         except Exception:
             log.exception("discord: button %s on job %s failed", action, job_id)
             # Reroll, Animate and 4K start a job; Confirm, Cancel and Send again do not.
             starts = action in STARTS_JOB
-            text = await self._apology(interaction) if starts else OOPS_TEXT
+            text = await generate.apology(interaction) if starts else OOPS_TEXT
             await apologise(interaction, text)
-
-    async def _button(
-        self, interaction: discord.Interaction[Any], action: JobAction, job_id: str
-    ) -> None:
-        """Reroll, Animate or 4K: a new job, owned by whoever pressed."""
-        received_at = self.core.clock.now()
-        service = self.core.service
-        request: GenerationRequest | None = None
-        try:  # as for /imagine: a refusal is the private first answer, before any defer
-            require_post_permission(interaction)
-            request = await service.action_request(
-                STARTS_JOB[action],
-                job_id,
-                origin_of(interaction, None, received_at),
-                request_key=request_key(interaction),
-            )
-            await service.precheck(request)
-        except RequestRejected as exc:
-            await refuse(interaction, exc)
-            if request is not None:
-                await service.record_rejected(request, exc)
-            return
-        message_id = await defer_thinking(interaction)
-        origin = origin_of(interaction, message_id, received_at)
-        request = dataclasses.replace(request, origin=origin)
-        job = await self._submit(interaction, request, message_id)
-        if job is None:
-            return
-        log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
-        try:
-            await service.attach_status_message(job.id, str(message_id))
-        except Exception:  # the job is recorded and goes on; its progress finds no message
-            log.exception("job %s: status message id not stored", job.id)
-        job.status_message_id = str(message_id)
-        await self._show_started(interaction, job)
-
-    # -- a new job ---------------------------------------------------------------------------
-
-    async def _submit(
-        self, interaction: discord.Interaction[Any], request: GenerationRequest, message_id: int
-    ) -> Job | None:
-        """Record the job (after the public defer); None when the server's rules refused it
-        now, though the precheck passed: another request took the last slot meanwhile. The
-        core records the refusal; the thinking message becomes it."""
-        try:
-            return await self.core.service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:
-            await refuse_deferred(interaction, exc)
-            return None
-
-    async def _show_started(self, interaction: discord.Interaction[Any], job: Job) -> None:
-        """After the job is recorded nothing may say it was not made: a failure to show its
-        first status is logged, and the job goes on (its result still comes)."""
-        try:
-            await self._started(interaction, job)
-        except Exception:
-            log.exception("job %s: first status not shown; the job goes on", job.id)
-
-    async def _started(self, interaction: discord.Interaction[Any], job: Job) -> None:
-        """A new job's first status: its cost with Confirm / Cancel when it is held, else its
-        place in line or progress."""
-        if job.hold is not None:
-            text = confirm_text(job, self.core.catalog, self.core.settings.confirm_timeout_s)
-            try:
-                await interaction.edit_original_response(content=text, view=hold_view(job.id))
-            except DISCORD_FAILURES as exc:
-                # Nobody could confirm it: rather than leave it waiting for a button nobody
-                # sees, end it now; its delivery tells the asker nothing was sent.
-                log.warning("job %s: confirmation not shown (%r); cancelling it", job.id, exc)
-                await self.core.service.cancel(job.id, job.origin)
-                self.core.notifier.wake()
-                return
-            log.info("job %s: waiting for its asker's confirmation", job.id)
-            return
-        await self.sink.progress(job)
-
-    async def _apology(self, interaction: discord.Interaction[Any]) -> str | None:
-        """What to say after an unexpected failure of a request that starts a job: "nothing
-        was started" only when the core holds no job for it; nothing when it does (its
-        first status is shown as usual and its result still comes); when that cannot be
-        told, words that claim neither."""
-        try:
-            job = await self.core.service.find_request(request_key(interaction))
-        except Exception:
-            log.exception("discord: interaction %s: job lookup failed", interaction.id)
-            return OOPS_TEXT
-        if job is None or job.state is JobState.REJECTED:
-            return INTERNAL_ERROR_TEXT
-        log.info("job %s: recorded before the failure; it goes on", job.id)
-        if interaction.response.is_done():
-            await self._show_started(interaction, job)
-        return None

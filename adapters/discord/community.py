@@ -23,14 +23,9 @@ with warnings.catch_warnings():
     import discord
     from discord import app_commands
 
+from adapters.discord.answers import apologise, refuse
 from adapters.discord.parse import MAX_CHOICE_NAME, MAX_CHOICES, Choice, is_admin, origin_of
-from adapters.discord.sink import (
-    DiscordSink,
-    Rendered,
-    apologise,
-    is_too_large,
-    refuse,
-)
+from adapters.discord.sink import DiscordSink, Rendered, is_too_large
 from adapters.discord.texts import (
     MAX_CONTENT,
     OOPS_TEXT,

@@ -15,7 +15,8 @@ How each is answered
     ❤️: the presser is answered privately (counted, taken back, or why not, in the core's
     words); the count on the button is then edited, coalesced per message (`VoteCounts`).
     Remix: a modal asks for the prompt; its submit starts a job as a button does (a private
-    refusal first, then the public "thinking…" that becomes the new entry's status).
+    refusal first, then the public "thinking…" that becomes the new entry's status:
+    generate.py).
 """
 
 from __future__ import annotations
@@ -33,22 +34,17 @@ with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
 
+from adapters.discord.answers import apologise, refuse, refuse_deferred
+from adapters.discord.generate import GenerateHandlers
 from adapters.discord.parse import (
     SessionOptions,
     is_admin,
     is_thread,
     origin_of,
-    request_key,
     require_post_permission,
 )
 from adapters.discord.session_sink import DiscordSessionSink
-from adapters.discord.sink import (
-    DISCORD_FAILURES,
-    apologise,
-    defer_thinking,
-    refuse,
-    refuse_deferred,
-)
+from adapters.discord.sink import DISCORD_FAILURES
 from adapters.discord.texts import (
     MAX_CONTENT,
     NO_GALLERY_HERE_TEXT,
@@ -68,7 +64,7 @@ from bot.messages import (
     session_over_text,
     vote_text,
 )
-from bot.models import Job, JobAction, Origin
+from bot.models import JobAction, Origin
 from bot.sessions import Session, SessionSpec
 
 __all__ = ["BUTTONS", "SessionHandlers", "VoteCounts"]
@@ -126,22 +122,13 @@ class VoteCounts:
 
 
 class SessionHandlers:
-    """The session commands, buttons and modal of one DiscordAdapter. `show_started` and
-    `apology` are the adapter's: a new job's first status, and what to say after an
-    unexpected failure of a request that starts a job."""
+    """The session commands, buttons and modal of one DiscordAdapter: `cards` posts what
+    the core shows of a session, `generate` starts the remixes."""
 
-    def __init__(
-        self,
-        core: Core,
-        cards: DiscordSessionSink,
-        *,
-        show_started: Callable[[Interaction, Job], Awaitable[None]],
-        apology: Callable[[Interaction], Awaitable[str | None]],
-    ) -> None:
+    def __init__(self, core: Core, cards: DiscordSessionSink, generate: GenerateHandlers) -> None:
         self.core = core
         self.cards = cards
-        self.show_started = show_started
-        self.apology = apology
+        self.generate = generate
         self.votes = VoteCounts(self._count)
 
     async def _count(self, job_id: str) -> int | None:
@@ -293,41 +280,10 @@ class SessionHandlers:
 
     async def on_remix_prompt(self, interaction: Interaction, job_id: str, prompt: str) -> None:
         try:
-            await self._remix(interaction, job_id, prompt)
+            await self.generate.remix(interaction, job_id, prompt)
         except Exception:
             log.exception("discord: remix of job %s failed", job_id)
-            await apologise(interaction, await self.apology(interaction))
-
-    async def _remix(self, interaction: Interaction, job_id: str, prompt: str) -> None:
-        """A new job from the entry's image and the prompt, owned by whoever asked: refused
-        privately first (as a button's job is), then the public "thinking…" its status."""
-        received_at = self.core.clock.now()
-        service = self.core.service
-        request = None
-        try:
-            require_post_permission(interaction)
-            request = await service.remix_request(
-                job_id,
-                prompt,
-                origin_of(interaction, None, received_at),
-                request_key=request_key(interaction),
-            )
-            await service.precheck(request)
-        except RequestRejected as exc:
-            await refuse(interaction, exc)
-            if request is not None:
-                await service.record_rejected(request, exc)
-            return
-        message_id = await defer_thinking(interaction)
-        origin = origin_of(interaction, message_id, received_at)
-        request = dataclasses.replace(request, origin=origin)
-        try:
-            job = await service.submit(request, status_message_id=str(message_id))
-        except RequestRejected as exc:
-            await refuse_deferred(interaction, exc)
-            return
-        log.info("job %s: remix of job %s by user %s", job.id, job_id, origin.user_id)
-        await self.show_started(interaction, job)
+            await apologise(interaction, await self.generate.apology(interaction))
 
 
 def _require_thread(interaction: Interaction) -> None:

@@ -13,7 +13,8 @@ a reply that mentions the asker, with a nonce derived from the job id and
 `enforce_nonce`, so a retried post is not posted twice. Every delivery path is idempotent:
 edits are replayed as they are, posts are de-duplicated by their nonce.
 
-Answers to an interaction (refusals, apologies, the public "thinking…") are at the end.
+The answers to an interaction (refusals, apologies, the public "thinking…") are in
+answers.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import warnings
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -39,22 +40,12 @@ from adapters.discord.parse import DEFAULT_UPLOAD_LIMIT, PLATFORM
 from adapters.discord.texts import link_note, ready_text
 from adapters.discord.ui import JobButton, waiting_view
 from bot.catalog import Catalog
-from bot.errors import DeliveryError, PermanentDeliveryError, RequestRejected
+from bot.errors import DeliveryError, PermanentDeliveryError
 from bot.messages import failure_text, progress_text, short_prompt
 from bot.models import Job, JobAction, JobState, Kind
 from bot.ports import Clock, ResultFile
 
-__all__ = [
-    "DISCORD_FAILURES",
-    "DiscordSink",
-    "Rendered",
-    "apologise",
-    "defer_thinking",
-    "delivery_error",
-    "is_too_large",
-    "refuse",
-    "refuse_deferred",
-]
+__all__ = ["DISCORD_FAILURES", "DiscordSink", "Rendered", "delivery_error", "is_too_large"]
 
 log = logging.getLogger(__name__)
 
@@ -385,47 +376,3 @@ class DiscordSink:
             if f.mime.startswith("image/") and embed.image.url is None:
                 embed.set_image(url=f"attachment://{f.filename}")
         return Rendered(job.id, "\n".join(notes) or None, embed, tuple(uploads), tuple(buttons))
-
-
-# -- answers to an interaction (within Discord's 3 seconds, then through its token) -----------
-
-
-async def defer_thinking(interaction: discord.Interaction[Any]) -> int:
-    """A public "thinking" response; its message becomes the status message."""
-    sent = await interaction.response.defer(thinking=True)
-    if sent is not None and sent.message_id is not None:
-        return sent.message_id
-    return (await interaction.original_response()).id
-
-
-async def refuse(interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
-    """A refusal as the first answer: private."""
-    log.info("discord: interaction %s refused (%s)", interaction.id, exc.code)
-    await interaction.response.send_message(exc.message, ephemeral=True)
-
-
-async def refuse_deferred(interaction: discord.Interaction[Any], exc: RequestRejected) -> None:
-    """A refusal after the public defer: the "thinking…" message becomes it (deleting it
-    for an ephemeral followup can meet 10008 Unknown Message)."""
-    log.info("discord: interaction %s refused after the defer (%s)", interaction.id, exc.code)
-    await interaction.edit_original_response(content=exc.message)
-
-
-async def apologise(interaction: discord.Interaction[Any], text: str | None) -> None:
-    """Say `text` in the interaction's own answer: the first response (ephemeral), or
-    the deferred "thinking…" message turned into it. Never a DELETE of that message for
-    an ephemeral followup (10008 Unknown Message). After a deferred button update, whose
-    original is the message under the button (a job's status), a private followup, that
-    message left as it is; an answer already given stands."""
-    if text is None:
-        return
-    response = interaction.response
-    with suppress(*DISCORD_FAILURES):
-        if not response.is_done():
-            await response.send_message(text, ephemeral=True)
-        elif response.type is discord.InteractionResponseType.deferred_channel_message:
-            await interaction.edit_original_response(content=text)
-        elif response.type is discord.InteractionResponseType.deferred_message_update:
-            await interaction.followup.send(text, ephemeral=True)
-        else:
-            log.info("discord: interaction %s already answered; no apology", interaction.id)

@@ -1,24 +1,22 @@
 """The Telegram adapter: a python-telegram-bot Application polling on the core's event loop,
-handlers that parse and submit (never waiting for a job), and the delivery sink.
-
-A generation command is acknowledged first: a reaction (TELEGRAM_ACK_REACTION) on its
-message goes out before it is parsed, checked or submitted, outside the rate limits
-(FloodControl), so the asker sees at once that the bot has it."""
+and its updates handed to the handlers: a message (or an album, once all its photos are
+in) to /imagine and /video (generate.py, which acknowledge it first with a reaction), to
+the community commands (community.py), to /session (sessions.py) or to a plain reply
+(/help, /start, /models); a button press to the handlers of its action. The delivery sink
+and the session sink are registered with the core while it runs."""
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dtm
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from types import TracebackType
 from typing import Any
 
-from telegram import BotCommand, Message, Update
-from telegram.constants import FileSizeLimit, ReactionEmoji
-from telegram.error import BadRequest, InvalidToken, TelegramError
+from telegram import Message, Update
+from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
     Application,
     ApplicationBuilder,
@@ -29,67 +27,42 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.commands import parse_command_text
 from adapters.telegram.albums import AlbumCollector
+from adapters.telegram.board import BOARD_INTERVAL_S
 from adapters.telegram.community import BUTTONS as COMMUNITY_BUTTONS
 from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
 from adapters.telegram.community import CommunityHandlers
 from adapters.telegram.flood import FloodControl
+from adapters.telegram.generate import KINDS, GenerateHandlers, ack_reaction
 from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox
-from adapters.telegram.parse import (
-    PLATFORM,
-    ImageSource,
-    TelegramCommand,
-    image_sources,
-    origin_of,
-    parse_command,
-)
-from adapters.telegram.sink import BOARD_INTERVAL_S, TelegramSink
+from adapters.telegram.parse import PLATFORM, TelegramCommand, origin_of, parse_command
+from adapters.telegram.sessions import BUTTONS as SESSION_BUTTONS
+from adapters.telegram.sessions import COMMANDS as SESSION_COMMANDS
+from adapters.telegram.sessions import SessionHandlers
+from adapters.telegram.sink import TelegramSink
 from adapters.telegram.texts import (
-    ACTION_ANSWERS,
+    BOT_COMMANDS,
     BUTTON_RE,
-    CALLBACK_ANSWER_MAX,
-    CONFIRM_FIRST,
-    DOWNLOAD_FAILED,
     OOPS,
-    SOMETHING_WRONG,
-    clip,
     help_text,
     models_text,
-    not_an_image,
-    over_download_limit,
     start_text,
 )
 from adapters.telegram.transport import AiohttpRequest
 from bot.app import Core
 from bot.config import Settings
-from bot.errors import ConfigError, PlatformUnavailable, RequestRejected
+from bot.errors import ConfigError, PlatformUnavailable
 from bot.faults import crash_point
-from bot.models import GenerationRequest, Job, JobAction, JobState, Kind, Origin, ReferenceImage
+from bot.models import JobAction, Origin
 
-__all__ = ["TelegramAdapter", "ack_reaction"]
+__all__ = ["TelegramAdapter"]
 
 log = logging.getLogger(__name__)
 
 App = Application[ExtBot[Any], Any, Any, Any, Any, Any]
-ButtonAction = Callable[..., Awaitable[Job]]
 
-DOWNLOAD_LIMIT = FileSizeLimit.FILESIZE_DOWNLOAD  # the Bot API serves bots files up to 20 MB
 MEDIA_WRITE_TIMEOUT_S = 120.0  # a 50 MB upload on a slow uplink
 FLOOD_RETRIES = 3  # RetryAfter waits inside FloodControl before we give up
-REACTIONS = tuple(emoji.value for emoji in ReactionEmoji)  # what Telegram takes from a bot
-VARIATION_SELECTOR = "\ufe0f"  # "❤️" as typed; Telegram's list has "❤"
-KINDS = {"imagine": Kind.IMAGE, "video": Kind.VIDEO}
-BOT_COMMANDS = (
-    BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
-    BotCommand("video", "Make a video, or animate a photo"),
-    BotCommand("models", "Every model, with what it costs"),
-    BotCommand("history", "Your recent jobs here, to get a result again"),
-    BotCommand("usage", "What you made and spent today"),
-    BotCommand("cancel", "Stop your job that hasn't been sent yet"),
-    BotCommand("settings", "This chat's limits and models"),
-    BotCommand("help", "How to use me, with examples"),
-)
 
 
 class TelegramAdapter:
@@ -121,12 +94,13 @@ class TelegramAdapter:
         self.board_interval_s = board_interval_s
         self._rate_limiter = rate_limiter
         self._reaction = ack_reaction(settings.telegram_ack_reaction)  # ConfigError at once
-        self._acks: set[asyncio.Task[None]] = set()
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._given_app = application
         self._app: App | None = None
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
+        self._generate: GenerateHandlers | None = None
+        self._sessions: SessionHandlers | None = None
         self._inbox: TelegramInbox | None = None
         # Album photos waiting in the collector: (chat, message) -> their update ids.
         self._album_updates: dict[tuple[int, int], int] = {}
@@ -156,6 +130,18 @@ class TelegramAdapter:
             raise RuntimeError("the Telegram adapter is not started")
         return self._community
 
+    @property
+    def generate(self) -> GenerateHandlers:
+        if self._generate is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._generate
+
+    @property
+    def sessions(self) -> SessionHandlers:
+        if self._sessions is None:
+            raise RuntimeError("the Telegram adapter is not started")
+        return self._sessions
+
     async def __aenter__(self) -> TelegramAdapter:
         if self._given_app is not None:
             app, requests = self._given_app, None
@@ -182,17 +168,7 @@ class TelegramAdapter:
             raise
         self._app = app
         try:
-            self._sink = TelegramSink(
-                app.bot,
-                self.core.catalog,
-                upload_limit_mb=self.settings.telegram_upload_limit_mb,
-                confirm_timeout_s=self.settings.confirm_timeout_s,
-                statuses=self.core.service,
-                fresh=self.core.service.get,
-                board_after=self.settings.telegram_status_board_after,
-                board_interval_s=self.board_interval_s,
-            )
-            self._community = CommunityHandlers(self.core, app.bot, self._sink)
+            sink, sessions = self._handlers(app)
             await app.start()
             if self._inbox is not None:
                 await self._replay(app, self._inbox)
@@ -207,9 +183,32 @@ class TelegramAdapter:
             if isinstance(exc, TelegramError):  # deleteWebhook before polling failed
                 raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
-        self.core.notifier.register(self._sink)
+        self.core.notifier.register(sink)
+        self.core.add_session_sink(sessions.cards)
         log.info("telegram: connected as @%s (polling)", app.bot.username)
         return self
+
+    def _handlers(self, app: App) -> tuple[TelegramSink, SessionHandlers]:
+        """The sink and the handlers of commands, buttons and sessions, on `app`'s bot."""
+        self._sink = sink = TelegramSink(
+            app.bot,
+            self.core.catalog,
+            upload_limit_mb=self.settings.telegram_upload_limit_mb,
+            confirm_timeout_s=self.settings.confirm_timeout_s,
+            statuses=self.core.service,
+            fresh=self.core.service.get,
+            entries=self.core.sessions.entry_for_job,
+            board_after=self.settings.telegram_status_board_after,
+            board_interval_s=self.board_interval_s,
+        )
+        self._community = CommunityHandlers(self.core, app.bot, sink)
+        self._generate = GenerateHandlers(self.core, app.bot, sink, reaction=self._reaction)
+        limit = self.settings.telegram_upload_limit_mb
+        is_admin = self._community.is_admin
+        self._sessions = sessions = SessionHandlers(
+            self.core, app.bot, sink, is_admin, upload_limit_mb=limit
+        )
+        return sink, sessions
 
     def _build(self, secret: str) -> tuple[App, tuple[AiohttpRequest, AiohttpRequest]]:
         """The Application: PTB on our aiohttp transport, FloodControl, the inbox."""
@@ -247,6 +246,9 @@ class TelegramAdapter:
     ) -> None:
         if self._sink is not None and self.core.notifier.sinks.get(PLATFORM) is self._sink:
             self.core.notifier.unregister(PLATFORM)
+        cards = self._sessions.cards if self._sessions is not None else None
+        if cards is not None and self.core.session_keeper.sinks.get(PLATFORM) is cards:
+            self.core.remove_session_sink(PLATFORM)
         await self._stop()
         log.info("telegram: disconnected")
 
@@ -270,9 +272,10 @@ class TelegramAdapter:
         await self._albums.aclose()
         if self._sink is not None:
             await self._sink.aclose()
-        for task in list(self._acks):
-            task.cancel()
-        await asyncio.gather(*self._acks, return_exceptions=True)
+        if self._generate is not None:
+            await self._generate.aclose()
+        if self._sessions is not None:
+            await self._sessions.aclose()
         if app.running:
             await app.stop()  # waits for handlers still running
         await app.shutdown()
@@ -296,7 +299,7 @@ class TelegramAdapter:
             and command.name in KINDS
             and command.addressed_to(self.app.bot.username)
         ):
-            await self._acknowledge(message)
+            await self.generate.acknowledge(message)
         if message.media_group_id is not None:
             if self._inbox is not None:  # done when the album was handled, not now
                 self._inbox.deferred.add(update.update_id)
@@ -305,19 +308,6 @@ class TelegramAdapter:
             return
         if command is not None:
             await self._dispatch(message, command, [message])
-
-    async def _acknowledge(self, message: Message) -> None:
-        """Set the reaction on the command's message, in a task of its own: it goes out
-        now, while the command is parsed and submitted, and its failure stops nothing."""
-        if self._reaction is None:
-            return
-        task = asyncio.create_task(
-            _react(self.app.bot, message.chat.id, message.message_id, self._reaction),
-            name=f"telegram-ack-{message.chat.id}-{message.message_id}",
-        )
-        self._acks.add(task)
-        task.add_done_callback(self._acks.discard)
-        await asyncio.sleep(0)  # let its request start before the command's work
 
     async def _on_album(self, messages: list[Message]) -> None:
         """The whole album; its updates are done once it was handled (not if cancelled)."""
@@ -356,7 +346,7 @@ class TelegramAdapter:
         origin = origin_of(message)
         try:
             if command.name in KINDS:
-                await self._generate(message, command, KINDS[command.name], origin, holders)
+                await self.generate.command(message, command, origin, holders)
             elif command.name == "help":
                 await self.sink.reply(origin, help_text(self.core.catalog))
             elif command.name == "start":
@@ -365,6 +355,8 @@ class TelegramAdapter:
                 await self.sink.reply(origin, models_text(self.core.catalog))
             elif command.name in COMMUNITY_COMMANDS:
                 await self.community.command(message.chat, command, origin)
+            elif command.name in SESSION_COMMANDS:
+                await self.sessions.command(message.chat, command, origin)
         except TelegramError as exc:
             log.warning(
                 "telegram: chat %s message %s: /%s not answered (%s)",
@@ -377,146 +369,10 @@ class TelegramAdapter:
             log.exception(
                 "telegram: chat %s message %s: /%s failed", chat_id, message_id, command.name
             )
-            words = await self._apology(command, origin)
+            words = await self.generate.apology(origin) if command.name in KINDS else OOPS
             if words is not None:
                 with suppress(TelegramError):
                     await self.sink.reply(origin, words)
-
-    async def _apology(self, command: TelegramCommand, origin: Origin) -> str | None:
-        """What to say after an unexpected failure: "nothing was made" only when the core
-        holds no job for the request; nothing when it does (its result still comes)."""
-        if command.name not in KINDS:
-            return OOPS
-        try:
-            job = await self.core.service.find_request(request_key(origin))
-        except Exception:
-            log.exception("telegram: chat %s: job lookup failed", origin.chat_id)
-            return OOPS
-        if job is None or job.state is JobState.REJECTED:
-            return SOMETHING_WRONG
-        log.info("job %s: recorded before the failure; it goes on", job.id)
-        return None
-
-    async def _generate(
-        self,
-        message: Message,
-        command: TelegramCommand,
-        kind: Kind,
-        origin: Origin,
-        holders: Sequence[Message],
-    ) -> None:
-        try:
-            job = await self._submit(message, command, kind, origin, holders)
-        except RequestRejected as exc:
-            log.info(
-                "telegram: chat %s message %s: /%s refused (%s)",
-                origin.chat_id,
-                origin.message_id,
-                command.name,
-                exc.code,
-            )
-            await self.sink.reply(origin, exc.message)
-            return
-        log.info(
-            "telegram: chat %s message %s: /%s -> job %s (%d images)%s",
-            origin.chat_id,
-            origin.message_id,
-            command.name,
-            job.id,
-            len(job.images),
-            " waiting for Confirm" if job.hold else "",
-        )
-
-    async def _submit(
-        self,
-        message: Message,
-        command: TelegramCommand,
-        kind: Kind,
-        origin: Origin,
-        holders: Sequence[Message],
-    ) -> Job:
-        """Parse, check, fetch the photos, submit, reply with the status line. Nothing is
-        downloaded before the request passed every check that needs no download."""
-        parsed = parse_command_text(command.args, self.core.catalog)
-        sources = [source for holder in holders for source in image_sources(holder)]
-        if not sources and message.reply_to_message is not None:
-            sources = image_sources(message.reply_to_message)
-        for source in sources:
-            _check_source(source)
-        service = self.core.service
-        key = request_key(origin)
-        recorded = await service.find_request(key)
-        if recorded is not None:  # a replayed update: the job exists, fetch nothing again
-            job = await service.submit(GenerationRequest(kind, "", origin, request_key=key))
-            if not job.terminal and job.status_message_id is None:
-                await self._show_new_status(job)  # unless one was (maybe) sent: the claim
-            return job
-        draft = GenerationRequest(
-            kind=kind,
-            prompt=parsed.prompt,
-            origin=origin,
-            request_key=key,
-            model=parsed.model,
-            images=tuple(
-                ReferenceImage(
-                    ref=f"telegram:{s.unique_id}",
-                    mime=s.mime or "image/jpeg",
-                    size=s.size,
-                    filename=s.filename,
-                )
-                for s in sources
-            ),
-            aspect_ratio=parsed.aspect_ratio,
-            quality=parsed.quality,
-        )
-        try:
-            service.check(draft)
-        except RequestRejected:
-            with suppress(RequestRejected):
-                await service.submit(draft)  # refused again, and recorded as `rejected`
-            raise
-        images = await asyncio.gather(*(self._fetch(s) for s in sources))
-        request = dataclasses.replace(draft, images=tuple(images))
-        # The chat's rules (limits, confirmation, its place in line) are known only once the
-        # core took the job, so the status line follows it; a refusal is a plain reply.
-        job = await service.submit(request)
-        await self._show_new_status(job)
-        return job
-
-    async def _show_new_status(self, job: Job) -> None:
-        """Reply with a new job's status line (a Confirm prompt for a held video); the sink
-        claims it in the store first and stores its id at once. A progress update that comes
-        meanwhile waits for the lock, then edits this line. The job is recorded: a failure
-        here is logged and the job goes on (its result still comes)."""
-        try:
-            async with self.sink.lock(job.id):
-                await self.sink.show_status(job)
-        except Exception as exc:
-            log.warning(
-                "job %s: status line not shown (%s: %s); the job goes on",
-                job.id,
-                type(exc).__name__,
-                exc,
-            )
-
-    async def _fetch(self, source: ImageSource) -> ReferenceImage:
-        """Download a Telegram file through PTB and host it ourselves: the file URL carries
-        the bot token, so it never leaves this process."""
-        crash_point("photo_downloading")
-        try:
-            tg_file = await self.app.bot.get_file(source.file_id)
-            data = await tg_file.download_as_bytearray()
-        except BadRequest as exc:
-            if "too big" in exc.message.lower():
-                # Our size was wrong or missing if Telegram says so: do not repeat it.
-                raise RequestRejected(
-                    over_download_limit(None, is_photo=source.is_photo, limit=DOWNLOAD_LIMIT),
-                    code="telegram_download_limit",
-                ) from None
-            raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
-        except TelegramError:
-            raise RequestRejected(DOWNLOAD_FAILED, code="telegram_download") from None
-        return await self.core.media.host(bytes(data), filename=source.filename)
 
     # -- buttons ---------------------------------------------------------------------------
 
@@ -539,44 +395,10 @@ class TelegramAdapter:
             )
         if action in COMMUNITY_BUTTONS:
             await self.community.button(query, action, job_id, origin)
-            return
-        service = self.core.service
-        actions: dict[JobAction, ButtonAction] = {
-            JobAction.REROLL: service.reroll,
-            JobAction.ANIMATE: service.animate,
-            JobAction.UPSCALE: service.upscale,
-        }
-        try:
-            job = await actions[action](
-                job_id, origin, request_key=f"telegram:{origin.chat_id}:cb:{query.id}"
-            )
-        except RequestRejected as exc:
-            log.info(
-                "telegram: chat %s: %s on job %s refused (%s)",
-                origin.chat_id,
-                action,
-                job_id,
-                exc.code,
-            )
-            await query.answer(clip(exc.message, CALLBACK_ANSWER_MAX), show_alert=True)
-            return
-        log.info(
-            "telegram: chat %s: %s on job %s by user %s -> job %s",
-            origin.chat_id,
-            action,
-            job_id,
-            origin.user_id,
-            job.id,
-        )
-        spec = self.core.catalog.resolve(job.model)
-        answer = ACTION_ANSWERS[action].format(name=spec.name if spec else job.model)
-        if job.hold == "confirm":
-            answer += CONFIRM_FIRST
-        # Held until the status line exists, so a progress update cannot post a second one.
-        async with self.sink.lock(job.id):
-            with suppress(TelegramError):  # a query can expire; the job goes on regardless
-                await query.answer(clip(answer, CALLBACK_ANSWER_MAX))
-        await self._show_new_status(job)
+        elif action in SESSION_BUTTONS:
+            await self.sessions.button(query, action, job_id, origin)
+        else:
+            await self.generate.button(query, action, job_id, origin)
 
     async def _on_error(self, update: object, context: Any) -> None:
         error = getattr(context, "error", None)
@@ -593,46 +415,3 @@ class TelegramAdapter:
         if app is not None and app.updater is not None and app.updater.running:
             await app.updater.stop()
             log.info("telegram: stopped taking updates")
-
-
-async def _react(bot: ExtBot[Any], chat_id: int, message_id: int, reaction: str) -> None:
-    try:
-        await bot.set_message_reaction(chat_id, message_id, reaction=reaction)
-    except TelegramError as exc:  # reactions off in the group, flood control, network
-        log.info(
-            "telegram: chat %s message %s: no reaction (%s: %s)",
-            chat_id,
-            message_id,
-            type(exc).__name__,
-            exc,
-        )
-
-
-def request_key(origin: Origin) -> str:
-    """The core's idempotency key of a command: its chat and message."""
-    return f"{PLATFORM}:{origin.chat_id}:{origin.message_id}"
-
-
-def ack_reaction(value: str) -> str | None:
-    """TELEGRAM_ACK_REACTION as Telegram takes it; None when empty (no reaction)."""
-    value = value.strip()
-    if not value:
-        return None
-    for candidate in (value, value.replace(VARIATION_SELECTOR, "")):
-        if candidate in REACTIONS:
-            return candidate
-    raise ConfigError(
-        f"TELEGRAM_ACK_REACTION is {value!r}, which Telegram does not take as a bot's "
-        f"reaction; set one of {' '.join(REACTIONS)}, or leave it empty for none"
-    )
-
-
-def _check_source(source: ImageSource) -> None:
-    """Refusals Telegram's own limits call for, before anything is downloaded."""
-    if not source.is_image:
-        raise RequestRejected(not_an_image(source.filename), code="not_an_image")
-    if source.size is not None and source.size > DOWNLOAD_LIMIT:
-        raise RequestRejected(
-            over_download_limit(source.size, is_photo=source.is_photo, limit=DOWNLOAD_LIMIT),
-            code="telegram_download_limit",
-        )

@@ -127,7 +127,8 @@ class CommunityHandlers:
                 except RequestRejected:
                     continue
                 numbered.append((n, job))
-        text = history_text(jobs, self.core.catalog, self.core.clock.now())
+        marks = await self.core.sessions.entry_numbers([job.id for job in jobs])
+        text = history_text(jobs, self.core.catalog, self.core.clock.now(), marks)
         return text, history_buttons(numbered)
 
     async def _usage(self, chat: Chat, args: str, origin: Origin) -> str:

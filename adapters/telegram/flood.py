@@ -6,27 +6,9 @@ AIORateLimiter keeps to those budgets first come, first served, so in a busy gro
 reply or a result waits behind every progress edit queued before it, and a reaction
 acknowledging a command waits behind all of them. `FloodControl` keeps to the same
 budgets (sliding windows: the overall one, and one per group or channel) but sorts what
-it sends into lanes:
-
-    FREE     no chat_id (getUpdates, getFile, getMe, setMyCommands, answerCallbackQuery,
-             ...) or a read (get*: getChat, getChatMember, ...): straight through; a
-             RetryAfter waits out and retries this request only.
-    ACK      setMessageReaction, sendChatAction: straight through, never queued, never
-             retried; a RetryAfter goes to the caller and pauses nothing else.
-    RESULT   sendPhoto, sendVideo, sendDocument, sendAnimation, sendMediaGroup (the files
-             a job made): takes a token from the overall bucket and, in a group, from the
-             group's bucket, before anything else waiting: in a group past its budget
-             a finished result goes before status messages of jobs that just came in.
-    MESSAGE  every other request with a chat_id (sendMessage, copyMessage, ...): the same
-             tokens, when no RESULT that could use them is waiting.
-    STATUS   a new message sent inside `status_traffic()` (a status line or board):
-             status traffic, as EDIT below, but served before edits.
-    EDIT     status traffic: editMessage*, deleteMessage*: the same tokens, but only
-             when no RESULT or MESSAGE that could use them is waiting, and only while a
-             quarter of the budget (`edit_reserve`) stays left for new messages and, in a
-             group, while the tokens its running jobs' results will need stay left
-             (`expect_results(chat, n)`: n jobs in flight there keep n tokens in reserve):
-             cosmetic traffic spends only what the results do not need.
+it sends into lanes (adapters/telegram/lanes.py): results first, then other messages, then
+new status messages, then status edits and deletes, which spend only what results and
+replies leave; reactions and requests about no chat go straight through.
 
 Results first, planned rather than raced: a group allows 20 messages a minute, and a
 status request there goes only while `1 + expected results` tokens are left, so when five
@@ -51,98 +33,36 @@ import contextvars
 import datetime as dtm
 import itertools
 import logging
-import math
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from telegram.constants import FloodLimit
 from telegram.error import NetworkError, RetryAfter
 from telegram.ext import BaseRateLimiter
 
-__all__ = ["CalledOff", "FloodControl", "Lane", "chat_key", "lane_of", "status_traffic"]
+from adapters.telegram.lanes import COSMETIC, ChatKey, Lane, chat_key, lane_of
+from adapters.telegram.window import EARLY_S, SlidingWindow
+
+__all__ = ["CalledOff", "FloodControl"]
 
 log = logging.getLogger(__name__)
 
 Result = bool | dict[str, Any] | list[dict[str, Any]]
 Callback = Callable[..., Coroutine[Any, Any, Result]]
-ChatKey = int | str
 
-ACK_ENDPOINTS = frozenset({"setMessageReaction", "sendChatAction"})
-EDIT_PREFIXES = ("editMessage", "deleteMessage")
-RESULT_ENDPOINTS = frozenset(
-    {"sendPhoto", "sendVideo", "sendDocument", "sendAnimation", "sendMediaGroup"}
-)
-READ_PREFIX = "get"
 RETRY_MARGIN_S = 0.1  # on top of Telegram's retry_after, as python-telegram-bot waits
 # Each window is counted this much longer than Telegram's, so that requests we let go at a
 # window's edge do not reach Telegram inside it after uneven network delays.
 WINDOW_MARGIN = 0.05
-EARLY_S = 0.001  # a token due this soon counts as there (timers may fire this early)
 EDIT_RESERVE = 0.25  # the share of a budget an edit leaves to new messages
 MAX_IDLE_CHATS = 512  # chats remembered before idle ones are dropped (AIORateLimiter's figure)
 
 
-# Set inside `status_traffic()`: the requests of this task are cosmetic (EDIT lane).
-_STATUS: contextvars.ContextVar[bool] = contextvars.ContextVar("status_traffic", default=False)
 # A status token this task took with `turn()`, for the next status request in that chat.
 _PREPAID: contextvars.ContextVar[ChatKey | None] = contextvars.ContextVar(
     "status_prepaid", default=None
 )
-
-
-@contextlib.contextmanager
-def status_traffic() -> Iterator[None]:
-    """Requests made inside are status traffic (a status line, a board, their edits and
-    deletes): served after results and replies, from what their budget leaves."""
-    token = _STATUS.set(True)
-    try:
-        yield
-    finally:
-        _STATUS.reset(token)
-
-
-class Lane(IntEnum):
-    """How a request is limited; RESULT, MESSAGE, STATUS and EDIT wait, served in this
-    order."""
-
-    RESULT = 0
-    MESSAGE = 1
-    STATUS = 2
-    EDIT = 3
-    ACK = 4
-    FREE = 5
-
-
-COSMETIC = frozenset({Lane.STATUS, Lane.EDIT})
-
-
-def lane_of(endpoint: str, data: dict[str, Any]) -> Lane:
-    if endpoint in ACK_ENDPOINTS:
-        return Lane.ACK
-    if data.get("chat_id") is None or endpoint.startswith(READ_PREFIX):
-        return Lane.FREE
-    if endpoint.startswith(EDIT_PREFIXES):
-        return Lane.EDIT
-    if _STATUS.get():
-        return Lane.STATUS
-    if endpoint in RESULT_ENDPOINTS:
-        return Lane.RESULT
-    return Lane.MESSAGE
-
-
-def chat_key(chat_id: object) -> tuple[ChatKey, bool]:
-    """The chat a request is about, and whether it is a group or channel (a negative id or
-    an @username, as AIORateLimiter decides: channels and supergroups look alike)."""
-    if isinstance(chat_id, str):
-        try:
-            chat_id = int(chat_id)
-        except ValueError:
-            return chat_id, True
-    if not isinstance(chat_id, int):
-        raise TypeError(f"chat_id {chat_id!r} is neither an int nor a str")
-    return chat_id, chat_id < 0
 
 
 def _seconds(period: dtm.timedelta | float) -> float:
@@ -150,70 +70,8 @@ def _seconds(period: dtm.timedelta | float) -> float:
 
 
 @dataclass(slots=True)
-class _Window:
-    """At most `capacity` requests in any `period` seconds: a sliding window over the
-    times they went, as Telegram counts ("no more than 20 messages per minute in the same
-    group"). A token bucket of the same size would let twice as many through in one
-    window: a full bucket's burst, then its refill.
-
-    A request is counted from the moment it may go (`spend`) and, once its answer came,
-    from then (`settle`): Telegram counted it somewhere in between, so the window never
-    frees its place too early, however long the request took to get there."""
-
-    capacity: int
-    period: float
-    sent: list[list[float]] = field(default_factory=list)  # [time] each, oldest first
-
-    def _expire(self, now: float) -> None:
-        gone = 0
-        while gone < len(self.sent) and self.sent[gone][0] <= now - self.period:
-            gone += 1
-        if gone:
-            del self.sent[:gone]
-
-    def ready_in(self, now: float, keep: float = 0.0, hold: float = 0.0) -> float:
-        """Seconds until one request may go with a `keep` share of the window, or `hold`
-        requests if more, left over (never more than all but one, so a small window still
-        serves) (0: now)."""
-        self._expire(now)
-        keep = min(max(keep * self.capacity, hold), self.capacity - 1.0)
-        over = len(self.sent) + 1 + math.ceil(keep - 1e-9) - self.capacity
-        if over <= 0:
-            return 0.0
-        wait = self.sent[over - 1][0] + self.period - now  # when the `over`-th oldest leaves
-        return wait if wait > EARLY_S else 0.0
-
-    def spend(self, now: float) -> list[float]:
-        """Count a request that goes now; `settle` the returned slot when it is answered."""
-        slot = [now]
-        self.sent.append(slot)  # settled times are in the past: the order holds
-        return slot
-
-    def settle(self, slot: list[float], now: float) -> None:
-        """The request of `slot` was answered now: count it from now (if still counted)."""
-        for index, held in enumerate(self.sent):
-            if held is slot:
-                del self.sent[index]
-                slot[0] = max(slot[0], now)
-                bisect.insort(self.sent, slot)
-                return
-
-    def release(self, slot: list[float]) -> None:
-        """The request of `slot` never went: its place is free again."""
-        for index, held in enumerate(self.sent):
-            if held is slot:
-                del self.sent[index]
-                return
-
-    def full(self, now: float) -> bool:
-        """Nothing sent within the window: as if never used."""
-        self._expire(now)
-        return not self.sent
-
-
-@dataclass(slots=True)
 class _Chat:
-    bucket: _Window | None  # None: no per-chat budget (a private chat)
+    bucket: SlidingWindow | None  # None: no per-chat budget (a private chat)
     paused_until: float = 0.0
     users: int = 0  # requests inside process_request for this chat
     results: int = 0  # tokens kept for results to come (jobs in flight here)
@@ -234,8 +92,16 @@ class _Waiter:
     key: ChatKey = field(compare=False)
     granted: asyncio.Future[None] = field(compare=False)
     tag: str | None = field(default=None, compare=False)  # what a `turn` was taken for
+    weight: int = field(default=1, compare=False)  # messages it counts as (album items)
     # the windows it was counted in, with its place in each (settled once answered)
-    slots: list[tuple[_Window, list[float]]] = field(default_factory=list, compare=False)
+    slots: list[tuple[SlidingWindow, list[float]]] = field(default_factory=list, compare=False)
+
+
+def _weight(endpoint: str, data: dict[str, Any]) -> int:
+    """How many messages Telegram counts a request as: an album, one per item."""
+    if endpoint == "sendMediaGroup":
+        return max(1, len(data.get("media") or ()))
+    return 1
 
 
 class CalledOff(Exception):
@@ -267,7 +133,7 @@ class FloodControl(BaseRateLimiter[int]):
         self.max_idle_chats = max_idle_chats
         self.edit_reserve = edit_reserve
         self.window_margin = window_margin
-        self._overall: _Window | None = None
+        self._overall: SlidingWindow | None = None
         self._chats: dict[ChatKey, _Chat] = {}
         self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
         self._seq = itertools.count()
@@ -322,7 +188,9 @@ class FloodControl(BaseRateLimiter[int]):
             while True:
                 waiter = None
                 if not prepaid:
-                    waiter = _Waiter(lane, seq, key, self._loop().create_future())
+                    waiter = _Waiter(
+                        lane, seq, key, self._loop().create_future(), weight=_weight(endpoint, data)
+                    )
                     await self._acquire(waiter)
                 prepaid = False
                 try:
@@ -463,7 +331,7 @@ class FloodControl(BaseRateLimiter[int]):
                 del self._chats[old]
         bucket = None
         if is_group and self.group_max_rate and self.group_time_period:
-            bucket = _Window(
+            bucket = SlidingWindow(
                 int(self.group_max_rate),
                 _seconds(self.group_time_period) * (1 + self.window_margin),
             )
@@ -496,7 +364,11 @@ class FloodControl(BaseRateLimiter[int]):
             # after a run of progress edits finds tokens waiting for it.
             cosmetic = waiter.lane in COSMETIC
             share = self.edit_reserve if cosmetic else 0.0
-            if overall is not None and (overall_wait := overall.ready_in(now, share)) > 0:
+            weight = waiter.weight
+            if (
+                overall is not None
+                and (overall_wait := overall.ready_in(now, share, weight=weight)) > 0
+            ):
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
@@ -505,26 +377,25 @@ class FloodControl(BaseRateLimiter[int]):
             hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share, hold) if bucket else 0.0,
+                bucket.ready_in(now, share, hold, weight) if bucket else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)
                 wake = wait if wake is None else min(wake, wait)
                 continue
-            if overall is not None:
-                waiter.slots.append((overall, overall.spend(now)))
-            if chat.bucket is not None:
-                waiter.slots.append((chat.bucket, chat.bucket.spend(now)))
+            for window in (overall, chat.bucket):
+                if window is not None:
+                    waiter.slots += [(window, window.spend(now)) for _ in range(weight)]
             waiter.granted.set_result(None)
         self._waiting = keep
         if keep and wake is not None:
             self._timer = loop.call_later(wake, self.dispatch)
 
-    def _overall_bucket(self, now: float) -> _Window | None:
+    def _overall_bucket(self, now: float) -> SlidingWindow | None:
         if not (self.overall_max_rate and self.overall_time_period):
             return None
         if self._overall is None:
-            self._overall = _Window(
+            self._overall = SlidingWindow(
                 int(self.overall_max_rate),
                 _seconds(self.overall_time_period) * (1 + self.window_margin),
             )

@@ -1,4 +1,6 @@
-"""Telegram messages into frozen values: the command, where the answer goes, and the images."""
+"""Telegram messages into frozen values: the command, where the answer goes (and the request
+key that names it), and the images, refused at once where Telegram's own limits call for it.
+The twin of discord/parse.py."""
 
 from __future__ import annotations
 
@@ -6,12 +8,25 @@ import re
 from dataclasses import dataclass
 
 from telegram import Message, User
+from telegram.constants import FileSizeLimit
 
+from adapters.telegram.texts import not_an_image, over_download_limit
+from bot.errors import RequestRejected
 from bot.models import Origin
 
-__all__ = ["ImageSource", "TelegramCommand", "image_sources", "origin_of", "parse_command"]
+__all__ = [
+    "DOWNLOAD_LIMIT",
+    "ImageSource",
+    "TelegramCommand",
+    "check_source",
+    "image_sources",
+    "origin_of",
+    "parse_command",
+    "request_key",
+]
 
 PLATFORM = "telegram"
+DOWNLOAD_LIMIT = FileSizeLimit.FILESIZE_DOWNLOAD  # the Bot API serves bots files up to 20 MB
 
 # "/imagine@genrelay_bot a fox --ar 9:16": the command word, the bot it is addressed to, the rest.
 _COMMAND_RE = re.compile(
@@ -85,6 +100,17 @@ def image_sources(message: Message) -> list[ImageSource]:
     return []
 
 
+def check_source(source: ImageSource) -> None:
+    """Refusals Telegram's own limits call for, before anything is downloaded."""
+    if not source.is_image:
+        raise RequestRejected(not_an_image(source.filename), code="not_an_image")
+    if source.size is not None and source.size > DOWNLOAD_LIMIT:
+        raise RequestRejected(
+            over_download_limit(source.size, is_photo=source.is_photo, limit=DOWNLOAD_LIMIT),
+            code="telegram_download_limit",
+        )
+
+
 def _thread_id(message: Message) -> str | None:
     """The forum topic to answer in. Only forum topics take message_thread_id; in a plain
     supergroup a reply carries the id of its reply thread, which must not be sent back."""
@@ -118,3 +144,8 @@ def origin_of(message: Message, user: User | None = None) -> Origin:
         message_id=str(message.message_id),
         context=context,
     )
+
+
+def request_key(origin: Origin) -> str:
+    """The core's idempotency key of a command: its chat and message."""
+    return f"{PLATFORM}:{origin.chat_id}:{origin.message_id}"

@@ -6,37 +6,42 @@ from __future__ import annotations
 
 import html
 
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 
 from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
 from bot.community import SETTING_NAMES
 from bot.media import human_size
-from bot.messages import model_line, plural, progress_text
+from bot.messages import SESSION_USAGE, model_line, plural, progress_text
 from bot.models import Job, JobAction, JobState, Kind, Origin
 
 __all__ = [
     "ACTIONS",
     "ACTION_ANSWERS",
+    "BOT_COMMANDS",
     "BUTTON_RE",
     "CALLBACK_ANSWER_MAX",
     "CONFIRMED",
     "CONFIRM_FIRST",
     "DOWNLOAD_FAILED",
+    "MAX_TEXT",
     "NOT_POSTED",
     "NOT_POSTED_FAILURE",
     "OOPS",
     "ORIGINAL_NOTE",
     "ORIGINAL_SENDING",
+    "REMIX_LABEL",
     "RESENDING",
     "RESULT_UNAVAILABLE",
     "SOMETHING_WRONG",
+    "VOTE_LABEL",
     "board_buttons",
     "board_text",
     "cancel_button",
     "clip",
     "confirm_buttons",
     "delivery_retry_text",
+    "entry_buttons",
     "fallback_note",
     "help_text",
     "history_buttons",
@@ -45,10 +50,27 @@ __all__ = [
     "models_text",
     "not_an_image",
     "over_download_limit",
+    "remix_how",
     "result_buttons",
+    "session_usage_text",
     "setting_hint",
     "start_text",
+    "voted_job",
+    "with_votes",
 ]
+
+# The command menu Telegram shows (setMyCommands).
+BOT_COMMANDS = (
+    BotCommand("imagine", "Make an image, e.g. /imagine a fox in snow"),
+    BotCommand("video", "Make a video, or animate a photo"),
+    BotCommand("models", "Every model, with what it costs"),
+    BotCommand("history", "Your recent jobs here, to get a result again"),
+    BotCommand("usage", "What you made and spent today"),
+    BotCommand("cancel", "Stop your job that hasn't been sent yet"),
+    BotCommand("settings", "This chat's limits and models"),
+    BotCommand("session", "A creative session: /session start <theme>"),
+    BotCommand("help", "How to use me, with examples"),
+)
 
 # The buttons Telegram shows (Original: the uncompressed original of an image result, on
 # demand). callback_data is "<action>:<job id>": 13 bytes, far below Telegram's 64.
@@ -60,6 +82,8 @@ ACTIONS = (
     JobAction.CANCEL,
     JobAction.RESEND,
     JobAction.ORIGINAL,
+    JobAction.VOTE,
+    JobAction.REMIX,
 )
 BUTTON_RE = rf"^({'|'.join(ACTIONS)}):[a-z0-9]{{4,32}}$"
 ACTION_ANSWERS = {
@@ -79,11 +103,15 @@ ORIGINAL_SENDING = "📎 Sending the original…"
 NOT_POSTED = "⚠️ I couldn't post the result here; it's kept — use /history to get it."
 NOT_POSTED_FAILURE = "⚠️ This job has ended, but I couldn't post how here. /history shows it."
 DOWNLOAD_FAILED = "I couldn't fetch that photo from Telegram. Please send it again."
-# Only when the core holds no job for the request (adapter._apology checks).
+# Only when the core holds no job for the request (generate.py's `apology` checks).
 SOMETHING_WRONG = "⚠️ Something went wrong on my side and nothing was made. Please try again."
 OOPS = "⚠️ Something went wrong on my side. Please try again."
 
+MAX_TEXT = 4096  # Telegram's limit for a message
 CALLBACK_ANSWER_MAX = 200  # Telegram's limit for answerCallbackQuery text
+
+VOTE_LABEL = "❤️ {votes}"  # a session entry's vote button, with its votes
+REMIX_LABEL = "🎨 Remix"
 
 
 def clip(text: str, limit: int) -> str:
@@ -102,6 +130,10 @@ def help_text(catalog: Catalog) -> str:
         "/usage – what you made and spent today (/usage chat: everyone's, for admins)\n"
         "/cancel – stop your job that hasn't been sent yet\n"
         "/settings – this chat's limits and models (admins change them)\n\n"
+        "/session start <theme> – a creative session: every /imagine and /video here is an "
+        "entry, everyone votes with ❤️, and replying to an entry with /imagine <prompt> "
+        "remixes it (/session shows it, /session end ends it, /session gallery links "
+        "its gallery)\n\n"
         "Examples:\n"
         "/imagine a red fox in fresh snow --ar 9:16\n"
         "/video waves rolling onto a beach at sunset --model veo\n"
@@ -201,6 +233,62 @@ def result_buttons(
     if original and job.state is JobState.SUCCEEDED:
         return InlineKeyboardMarkup([row, [_button("📎 Original", JobAction.ORIGINAL, job)]])
     return InlineKeyboardMarkup([row])
+
+
+def entry_buttons(
+    markup: InlineKeyboardMarkup | None, job: Job, votes: int
+) -> InlineKeyboardMarkup:
+    """A session entry's result: a first row with its vote button, showing its votes
+    (pressing it votes, pressing again takes the vote back), and 🎨 Remix under an image;
+    then the result's own buttons (`markup`)."""
+    row = [_button(VOTE_LABEL.format(votes=votes), JobAction.VOTE, job)]
+    if job.kind is Kind.IMAGE:
+        row.append(_button(REMIX_LABEL, JobAction.REMIX, job))
+    return InlineKeyboardMarkup([row, *(markup.inline_keyboard if markup else ())])
+
+
+def with_votes(markup: InlineKeyboardMarkup, job_id: str, votes: int) -> InlineKeyboardMarkup:
+    """`markup` (an entry's result's, as the chat shows it) with its vote button showing
+    `votes`; every other button as it is."""
+    data = f"{JobAction.VOTE}:{job_id}"
+    label = VOTE_LABEL.format(votes=votes)
+    return InlineKeyboardMarkup(
+        [
+            [
+                InlineKeyboardButton(label, callback_data=data) if b.callback_data == data else b
+                for b in row
+            ]
+            for row in markup.inline_keyboard
+        ]
+    )
+
+
+def voted_job(markup: InlineKeyboardMarkup | None) -> str | None:
+    """The job whose vote button `markup` holds: a message with one is a session entry's
+    result (a reply to it with /imagine remixes it)."""
+    for row in markup.inline_keyboard if markup else ():
+        for button in row:
+            if isinstance(button.callback_data, str):
+                action, _, job_id = button.callback_data.partition(":")
+                if action == JobAction.VOTE:
+                    return job_id
+    return None
+
+
+def session_usage_text() -> str:
+    """/session with a word it does not know: what it does."""
+    return (
+        "🎨 Creative sessions:\n"
+        f"{SESSION_USAGE} – start one here\n"
+        "/session – how the one here stands\n"
+        "/session end – end it (whoever started it, or an admin)\n"
+        "/session gallery – the link to its gallery"
+    )
+
+
+def remix_how(number: int) -> str:
+    """The answer to 🎨 Remix: how to remix that entry."""
+    return f"🎨 To remix #{number}, reply to its image with /imagine and your prompt."
 
 
 def confirm_buttons(job: Job) -> InlineKeyboardMarkup:

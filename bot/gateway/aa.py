@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from bot import messages
 from bot.catalog import Family, ModelSpec
 from bot.errors import BadResponse
 from bot.gateway.base import task_update
@@ -215,6 +216,6 @@ class AAGateway:
                 state=JobState.FAILED,
                 progress=100,
                 error_code="no_image",
-                error_message="The model answered without an image.",
+                error_message=messages.NO_IMAGE_ANSWERED,
             )
         return TaskUpdate(state=JobState.SUCCEEDED, progress=100, result_urls=tuple(urls))

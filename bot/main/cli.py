@@ -1,4 +1,7 @@
-"""The command line: run, demo, generate, models, jobs (a contract: verbs and output)."""
+"""The command line: run, demo, generate, models, jobs, sessions (a contract: verbs and
+output). This is `genrelay`'s entry point (`main`) and its running verbs; the parser is
+commands.py's, the contract output output.py's, `models` and `jobs` listings.py's,
+`sessions` sessions_cli.py's."""
 
 from __future__ import annotations
 
@@ -13,65 +16,36 @@ import signal
 import sys
 import tempfile
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from pydantic import SecretStr, ValidationError
 
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, MediaError, RequestRejected
+from bot.gallery import KeptGallery
 from bot.logs import setup_logging
+from bot.main.commands import build_parser
+from bot.main.listings import cmd_jobs, cmd_models
+from bot.main.output import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    config_error,
+    exit_code,
+    job_json,
+    rejection,
+)
+from bot.main.sessions_cli import OpenSessions, cmd_sessions, model_names, open_session_records
 from bot.main.wiring import build_adapters, build_catalog, open_core
-from bot.messages import failure_text
+from bot.messages import failure_text, fetch_failed_text, no_such_file_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 from bot.runner import Runner
 from bot.web import WebServer
 
-__all__ = ["job_json", "main"]
+__all__ = ["generate", "main", "serve"]
 
 log = logging.getLogger(__name__)
-
-EXIT_OK, EXIT_FAILED, EXIT_REJECTED = 0, 1, 2
-
-
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds") if ts else None
-
-
-def job_json(job: Job, *, files: Sequence[Path] = ()) -> dict[str, Any]:
-    """A job as the CLI's JSON object (keys are a contract)."""
-    return {
-        "id": job.id,
-        "model": job.model,
-        "kind": job.kind.value,
-        "status": job.state.value,
-        "progress": job.progress,
-        "prompt": job.prompt,
-        "result_urls": list(job.result_urls),
-        "files": [str(f) for f in files],
-        "error": job.error_message or job.error_code
-        if job.state is not JobState.SUCCEEDED
-        else None,
-        "error_code": job.error_code,
-        "upstream_task_id": job.upstream_task_id,
-        "price_usd": job.price_usd,
-        "refunded_usd": job.refunded_usd,
-        "delivery": job.delivery.value,
-        "platform": job.origin.platform,
-        "created_at": _iso(job.created_at),
-        "updated_at": _iso(job.updated_at),
-    }
-
-
-def _exit_code(job: Job) -> int:
-    if job.state is JobState.SUCCEEDED:
-        return EXIT_OK
-    if job.state is JobState.REJECTED:
-        return EXIT_REJECTED
-    return EXIT_FAILED
-
 
 # -- generate ----------------------------------------------------------------------------------
 
@@ -83,12 +57,10 @@ async def _reference(core: Core, source: str) -> ReferenceImage:
         try:
             return await core.media.check_remote(core.http, source, filename=name)
         except MediaError as exc:
-            raise RequestRejected(
-                f"I could not fetch {source}: {exc}.", code="image_fetch"
-            ) from None
+            raise RequestRejected(fetch_failed_text(source, str(exc)), code="image_fetch") from None
     path = Path(source).expanduser()
     if not path.is_file():
-        raise RequestRejected(f"There is no file {source}.", code="no_such_file")
+        raise RequestRejected(no_such_file_text(source), code="no_such_file")
     return await core.media.host(path.read_bytes(), filename=path.name)
 
 
@@ -133,11 +105,11 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
     spec = build_catalog(settings).resolve(args.model)
     if spec is not None and spec.provider == "aggregator":
         if settings.aggregator_api_key is None:
-            return _config_error(
+            return config_error(
                 args, "AGGREGATOR_API_KEY is not set. Put it in the environment or .env."
             )
     elif settings.aa_api_key is None:
-        return _config_error(
+        return config_error(
             args,
             "AA_API_KEY is not set. Put it in the environment or .env "
             "(`genrelay demo` needs no key).",
@@ -167,7 +139,7 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
             # recorded (an -i reference that is missing, no image, too big, unreachable).
             rejected = await core.store.get(exc.job_id) if exc.job_id else None
             if args.json:
-                own = job_json(rejected) if rejected else _rejection(exc.message, args.model)
+                own = job_json(rejected) if rejected else rejection(exc.message, args.model)
                 print(json.dumps(own))
             print(exc.message, file=sys.stderr)
             return EXIT_REJECTED
@@ -178,28 +150,7 @@ async def _cmd_generate(settings: Settings, args: argparse.Namespace) -> int:
             print(f)
     else:
         print(failure_text(job, core.catalog), file=sys.stderr)
-    return _exit_code(job)
-
-
-def _rejection(message: str, model: str | None = None) -> dict[str, Any]:
-    """The JSON of a request refused before any job was recorded (the contract's keys)."""
-    return {
-        "id": None,
-        "model": model,
-        "status": JobState.REJECTED.value,
-        "result_urls": [],
-        "error": message,
-        "upstream_task_id": None,
-        "price_usd": None,
-        "refunded_usd": None,
-    }
-
-
-def _config_error(args: argparse.Namespace, message: str) -> int:
-    if getattr(args, "json", False):
-        print(json.dumps(_rejection(message, getattr(args, "model", None))))
-    print(f"genrelay: {message}", file=sys.stderr)
-    return EXIT_REJECTED
+    return exit_code(job)
 
 
 # -- run ---------------------------------------------------------------------------------------
@@ -236,6 +187,11 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
             adapters=adapters,
             metrics=core.metrics,
             webhooks=core.webhooks,
+            gallery=KeptGallery(
+                core.sessions.gallery_page,
+                core.media.results_dir,
+                model_name=model_names(core.catalog),
+            ),
         )
         await stack.enter_async_context(web)
         if not adapters:
@@ -300,78 +256,6 @@ async def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     return EXIT_OK if all(j.state is JobState.SUCCEEDED for j, _ in results) else EXIT_FAILED
 
 
-# -- models and jobs ---------------------------------------------------------------------------
-
-
-def _cmd_models(settings: Settings, args: argparse.Namespace) -> int:
-    catalog = build_catalog(settings)
-    if args.json:
-        rows = [
-            {
-                "code": s.code,
-                "name": s.name,
-                "kind": s.kind.value,
-                "family": s.family.value,
-                "provider": s.provider,
-                "aliases": list(s.aliases) + [p + "*" for p in s.alias_prefixes],
-                "max_images": s.max_images,
-                "aspect_ratios": list(s.aspect_ratios),
-                "qualities": list(s.qualities),
-                "price_usd": s.price_usd,
-                "deadline_s": s.deadline_s,
-                "description": s.description,
-            }
-            for s in catalog.all()
-        ]
-        print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    header = ("model", "kind", "name", "images", "aspect ratios", "quality", "price", "deadline")
-    rows_t = [
-        (
-            s.code + (" *" if s.code in (catalog.default_image, catalog.default_video) else ""),
-            s.kind.value,
-            s.name,
-            f"{s.min_images}-{s.max_images}" if s.min_images else str(s.max_images),
-            ", ".join(s.aspect_ratios) or "-",
-            ", ".join(s.qualities) or "-",
-            f"${s.price_usd:.2f}" + (" (reported)" if s.reports_price else ""),
-            f"{s.deadline_s / 60:g} min",
-        )
-        for s in catalog.all()
-    ]
-    widths = [max(len(r[i]) for r in (header, *rows_t)) for i in range(len(header))]
-    for row in (header, tuple("-" * w for w in widths), *rows_t):
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    print("\n* default for /imagine and /video")
-    for s in catalog.all():
-        names = list(s.aliases) + [p + "*" for p in s.alias_prefixes]
-        if names:
-            print(f"{s.code} also answers to {', '.join(names)}")
-    return EXIT_OK
-
-
-async def _cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.sqlite import SqliteJobStore
-
-    async with SqliteJobStore(settings.database_path) as store:
-        jobs = await store.recent(args.limit)
-    if args.json:
-        print(json.dumps([job_json(j) for j in jobs]))
-        return EXIT_OK
-    if not jobs:
-        print("no jobs yet")
-        return EXIT_OK
-    print(f"{'id':<12} {'created (UTC)':<20} {'model':<16} {'status':<12} {'delivery':<14} prompt")
-    for j in jobs:
-        created = (_iso(j.created_at) or "")[:19].replace("T", " ")
-        prompt = j.prompt if len(j.prompt) <= 40 else j.prompt[:39] + "…"
-        print(
-            f"{j.id:<12} {created:<20} {j.model:<16} {j.state.value:<12} "
-            f"{j.delivery.value:<14} {prompt}"
-        )
-    return EXIT_OK
-
-
 # -- main --------------------------------------------------------------------------------------
 
 
@@ -386,56 +270,31 @@ def _one_line(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="genrelay", description="Images and videos for chat communities."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "run", help="start every configured adapter, the tracker, notifier and HTTP server"
-    )
-    demo = sub.add_parser("demo", help="run one image and one video job on the built-in sandbox")
-    demo.add_argument("--speed", type=float, default=1.0, help="sandbox duration factor")
-    demo.add_argument("-o", "--output", help="where to save the results")
-    gen = sub.add_parser("generate", help="make one image or video from the terminal")
-    gen.add_argument("-m", "--model", required=True)
-    gen.add_argument("-p", "--prompt", required=True)
-    gen.add_argument("-i", "--image", action="append", help="reference image: URL or file")
-    gen.add_argument("--aspect-ratio")
-    gen.add_argument("--quality")
-    gen.add_argument("-o", "--output", help="folder to save the result in")
-    gen.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    models = sub.add_parser("models", help="the model catalog")
-    models.add_argument("--json", action="store_true")
-    jobs = sub.add_parser("jobs", help="recent jobs, newest first")
-    jobs.add_argument("--limit", type=int, default=20)
-    jobs.add_argument("--json", action="store_true")
-    discord = sub.add_parser("discord", help="Discord tools")
-    dsub = discord.add_subparsers(dest="discord_command", required=True)
-    sync = dsub.add_parser("sync", help="register the slash commands with Discord")
-    sync.add_argument("--guild", type=int, help="a server id: instant, for testing")
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, open_sessions: OpenSessions = open_session_records
+) -> int:
+    """The `genrelay` command. `open_sessions`: where `genrelay sessions` reads (tests)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         settings = Settings()
         settings.database_path  # noqa: B018 - validates DATABASE_URL
     except ValidationError as exc:
-        return _config_error(args, f"the configuration is invalid: {_one_line(exc)}")
+        return config_error(args, f"the configuration is invalid: {_one_line(exc)}")
     except ValueError as exc:
-        return _config_error(args, f"the configuration is invalid: {exc}")
+        return config_error(args, f"the configuration is invalid: {exc}")
     level = settings.log_level
-    if args.command in ("demo", "generate", "models", "jobs") and "LOG_LEVEL" not in os.environ:
+    quiet = ("demo", "generate", "models", "jobs", "sessions")
+    if args.command in quiet and "LOG_LEVEL" not in os.environ:
         level = "WARNING"  # the terminal shows the job's own progress lines instead
     setup_logging(level, settings.secrets())
     try:
         if args.command == "models":
-            return _cmd_models(settings, args)
+            return cmd_models(settings, args)
         if args.command == "jobs":
-            return asyncio.run(_cmd_jobs(settings, args))
+            return asyncio.run(cmd_jobs(settings, args))
+        if args.command == "sessions":
+            return asyncio.run(cmd_sessions(settings, args, open_sessions))
         if args.command == "generate":
             return asyncio.run(_cmd_generate(settings, args))
         if args.command == "demo":
@@ -447,6 +306,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         asyncio.run(serve(settings))
         return EXIT_OK
     except ConfigError as exc:  # a setting, or a token a platform refused: one line, exit 2
-        return _config_error(args, str(exc))
+        return config_error(args, str(exc))
     except KeyboardInterrupt:
         return 130

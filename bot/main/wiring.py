@@ -10,10 +10,10 @@ from bot.catalog import Catalog, default_specs
 from bot.config import Settings
 from bot.gateway.aggregator import aggregator_specs
 from bot.gateway.base import Gateway
+from bot.owners import owner_alive, process_owner
 from bot.polling import PollPolicy
 from bot.ports import ChatAdapter, Clock
 from bot.supervisor import AdapterSupervisor
-from bot.tracker import owner_alive, process_owner
 from storage.sqlite import SqliteJobStore
 
 __all__ = ["build_adapters", "build_catalog", "job_store", "open_core"]

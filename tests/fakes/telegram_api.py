@@ -30,7 +30,15 @@ unregistered chat is "chat not found", replying to an unknown message fails unle
 ``allow_sending_without_reply``, ``callback_data`` over 64 bytes is ``BUTTON_DATA_INVALID``,
 identical edits are "message is not modified", an edit without ``reply_markup`` removes the
 inline keyboard, and ``setMessageReaction`` takes one ``{"type": "emoji", ...}`` reaction on a
-message that exists in that chat (recorded in ``reactions``).
+message that exists in that chat (recorded in ``reactions``). A bot edits only its own
+messages ("message can't be edited"); ``answerCallbackQuery`` takes at most 200 characters
+of text (MESSAGE_TOO_LONG). ``sendMediaGroup`` takes 2-10 items, each with its own caption,
+documents only with documents and audio only with audio, and no ``reply_markup`` (an album
+has no keyboard: the parameter does not exist there, so it is ignored). ``pinChatMessage`` and
+``unpinChatMessage`` work in a private chat, and elsewhere only when the bot is an
+administrator of the chat (``chat_admins``/``chat_creators`` hold ``bot_id``), else "not enough
+rights to manage pinned messages in the chat"; a pin posts a service message
+(``pinned_message``) and is recorded in ``pinned`` (``getChat`` shows the newest).
 
 Telegram's flood limits are enforced only when asked (``FakeTelegram(limits=RateLimits())`` or
 ``fake.limits = RateLimits()``; off by default): see ``RateLimits``.
@@ -136,6 +144,7 @@ _BOT_COMMAND_NAME_RE = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_TEXT_LENGTH = 4096
 MAX_CAPTION_LENGTH = 1024
 MAX_CALLBACK_DATA_BYTES = 64
+MAX_CALLBACK_ANSWER_LENGTH = 200  # answerCallbackQuery's text: "0-200 characters"
 MAX_BOT_REACTIONS = 1  # a bot (not premium) sets at most one reaction on a message
 PHOTO_SIZES = ((320, 240), (1280, 960))
 """(width, height) of the PhotoSize entries built for every photo, smallest first."""
@@ -206,6 +215,9 @@ _MESSAGE_METHODS = frozenset(
         "editMessageCaption",
         "editMessageMedia",
         "editMessageReplyMarkup",
+        # A pin posts a service message in the chat; Telegram does not say whether it
+        # counts, so the fake counts it (never more lenient than Telegram may be).
+        "pinChatMessage",
     }
 )
 
@@ -416,6 +428,8 @@ class FakeTelegram:
         self.commands: dict[tuple[str, str], list[JSONDict]] = {}
         # The bot's reaction on each message it reacted to: (chat_id, message_id) -> list.
         self.reactions: dict[tuple[int, int], list[JSONDict]] = {}
+        # The pinned messages of each chat, oldest pin first.
+        self.pinned: dict[int, list[int]] = {}
         self.webhook_url = ""
         # Upper bound on a getUpdates long poll, whatever timeout the client asks for.
         self.long_poll_cap = 1.0
@@ -464,6 +478,8 @@ class FakeTelegram:
             "getChatMember": self._get_chat_member,
             "getChatAdministrators": self._get_chat_administrators,
             "getChat": self._get_chat,
+            "pinChatMessage": self._pin_chat_message,
+            "unpinChatMessage": self._unpin_chat_message,
         }
         # Bot API method names are case-insensitive.
         self._handlers = {name.lower(): (name, handler) for name, handler in handlers.items()}
@@ -1241,6 +1257,14 @@ class FakeTelegram:
         media = params.get("media")
         if not isinstance(media, list) or not 2 <= len(media) <= 10:
             raise _bad_request("media must include 2-10 items")
+        kinds = {item.get("type") for item in media if isinstance(item, dict)}
+        for alone in ("document", "audio"):
+            if alone in kinds and kinds != {alone}:
+                # "Documents and audio files can be only grouped in an album with messages
+                # of the same type."
+                raise _bad_request("MEDIA_GROUP_INVALID")
+        # sendMediaGroup has no reply_markup: an album carries no keyboard.
+        params = {k: v for k, v in params.items() if k != "reply_markup"}
         group_id = str(10_000 + next(self._media_group_counter))
         prepared: list[JSONDict] = []
         for item in media:
@@ -1258,6 +1282,8 @@ class FakeTelegram:
 
     def _edit(self, message: JSONDict, params: JSONDict, changes: JSONDict) -> Any:
         """Apply ``changes`` and the (possibly removed) inline keyboard to a stored message."""
+        if message.get("from", {}).get("id") != self.bot_id:
+            raise _bad_request("message can't be edited")  # a bot edits only its own
         markup = _inline_markup(params)
         unchanged = all(message.get(k) == v for k, v in changes.items())
         if unchanged and message.get("reply_markup") == markup:
@@ -1348,6 +1374,8 @@ class FakeTelegram:
 
     async def _answer_callback_query(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
         query_id = str(params.get("callback_query_id"))
+        if len(str(params.get("text") or "")) > MAX_CALLBACK_ANSWER_LENGTH:
+            raise _bad_request("MESSAGE_TOO_LONG")
         if self._callback_queries.pop(query_id, None) is None:
             raise _bad_request(
                 "query is too old and response timeout expired or query ID is invalid"
@@ -1376,9 +1404,58 @@ class FakeTelegram:
         user_ids.extend(sorted(self.chat_admins.get(chat_id, set()) - set(user_ids)))
         return [self._member(chat_id, user_id) for user_id in user_ids]
 
+    def _may_pin(self, chat: JSONDict) -> bool:
+        """In a private chat, always; elsewhere the bot must be an administrator (with
+        can_pin_messages, which the fake's administrators all have) or the creator."""
+        if chat.get("type") == "private":
+            return True
+        chat_id = chat["id"]
+        return (
+            self.bot_id in self.chat_admins.get(chat_id, set())
+            or self.chat_creators.get(chat_id) == self.bot_id
+        )
+
+    async def _pin_chat_message(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        chat = self._chat_for(params.get("chat_id"))
+        message_id = _int_param(params, "message_id")
+        if not self._may_pin(chat):
+            raise _bad_request("not enough rights to manage pinned messages in the chat")
+        target = self.messages.get((chat["id"], message_id))
+        if target is None:
+            raise _bad_request("message to pin not found")
+        pins = self.pinned.setdefault(chat["id"], [])
+        if message_id in pins:
+            pins.remove(message_id)
+        pins.append(message_id)
+        # "<bot> pinned «…»": a service message in the chat.
+        service = self._bot_message(chat, {})
+        service["pinned_message"] = _reply_stub(target)
+        self._store(service)
+        return True
+
+    async def _unpin_chat_message(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
+        chat = self._chat_for(params.get("chat_id"))
+        if not self._may_pin(chat):
+            raise _bad_request("not enough rights to manage pinned messages in the chat")
+        pins = self.pinned.get(chat["id"], [])
+        if params.get("message_id") is None:  # the newest pin
+            if pins:
+                pins.pop()
+            return True
+        message_id = _int_param(params, "message_id")
+        if (chat["id"], message_id) not in self.messages:
+            raise _bad_request("message to unpin not found")
+        if message_id in pins:
+            pins.remove(message_id)
+        return True
+
     async def _get_chat(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
+        chat = self._chat_for(params.get("chat_id"))
+        pins = self.pinned.get(chat["id"])
+        if pins and (newest := self.messages.get((chat["id"], pins[-1]))) is not None:
+            chat["pinned_message"] = _reply_stub(newest)
         return {
-            **self._chat_for(params.get("chat_id")),
+            **chat,
             "accent_color_id": 0,
             "max_reaction_count": 11,
             "accepted_gift_types": {
