@@ -72,17 +72,25 @@ __all__ = ["BUTTONS", "SessionHandlers", "VoteCounts"]
 log = logging.getLogger(__name__)
 
 BUTTONS = frozenset({JobAction.VOTE, JobAction.REMIX})
+VOTE_EDIT_INTERVAL_S = 1.0  # an entry's vote count is edited at most this often
 
 Interaction = discord.Interaction[Any]
 
 
 class VoteCounts:
-    """Keeps the count on each entry's vote button as stored: at most one edit per message
-    in flight; a press meanwhile only marks the message stale, and one more edit follows
-    with the count read then. A burst of presses ends in the right count, in few edits."""
+    """Keeps the count on each entry's vote button as stored, as cosmetic traffic: one edit
+    per message at a time and at most one every `interval_s`; a press meanwhile only marks
+    the message stale, and one more edit follows with the count read then. A burst of
+    presses ends in the right count, in few edits."""
 
-    def __init__(self, count_of: Callable[[str], Awaitable[int | None]]) -> None:
+    def __init__(
+        self,
+        count_of: Callable[[str], Awaitable[int | None]],
+        *,
+        interval_s: float = VOTE_EDIT_INTERVAL_S,
+    ) -> None:
         self.count_of = count_of
+        self.interval_s = interval_s
         self._stale: set[int] = set()
         self._editing: dict[int, asyncio.Task[None]] = {}
 
@@ -103,6 +111,7 @@ class VoteCounts:
                     continue
                 await message.edit(view=recounted_view(message, job_id, votes))
                 shown = votes
+                await asyncio.sleep(self.interval_s)  # presses meanwhile: one edit after
         except Exception as exc:  # the count is cosmetic; the next press tries again
             log.info("job %s: vote count not shown (%r)", job_id, exc)
         finally:
