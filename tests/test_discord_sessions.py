@@ -383,6 +383,40 @@ async def test_the_session_commands_are_registered(
     assert not any(o.get("required") for n, o in options.items() if n != "theme")
 
 
+async def test_what_the_options_offer_as_they_are_typed(
+    fake: FakeDiscord, build: Callable[..., Settings], core_clock: CoreClock
+) -> None:
+    async with serving(build(), core_clock):
+
+        async def complete(command: str, sub: str, focused: str, typed: str, **given: Any) -> Any:
+            rec = await fake.autocomplete(
+                command,
+                subcommand=sub,
+                focused=focused,
+                value=typed,
+                options=given,
+                guild_id=GUILD,
+                channel_id=CHAN,
+                user_id=CAROL,
+            )
+            await fake.wait_for(lambda: rec.acknowledged)
+            return [(c["name"], c["value"]) for c in rec.autocomplete_choices or []]
+
+        assert await complete(COMMAND, "start", "duration", "") == [
+            ("15m — 15 minutes", "15m"),
+            ("30m — 30 minutes", "30m"),
+            ("1h — 1 hour", "1h"),
+            ("2h — 2 hours", "2h"),
+            ("1d — 1 day", "1d"),
+        ]
+        assert [v for _, v in await complete(COMMAND, "start", "duration", "hour")] == [
+            "1h",
+            "2h",
+        ]
+        starters = await complete("settings", "set", "value", "", name="session_starters")
+        assert [v for _, v in starters] == ["admins", "everyone"]
+
+
 async def test_a_session_from_start_to_recap(
     fake: FakeDiscord,
     sandbox: SandboxGateway,
@@ -406,6 +440,7 @@ async def test_a_session_from_start_to_recap(
         assert fox_msg["content"] == entry_note(fox_entry) == "🎨 #1"
         assert labels(fox_msg) == ["Reroll", "Animate", "4K", "0", "Remix"]
         assert button(fox_msg, "vt")["emoji"]["name"] == "❤️"
+        assert button(fox_msg, "rx")["emoji"]["name"] == "🔀"
         assert custom_ids(fox_msg)[-2:] == [f"genrelay:vt:{fox.id}", f"genrelay:rx:{fox.id}"]
 
         # Votes: counted, taken back, counted again; one's own entry refused.
@@ -718,3 +753,40 @@ async def test_a_card_the_bot_may_not_pin_is_posted_all_the_same(
     assert any("card not pinned" in r.getMessage() for r in log_records.records)
     assert not [r for r in log_records.records if r.levelno >= logging.ERROR]
     assert card["content"].startswith("🎨 Session: “attic finds”")
+
+
+async def test_a_recap_whose_files_do_not_fit_links_them(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    build: Callable[..., Settings],
+    core_clock: CoreClock,
+) -> None:
+    async with serving(build(), core_clock) as (core, _):
+        s, _ = await start(fake, core)
+        fox = await delivered(core, await imagine(fake, ALICE, "a red fox"))
+        owl = await delivered(core, await imagine(fake, BOB, "a snowy owl"))
+        kept = core.media.local_result(owl.id)
+        assert kept is not None
+        kept.unlink()  # our copy of #2 is gone: its result's link goes instead
+        # Discord refuses the upload as too large: the recap goes again with links only.
+        fake.fail_next("POST", f"/channels/{CHAN}/messages", status=413, match=_uploads)
+        await public(fake, await session(fake, CAROL, "end"))
+        (recap,) = await fake.wait_for(lambda: recaps(fake))
+        summary = await core.sessions.recap(s)
+    (refused,) = [r for r in fake.find_requests("POST", f"/channels/{CHAN}/messages") if r.files]
+    assert refused.status == 413
+    assert [f[0] for f in refused.files] == ["entry-1.png"]
+    assert [e["title"] for e in refused.json["embeds"]] == ["#2"]
+    assert recap["attachments"] == []
+    assert recap["content"] == recap_text(summary)
+    assert [(e["title"], e["url"], e["description"]) for e in recap["embeds"]] == [
+        (f"#{e.number}", e.job.result_urls[0], entry_credit(e)) for e in summary.top
+    ]
+    assert [e["image"]["url"] for e in recap["embeds"]] == [
+        fox.result_urls[0],
+        owl.result_urls[0],
+    ]
+
+
+def _uploads(rec: Any) -> bool:
+    return bool(rec.files)
