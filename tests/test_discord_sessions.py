@@ -440,7 +440,7 @@ async def test_a_session_from_start_to_recap(
         assert fox_msg["content"] == entry_note(fox_entry) == "🎨 #1"
         assert labels(fox_msg) == ["Reroll", "Animate", "4K", "0", "Remix"]
         assert button(fox_msg, "vt")["emoji"]["name"] == "❤️"
-        assert button(fox_msg, "rx")["emoji"]["name"] == "🔀"
+        assert button(fox_msg, "rx")["emoji"]["name"] == "🎨"
         assert custom_ids(fox_msg)[-2:] == [f"genrelay:vt:{fox.id}", f"genrelay:rx:{fox.id}"]
 
         # Votes: counted, taken back, counted again; one's own entry refused.

@@ -65,7 +65,7 @@ BUTTON_EMOJI = {
     JobAction.CANCEL: "✖️",
     JobAction.SEND_AGAIN: "📨",
     JobAction.VOTE: "❤️",
-    JobAction.REMIX: "🔀",
+    JobAction.REMIX: "🎨",  # as on Telegram
 }
 
 HELP_TEXT = (
