@@ -87,8 +87,11 @@ class SessionKeeper:
                 await failures.failed(exc)
                 continue
             failures.ok()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns when the event is set
+            # as the task is cancelled, and the cancellation is lost (the loop never stops).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), SESSION_STEP_S)
+                async with asyncio.timeout(SESSION_STEP_S):
+                    await self._wake.wait()
 
     async def sessions_once(self, now: float | None = None) -> None:
         """End what is due, post the recaps that are ready, refresh the cards."""

@@ -918,7 +918,17 @@ async def test_a_refused_button_press_is_answered_privately(
 
 # -- genrelay discord sync -----------------------------------------------------------------
 
-COMMANDS = ["imagine", "video", "models", "help", "settings", "history", "usage", "cancel"]
+COMMANDS = [
+    "imagine",
+    "video",
+    "models",
+    "help",
+    "settings",
+    "history",
+    "usage",
+    "cancel",
+    "session",
+]
 SLASHED = ", ".join(f"/{name}" for name in COMMANDS)
 
 
@@ -947,13 +957,13 @@ async def test_sync_commands_to_a_guild(
     assert options["prompt"]["required"] and options["model"]["autocomplete"]
     assert "quality" not in {o["name"] for o in commands["video"]["options"]}
     out = capsys.readouterr().out
-    assert out == f"Synced 8 commands to server {GUILD}: {SLASHED}\n"
+    assert out == f"Synced 9 commands to server {GUILD}: {SLASHED}\n"
     assert fake.gateway_connections == []  # REST only
 
     assert await sync_commands(dsettings, guild_id=None) == 0
     assert [c["name"] for c in fake.registered_commands()] == COMMANDS
     assert capsys.readouterr().out == (
-        f"Synced 8 global commands: {SLASHED} (Discord may take up to an hour)\n"
+        f"Synced 9 global commands: {SLASHED} (Discord may take up to an hour)\n"
     )
 
     assert await sync_commands(make_settings(), guild_id=None) == 2

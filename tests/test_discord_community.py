@@ -862,7 +862,17 @@ async def test_help_names_every_command(
         assert await say(fake, BOB, "help") == HELP_TEXT
     tree = build_tree(GenrelayClient(None, intents=discord.Intents.default()))
     names = [c.name for c in tree.get_commands()]
-    assert names == ["imagine", "video", "models", "help", "settings", "history", "usage", "cancel"]
+    assert names == [
+        "imagine",
+        "video",
+        "models",
+        "help",
+        "settings",
+        "history",
+        "usage",
+        "cancel",
+        "session",
+    ]
     for name in names[:3] + names[4:]:  # all but /help itself
         assert f"`/{name}" in HELP_TEXT
     assert "`/settings show`" in HELP_TEXT and "`/settings set`" in HELP_TEXT

@@ -26,9 +26,13 @@ with warnings.catch_warnings():
     from discord.utils import _ActiveDecompressionContext
 
 try:
-    from tests.fakes.discord_api import FakeDiscord
+    from tests.fakes.discord_api import CREATE_PUBLIC_THREADS, PIN_MESSAGES, FakeDiscord
 except ImportError:  # pytest's rootdir-less "prepend" import mode: tests/ itself is on sys.path
-    from fakes.discord_api import FakeDiscord  # type: ignore[no-redef, import-not-found, unused-ignore]
+    from fakes.discord_api import (  # type: ignore[no-redef, import-not-found, unused-ignore]
+        CREATE_PUBLIC_THREADS,
+        PIN_MESSAGES,
+        FakeDiscord,
+    )
 
 TOKEN = "test-bot-token"
 APP_ID = 424242
@@ -342,3 +346,163 @@ async def test_immediate_ephemeral_response_with_file(fake: FakeDiscord, bot: Bo
     assert fake.channel_messages(CHAN) == []
     (callback,) = fake.find_requests("POST", f"/interactions/{rec.id}/")
     assert callback.json["type"] == 4 and callback.files[0][:2] == ("swatch.txt", b"swatch")
+
+
+async def test_pins_need_pin_messages(fake: FakeDiscord, bot: Bot) -> None:
+    channel = _text_channel(bot, CHAN)
+    msg = await channel.send("the card")
+    with pytest.raises(discord.Forbidden) as refused:
+        await msg.pin()
+    assert refused.value.code == 50013 and fake.pins(CHAN) == []
+
+    fake.grant(GUILD, APP_ID, PIN_MESSAGES)
+    await msg.pin()
+    await msg.pin()  # pinning again changes nothing
+    assert fake.pins(CHAN) == [str(msg.id)]
+    stored = fake.message(msg.id)
+    assert stored is not None and stored["pinned"] is True
+    notice = fake.channel_messages(CHAN)[-1]
+    assert notice["type"] == 6 and notice["message_reference"]["message_id"] == str(msg.id)
+    pinned = [m async for m in channel.pins()]
+    assert [m.id for m in pinned] == [msg.id]
+
+    await msg.unpin()
+    assert fake.pins(CHAN) == []
+    with pytest.raises(discord.NotFound):
+        await channel.get_partial_message(123).pin()
+
+
+async def test_thread_from_a_message(fake: FakeDiscord, bot: Bot) -> None:
+    channel = _text_channel(bot, CHAN)
+    msg = await channel.send("the card")
+    with pytest.raises(discord.HTTPException) as nameless:
+        await msg.create_thread(name="")
+    assert nameless.value.code == 50035
+
+    thread = await msg.create_thread(name="foxes", auto_archive_duration=1440)
+    assert thread.id == msg.id and thread.parent_id == CHAN and thread.name == "foxes"
+    stored = fake.message(msg.id)
+    assert stored is not None and stored["thread"]["id"] == str(msg.id)
+    assert stored["flags"] & (1 << 5)  # HAS_THREAD
+    await fake.wait_for(lambda: bot.client.get_channel(msg.id))  # THREAD_CREATE arrived
+    assert fake.parent_of(msg.id) == CHAN and fake.channel_name(msg.id) == "foxes"
+    posted = await thread.send("inside")
+    assert [m["id"] for m in fake.channel_messages(msg.id)] == [str(posted.id)]
+
+    with pytest.raises(discord.HTTPException) as again:
+        await msg.create_thread(name="again")
+    assert again.value.code == 160004
+    with pytest.raises(discord.HTTPException) as nested:
+        await posted.create_thread(name="nested")
+    assert nested.value.code == 50024
+
+
+async def test_threads_need_create_public_threads(clock: Clock) -> None:
+    async with FakeDiscord(token=TOKEN, app_id=APP_ID, bot_user_id=APP_ID, clock=clock) as fd:
+        fd.add_guild(GUILD, "g", channels=[CHAN], everyone_permissions=1 << 10 | 1 << 11)
+        with fd.point_discord_py():
+            client = discord.Client(intents=discord.Intents.default(), guild_ready_timeout=0.05)
+            async with client:
+                task = asyncio.create_task(client.start(TOKEN))
+                await fd.wait_connected(client=client)
+                channel = client.get_channel(CHAN)
+                assert isinstance(channel, discord.TextChannel)
+                msg = await channel.send("card")
+                with pytest.raises(discord.Forbidden):
+                    await msg.create_thread(name="t")
+                fd.grant(GUILD, APP_ID, CREATE_PUBLIC_THREADS)
+                assert (await msg.create_thread(name="t")).id == msg.id
+                await client.close()
+                await task
+
+
+async def test_one_message_holds_ten_files_and_6000_embed_characters(
+    fake: FakeDiscord, bot: Bot
+) -> None:
+    channel = _text_channel(bot, CHAN)
+    files = [discord.File(io.BytesIO(OUT_PNG), filename=f"{i}.png") for i in range(10)]
+    msg = await channel.send("ten", files=files)
+    stored = fake.message(msg.id)
+    assert stored is not None and [a["filename"] for a in stored["attachments"]] == [
+        f"{i}.png" for i in range(10)
+    ]
+    eleven = [discord.File(io.BytesIO(OUT_PNG), filename=f"{i}.png") for i in range(11)]
+    with pytest.raises(discord.HTTPException) as eleven_refused:
+        await channel.send("eleven", files=eleven)
+    assert eleven_refused.value.code == 50035
+    embeds = [discord.Embed(description="x" * 700) for _ in range(9)]
+    with pytest.raises(discord.HTTPException) as too_much:
+        await channel.send(embeds=embeds)  # 6300 characters
+    assert too_much.value.code == 50035
+    alt = discord.File(io.BytesIO(OUT_PNG), filename="a.png", description="y" * 1025)
+    with pytest.raises(discord.HTTPException):
+        await channel.send(file=alt)
+    with pytest.raises(discord.HTTPException):
+        await channel.send("a nonce over 25 characters", nonce="n" * 26)
+
+
+class _Prompt(discord.ui.Modal, title="Remix #3"):
+    prompt: discord.ui.Label[_Prompt] = discord.ui.Label(
+        text="Your prompt",
+        component=discord.ui.TextInput(custom_id="prompt", max_length=20, required=True),
+    )
+
+
+async def test_a_modal_from_a_button_and_its_submit(fake: FakeDiscord, bot: Bot) -> None:
+    submitted: list[tuple[str, int | None]] = []
+
+    class Ask(discord.ui.View):
+        def __init__(self) -> None:
+            super().__init__(timeout=None)
+
+        @discord.ui.button(label="Remix", custom_id="remix")
+        async def remix(
+            self, interaction: discord.Interaction[discord.Client], button: discord.ui.Button[Ask]
+        ) -> None:
+            modal = _Prompt(custom_id="remix-modal")
+
+            async def on_submit(submit: discord.Interaction[discord.Client]) -> None:
+                field_ = modal.prompt.component
+                assert isinstance(field_, discord.ui.TextInput)
+                message_id = submit.message.id if submit.message is not None else None
+                submitted.append((field_.value, message_id))
+                await submit.response.send_message("ok", ephemeral=True)
+
+            modal.on_submit = on_submit  # type: ignore[method-assign]
+            await interaction.response.send_modal(modal)
+
+    msg = await _text_channel(bot, CHAN).send("result", view=Ask())
+    rec = await fake.press(
+        "remix", message_id=msg.id, guild_id=GUILD, channel_id=CHAN, user_id=USER
+    )
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert rec.response_type == 9 and rec.modal is not None
+    assert rec.modal["title"] == "Remix #3" and rec.modal["components"][0]["type"] == 18
+    with pytest.raises(ValueError):
+        await fake.submit_modal(rec, {"prompt": ""})  # required: the client would not send it
+    with pytest.raises(ValueError):
+        await fake.submit_modal(rec, {"prompt": "x" * 21})
+    answer = await fake.submit_modal(rec, {"prompt": "a fox in a hat"})
+    await fake.wait_for(lambda: answer.acknowledged)
+    assert submitted == [("a fox in a hat", msg.id)]
+    assert answer.type == 5 and answer.response_type == 4 and answer.user_id == USER
+
+
+async def test_a_modal_discord_would_refuse(fake: FakeDiscord, bot: Bot) -> None:
+    class TooLong(discord.ui.Modal, title="x" * 46):
+        text = discord.ui.TextInput(label="Prompt")
+
+    async def ask(interaction: discord.Interaction[discord.Client]) -> None:
+        with pytest.raises(discord.HTTPException) as refused:
+            await interaction.response.send_modal(TooLong())
+        assert refused.value.code == 50035
+        await interaction.response.send_message("no modal", ephemeral=True)
+
+    bot.tree.add_command(
+        app_commands.Command(name="ask", description="Ask", callback=ask),
+        guild=discord.Object(GUILD),
+    )
+    await bot.tree.sync(guild=discord.Object(GUILD))
+    rec = await fake.slash("ask", guild_id=GUILD, channel_id=CHAN, user_id=USER)
+    await fake.wait_for(lambda: rec.acknowledged)
+    assert rec.response_type == 4 and rec.modal is None

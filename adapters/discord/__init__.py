@@ -6,6 +6,10 @@ generate.py   /imagine and /video, and the buttons that start a job (Reroll, Ani
 parse.py      interactions -> frozen values (options, origin, reference images, request key)
 sink.py       DiscordSink: progress and results from the stored job, Discord errors -> ours
 community.py  shared servers: /settings, /history, /usage, /cancel, Confirm / Cancel / Send again
+sessions.py   creative sessions: /session start|end|show|gallery, the ❤️ vote and Remix
+              buttons under an entry, the Remix modal
+session_sink.py  a session's card and recap (the core's SessionSink), and an entry's label
+              and buttons on its result (EntrySink, the DiscordSink for entries)
 texts.py      every Discord-specific sentence and button label
 
 Discord-only, and why:

@@ -1,8 +1,9 @@
 """The Discord adapter: discord.py's client on the core's event loop. The slash commands
 (slash.py) and the buttons (ui.py) reach it through the client, and it hands them to the
 handlers: /imagine, /video and the buttons that start a job (Reroll, Animate, 4K) to
-generate.py, the community commands and buttons to community.py. The delivery sink is
-registered with the core while it runs."""
+generate.py, the community commands and buttons to community.py, /session and the ❤️ and
+Remix buttons to sessions.py. The delivery sink and the session sink are registered with the
+core while it runs."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ from adapters.discord.parse import (
     model_choices,
     option_choices,
 )
+from adapters.discord.session_sink import DiscordSessionSink, EntrySink
+from adapters.discord.sessions import BUTTONS as SESSION_BUTTONS
+from adapters.discord.sessions import SessionHandlers
 from adapters.discord.sink import DiscordSink
 from adapters.discord.slash import build_tree, pointed_at
 from adapters.discord.texts import OOPS_TEXT, models_text
@@ -88,6 +92,8 @@ class DiscordAdapter:
         self._sink: DiscordSink | None = None
         self._community: CommunityHandlers | None = None
         self._generate: GenerateHandlers | None = None
+        self._cards: DiscordSessionSink | None = None
+        self._sessions: SessionHandlers | None = None
         self._ready = False  # READY came once: a later stop of the client is logged
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -117,6 +123,18 @@ class DiscordAdapter:
         return self._generate
 
     @property
+    def cards(self) -> DiscordSessionSink:
+        if self._cards is None:
+            raise RuntimeError("the Discord adapter is not running")
+        return self._cards
+
+    @property
+    def sessions(self) -> SessionHandlers:
+        if self._sessions is None:
+            raise RuntimeError("the Discord adapter is not running")
+        return self._sessions
+
+    @property
     def connected(self) -> bool:
         client = self._client
         return client is not None and client.is_ready() and not client.is_closed()
@@ -131,6 +149,7 @@ class DiscordAdapter:
             await self._stop()
             raise
         self.core.notifier.register(self.sink)
+        self.core.add_session_sink(self.cards)
         log.info("discord: connected as %s", self.client.user)
         return self
 
@@ -150,16 +169,21 @@ class DiscordAdapter:
     async def _start(self, token: str) -> None:
         self._stack.enter_context(pointed_at(self.settings))
         client = self._client = self._make_client()
-        self._sink = DiscordSink(
+        self._sink = EntrySink(
             client,
             self.core.catalog,
             self.core.clock,
             progress_timeout_s=self.progress_timeout_s,
             delivery_timeout_s=self.delivery_timeout_s,
             fresh=self.core.service.get,
+            entry_of=self.core.sessions.entry_for_job,
         )
         self._community = CommunityHandlers(self.core, self._sink)
         self._generate = GenerateHandlers(self.core, self.settings, self._sink)
+        self._cards = DiscordSessionSink(
+            client, self.core.clock, self.core.media.results_dir, timeout_s=self.delivery_timeout_s
+        )
+        self._sessions = SessionHandlers(self.core, self._cards, self._generate)
         build_tree(client)
         client.add_dynamic_items(JobButton)
         await self._stack.enter_async_context(client)
@@ -202,9 +226,12 @@ class DiscordAdapter:
         tb: TracebackType | None,
     ) -> None:
         self.core.notifier.unregister(PLATFORM)
+        self.core.remove_session_sink(PLATFORM)
         await self._stop()
 
     async def _stop(self) -> None:
+        if self._sessions is not None:
+            await self._sessions.aclose()
         if self._client is not None:
             await self._client.close()
         if self._runner is not None:
@@ -213,6 +240,7 @@ class DiscordAdapter:
             self._runner = None
         await self._stack.aclose()
         self._client = self._sink = self._community = self._generate = None
+        self._cards = self._sessions = None
 
     # -- what the commands' options offer ----------------------------------------------------
 
@@ -248,6 +276,8 @@ class DiscordAdapter:
         try:
             if action in COMMUNITY_BUTTONS:
                 await self.community.button(interaction, action, job_id)
+            elif action in SESSION_BUTTONS:
+                await self.sessions.button(interaction, action, job_id)
             else:
                 await generate.button(interaction, action, job_id)
         except Exception:

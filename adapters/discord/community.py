@@ -34,6 +34,7 @@ from adapters.discord.texts import (
 )
 from adapters.discord.ui import history_view, waiting_view
 from bot.app import Core
+from bot.community import SESSION_STARTERS
 from bot.errors import MediaError, RequestRejected
 from bot.messages import (
     cancel_text,
@@ -104,7 +105,8 @@ class CommunityHandlers:
         try:
             origin = self._presser(interaction)
             jobs = await self.core.service.history(origin, HISTORY_LENGTH)
-            text = history_text(jobs, self.core.catalog, self.core.clock.now())
+            marks = await self.core.sessions.entry_numbers([job.id for job in jobs])
+            text = history_text(jobs, self.core.catalog, self.core.clock.now(), marks)
             options: dict[str, Any] = {}
             view = history_view(jobs)
             if view is not None:
@@ -152,6 +154,8 @@ class CommunityHandlers:
                 values.insert(0, "all")
         elif name == "video_confirm":
             values = ["on", "off"]
+        elif name == "session_starters":
+            values = list(SESSION_STARTERS)
         elif name == "blocked_words" and not comma:
             values = ["none"]
         else:

@@ -1,6 +1,7 @@
 """/imagine and /video on Discord, and the buttons under a result that start a job (Reroll,
-Animate, 4K): checked, answered, the attachments fetched, submitted, and the job's first
-status shown. The twin of telegram/generate.py.
+Animate, 4K, and a session entry's Remix once its modal gave the prompt): checked, answered,
+the attachments fetched, submitted, and the job's first status shown. The twin of
+telegram/generate.py.
 
 How a command is answered
     At once, within Discord's 3 seconds: an input error (checked from the options and the
@@ -54,8 +55,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import RequestRejected
 from bot.messages import confirm_text
-from bot.models import GenerationRequest, Job, JobAction
-from bot.outcomes import NothingRecorded, RecordUnknown
+from bot.models import GenerationRequest, Job, JobAction, JobState
 
 __all__ = ["STARTS_JOB", "GenerateHandlers"]
 
@@ -163,6 +163,36 @@ class GenerateHandlers:
         job.status_message_id = str(message_id)
         await self._show_started(interaction, job)
 
+    async def remix(self, interaction: discord.Interaction[Any], job_id: str, prompt: str) -> None:
+        """A remix (the Remix modal submitted): a new image from the job's and `prompt`,
+        owned by whoever asked; answered as a button press is."""
+        received_at = self.core.clock.now()
+        service = self.core.service
+        request: GenerationRequest | None = None
+        try:
+            require_post_permission(interaction)
+            request = await service.remix_request(
+                job_id,
+                prompt,
+                origin_of(interaction, None, received_at),
+                request_key=request_key(interaction),
+            )
+            await service.precheck(request)
+        except RequestRejected as exc:
+            await refuse(interaction, exc)
+            if request is not None:
+                await service.record_rejected(request, exc)
+            return
+        message_id = await defer_thinking(interaction)
+        origin = origin_of(interaction, message_id, received_at)
+        job = await self._submit(
+            interaction, dataclasses.replace(request, origin=origin), message_id
+        )
+        if job is None:
+            return
+        log.info("job %s: remix of job %s by user %s", job.id, job_id, origin.user_id)
+        await self._show_started(interaction, job)
+
     # -- a new job ---------------------------------------------------------------------------
 
     async def _submit(
@@ -208,11 +238,14 @@ class GenerateHandlers:
         was started" only when the core holds no job for it; nothing when it does (its
         first status is shown as usual and its result still comes); when that cannot be
         told, words that claim neither."""
-        outcome = await self.core.service.after_failure(request_key(interaction))
-        if isinstance(outcome, RecordUnknown):
+        try:
+            job = await self.core.service.find_request(request_key(interaction))
+        except Exception:
+            log.exception("discord: interaction %s: job lookup failed", interaction.id)
             return OOPS_TEXT
-        if isinstance(outcome, NothingRecorded):
+        if job is None or job.state is JobState.REJECTED:
             return INTERNAL_ERROR_TEXT
+        log.info("job %s: recorded before the failure; it goes on", job.id)
         if interaction.response.is_done():
-            await self._show_started(interaction, outcome.job)
+            await self._show_started(interaction, job)
         return None

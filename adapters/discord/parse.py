@@ -36,6 +36,7 @@ __all__ = [
     "MAX_CHOICE_NAME",
     "PLATFORM",
     "Choice",
+    "SessionOptions",
     "SlashRequest",
     "downloaded",
     "generation_request",
@@ -79,6 +80,32 @@ class SlashRequest:
     aspect_ratio: str | None
     quality: str | None
     attachments: tuple[discord.Attachment | None, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionOptions:
+    """A /session start as discord.py parsed its options."""
+
+    theme: str
+    duration: str | None = None
+    budget: float | None = None
+    per_person: int | None = None
+    video: bool | None = None
+    thread: bool = False
+
+    def text(self) -> str:
+        """The options as the shared grammar types them, for the core's `parse_start`:
+        "foxes --for 30m --budget 5 --per-person 3 --video off"."""
+        words = [self.theme]
+        if self.duration is not None:
+            words += ["--for", "".join(self.duration.split())]  # "30 m" is "30m"
+        if self.budget is not None:
+            words += ["--budget", f"{self.budget:g}"]
+        if self.per_person is not None:
+            words += ["--per-person", str(self.per_person)]
+        if self.video is not None:
+            words += ["--video", "on" if self.video else "off"]
+        return " ".join(words)
 
 
 def is_thread(channel: object) -> bool:

@@ -26,7 +26,7 @@ with warnings.catch_warnings():
     from discord.gateway import DiscordWebSocket
     from discord.http import Route
 
-from adapters.discord.parse import Choice, SlashRequest
+from adapters.discord.parse import Choice, SessionOptions, SlashRequest
 from adapters.discord.texts import HELP_TEXT, USAGE_SCOPES, setting_label
 from adapters.discord.ui import GenrelayClient, handler_of
 from bot.community import SETTING_NAMES
@@ -148,6 +148,75 @@ async def _cancel(interaction: Interaction) -> None:
     await handler_of(interaction).community.on_cancel(interaction)
 
 
+# What /session start's `duration` offers as it is typed (any duration the core takes works).
+DURATIONS = {
+    "15m": "15 minutes",
+    "30m": "30 minutes",
+    "1h": "1 hour",
+    "2h": "2 hours",
+    "1d": "1 day",
+}
+
+
+async def _durations(interaction: Interaction, current: str) -> list[Choice]:
+    needle = current.strip().lower()
+    return [
+        app_commands.Choice(name=f"{value} — {words}", value=value)
+        for value, words in DURATIONS.items()
+        if needle in value or needle in words
+    ]
+
+
+@app_commands.describe(
+    theme="What the session is about",
+    duration="How long it runs, like 90s, 30m, 2h or 1d (default: 30m)",
+    budget="The most its entries may spend, in USD (default: the server's limits)",
+    per_person="How many entries each person may make",
+    video="Whether videos can be entries (default: yes)",
+    thread="Run it in a thread of its own, started from its card",
+)
+@app_commands.autocomplete(duration=_durations)
+async def _session_start(
+    interaction: Interaction,
+    theme: str,
+    duration: str | None = None,
+    budget: float | None = None,
+    per_person: int | None = None,
+    video: bool | None = None,
+    thread: bool = False,
+) -> None:
+    options = SessionOptions(theme, duration, budget, per_person, video, thread)
+    await handler_of(interaction).sessions.on_start(interaction, options)
+
+
+async def _session_end(interaction: Interaction) -> None:
+    await handler_of(interaction).sessions.on_end(interaction)
+
+
+async def _session_show(interaction: Interaction) -> None:
+    await handler_of(interaction).sessions.on_show(interaction)
+
+
+async def _session_gallery(interaction: Interaction) -> None:
+    await handler_of(interaction).sessions.on_gallery(interaction)
+
+
+def _session_group() -> app_commands.Group:
+    group = app_commands.Group(
+        name="session", description="Creative sessions: a theme, entries, votes and a recap"
+    )
+    for name, description, callback in (
+        ("start", "Start a creative session here", _session_start),
+        ("end", "End the session here (its starter or an admin)", _session_end),
+        ("show", "How the session here stands", _session_show),
+        ("gallery", "The gallery link of the session here", _session_gallery),
+    ):
+        group.add_command(
+            app_commands.Command(name=name, description=description, callback=callback)
+        )
+    return group
+
+
 def _settings_group() -> app_commands.Group:
     group = app_commands.Group(
         name="settings", description="This server's rules: limits, budget, models, blocked words"
@@ -193,6 +262,7 @@ def build_tree(client: GenrelayClient) -> app_commands.CommandTree[GenrelayClien
             description="Stop your newest job if it wasn't sent yet",
             callback=_cancel,
         ),
+        _session_group(),
     ]
     for command in commands:
         tree.add_command(command)

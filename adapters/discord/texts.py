@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from bot.catalog import Catalog
 from bot.community import ChatRules
 from bot.media import human_size
-from bot.messages import model_line, rules_text
+from bot.messages import entry_label, model_line, rules_text
 from bot.models import JobAction, Kind
+from bot.sessions import Entry, Session
 
 __all__ = [
     "BUTTON_EMOJI",
@@ -17,19 +18,31 @@ __all__ = [
     "HELP_TEXT",
     "INTERNAL_ERROR_TEXT",
     "MAX_CONTENT",
+    "NO_GALLERY_HERE_TEXT",
     "OOPS_TEXT",
+    "REMIX_PLACEHOLDER",
+    "REMIX_PROMPT_LABEL",
     "RESULT_UNAVAILABLE_TEXT",
     "SETTINGS_HINT",
+    "THREAD_FAILED_TEXT",
+    "THREAD_IN_THREAD_TEXT",
     "USAGE_SCOPES",
     "attachment_unreachable_text",
+    "card_placeholder_text",
+    "entry_note",
     "link_note",
     "missing_permissions_text",
     "models_text",
+    "no_thread_permission_text",
     "not_an_image_text",
     "ready_text",
+    "remix_title",
     "send_again_label",
+    "session_started_text",
     "setting_label",
     "settings_text",
+    "thread_name",
+    "vote_label",
 ]
 
 MAX_CONTENT = 2000  # characters in one Discord message
@@ -41,6 +54,8 @@ BUTTON_LABELS = {
     JobAction.CONFIRM: "Confirm",
     JobAction.CANCEL: "Cancel",
     JobAction.SEND_AGAIN: "Send again",
+    JobAction.VOTE: "0",  # an entry's vote button shows its count (vote_label)
+    JobAction.REMIX: "Remix",
 }
 BUTTON_EMOJI = {
     JobAction.REROLL: "🔁",
@@ -49,6 +64,8 @@ BUTTON_EMOJI = {
     JobAction.CONFIRM: "✅",
     JobAction.CANCEL: "✖️",
     JobAction.SEND_AGAIN: "📨",
+    JobAction.VOTE: "❤️",
+    JobAction.REMIX: "🎨",  # as on Telegram
 }
 
 HELP_TEXT = (
@@ -63,8 +80,15 @@ HELP_TEXT = (
     "• `/cancel` stops your newest job if it was not sent yet.\n"
     "• `/settings show` lists this server's rules: limits, budget, models, blocked words. "
     "Members with Manage Server change one with `/settings set`.\n"
+    "• `/session start theme` starts a creative session here (admins, or everyone when "
+    "`session_starters` says so): every /imagine and /video is an entry until it ends. Set its "
+    "`duration`, `budget`, `per_person` and `video`, or `thread` to run it in a thread of its "
+    "own. `/session show` shows how it stands, `/session end` ends it (its starter or an "
+    "admin), `/session gallery` gives its gallery link.\n"
     "Under each result: **Reroll** makes it again, **Animate** turns an image into a video, "
-    "**4K** redoes a Nano Banana image at 4K. Anyone can press them; the new job is theirs.\n"
+    "**4K** redoes a Nano Banana image at 4K. Anyone can press them; the new job is theirs. "
+    "Under a session entry, ❤️ votes for it (again: takes the vote back) and **Remix** makes a "
+    "new entry from it with your prompt.\n"
     "When the server is busy, jobs wait in line and people take turns; a waiting job has a "
     "**Cancel** button. If videos need confirming, the asker sees the cost first and only "
     "they can press **Confirm**."
@@ -139,3 +163,68 @@ def setting_label(name: str, meaning: str) -> str:
 def send_again_label(place: int) -> str:
     """The button under /history for the job on line `place`."""
     return f"Send again {place}"
+
+
+# -- creative sessions ------------------------------------------------------------------------
+
+THREAD_IN_THREAD_TEXT = (
+    "This is a thread already, so a session can't open one here. Start it without `thread` "
+    "and it runs in this thread."
+)
+THREAD_FAILED_TEXT = (
+    "I couldn't open a thread for the session, so I ended it. Try again, or start it "
+    "without `thread`."
+)
+NO_GALLERY_HERE_TEXT = (
+    "No session has run here yet, so there is no gallery. Start one with /session start."
+)
+REMIX_PROMPT_LABEL = "What should the remix show?"  # a modal's label: at most 45 characters
+REMIX_PLACEHOLDER = "e.g. the same scene at night, in watercolour"  # at most 100
+
+
+def vote_label(votes: int) -> str:
+    """The vote button under an entry, beside its ❤️: the count."""
+    return str(votes)
+
+
+def entry_note(entry: Entry) -> str:
+    """The first line of an entry's result: "🎨 #3 · remix of #1 by Ann"."""
+    return f"🎨 {entry_label(entry)}"
+
+
+def remix_title(number: int | None) -> str:
+    """The Remix modal's title (at most 45 characters)."""
+    return f"Remix #{number}" if number is not None else "Remix this image"
+
+
+def thread_name(theme: str) -> str:
+    """A session's thread: its theme (a thread's name holds 1-100 characters)."""
+    return f"🎨 {' '.join(theme.split())}"[:100]
+
+
+def card_placeholder_text(theme: str) -> str:
+    """The card of a session in a thread of its own, for the moment before it is shown."""
+    return f"🎨 Starting a session: “{' '.join(theme.split())}”…"
+
+
+def session_started_text(session: Session, *, thread_id: str | None = None) -> str:
+    """The starter's private answer. `<t:…>` is shown in each reader's own time zone."""
+    until = f"<t:{int(session.ends_at)}:t> (<t:{int(session.ends_at)}:R>)"
+    theme = f"“{' '.join(session.theme.split())}”"
+    if thread_id is not None:
+        return (
+            f"🎨 Your session {theme} has started in <#{thread_id}>: every /imagine and /video "
+            f"there is an entry until {until}. Its card is above the thread."
+        )
+    return (
+        f"🎨 Your session {theme} has started: every /imagine and /video here is an entry "
+        f"until {until}. Its card is in the channel."
+    )
+
+
+def no_thread_permission_text(missing: Sequence[str]) -> str:
+    names = " and ".join(missing)
+    return (
+        f"I can't open a thread for the session here: I'm missing {names}. Ask a server "
+        "admin to give it to me, or start the session without `thread`."
+    )

@@ -85,6 +85,26 @@ Behaviour worth knowing
     * ``on_next(method, path_prefix, hook)`` runs ``hook(recorded)`` on the next matching
       request before it is answered (an awaitable it returns is awaited first): a slow
       answer, or something that happens meanwhile.
+    * A message holds at most 10 files and 10 embeds; embeds at most 6000 characters in all
+      (title 256, description 4096, footer 2048, author 256, 25 fields); an attachment's
+      description (alt text) at most 1024; a nonce at most 25 characters: else 400 code 50035.
+    * Pins (``PUT|DELETE /channels/{id}/messages/pins/{message}``, ``GET .../pins``): the
+      bot needs ``PIN_MESSAGES`` (``grant(guild, bot_user_id, PIN_MESSAGES)``; @everyone
+      has it not) else 403 code 50013; at most 250 per channel (400 code 30003); ephemeral
+      or unknown messages 404 code 10008. A pin posts a type 6 system message and sends
+      CHANNEL_PINS_UPDATE; ``fake.pins(channel_id)`` lists them, newest first.
+    * ``POST /channels/{id}/messages/{message}/threads`` starts a public thread whose id is
+      the message's (one per message: 400 code 160004), in a text or announcement channel
+      only (400 code 50024), with ``CREATE_PUBLIC_THREADS`` (403 code 50013), a 1-100
+      character name and an archive duration of 60, 1440, 4320 or 10080 (400 code 50035).
+      The message gets ``thread`` and the HAS_THREAD flag; THREAD_CREATE is sent.
+    * Modals (callback type 9) are checked like Discord does: a title of 1-45 characters,
+      a custom_id of 1-100, 1-5 components, each a Label (type 18, label up to 45) holding a
+      text input, or a (deprecated) action row holding one; text inputs with a custom_id,
+      style 1 or 2, lengths within 0-4000, a placeholder up to 100. A modal cannot answer
+      a modal submit. ``fake.submit_modal(opened, {custom_id: value})`` submits one as its
+      user would (the client enforces ``required`` and the lengths, so the fake raises
+      ValueError for a submit Discord's client would not send).
 
 All times (token expiry, nonce window, timestamps, snowflakes) use the ``clock`` given to
 the constructor, so tests can move time forward.
@@ -128,8 +148,10 @@ T = TypeVar("T")
 
 __all__ = [
     "ATTACH_FILES",
+    "CREATE_PUBLIC_THREADS",
     "EVERYONE_PERMISSIONS",
     "MANAGE_GUILD",
+    "PIN_MESSAGES",
     "SEND_MESSAGES",
     "SEND_MESSAGES_IN_THREADS",
     "VIEW_CHANNEL",
@@ -144,6 +166,14 @@ NONCE_WINDOW: Final = 5 * 60.0
 HEARTBEAT_INTERVAL_MS: Final = 41_250
 ATTACHMENT_SIZE_LIMIT: Final = 10 * 1024 * 1024
 MAX_CONTENT_LENGTH: Final = 2000
+MAX_ATTACHMENTS: Final = 10  # files in one message
+MAX_EMBEDS: Final = 10
+MAX_EMBED_CHARS: Final = 6000  # title, description, fields, footer, author of all embeds
+MAX_ALT_TEXT: Final = 1024  # an attachment's description
+MAX_PINS: Final = 250  # pinned messages in one channel
+MAX_NONCE: Final = 25  # characters of a message's nonce
+THREAD_ARCHIVE_MINUTES: Final = frozenset({60, 1440, 4320, 10080})
+THREAD_TYPES: Final = frozenset({10, 11, 12})  # announcement, public, private thread
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 CREATE_INSTANT_INVITE: Final = 1 << 0
@@ -161,6 +191,7 @@ CHANGE_NICKNAME: Final = 1 << 26
 USE_APPLICATION_COMMANDS: Final = 1 << 31
 CREATE_PUBLIC_THREADS: Final = 1 << 35
 SEND_MESSAGES_IN_THREADS: Final = 1 << 38
+PIN_MESSAGES: Final = 1 << 51  # split from MANAGE_MESSAGES (1 << 13); pinning needs this one
 ALL_PERMISSIONS: Final = (1 << 51) - 1
 EVERYONE_PERMISSIONS: Final = (
     CREATE_INSTANT_INVITE
@@ -180,6 +211,7 @@ EVERYONE_PERMISSIONS: Final = (
 
 # Message flags.
 FLAG_SUPPRESS_EMBEDS: Final = 1 << 2
+FLAG_HAS_THREAD: Final = 1 << 5
 FLAG_EPHEMERAL: Final = 1 << 6
 FLAG_LOADING: Final = 1 << 7
 
@@ -399,6 +431,88 @@ def _image_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
+def _too_long(name: str, limit: int) -> JSON:
+    error = {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {limit} or fewer in length."}
+    return {name: {"_errors": [error]}}
+
+
+def _bad_form(name: str) -> _ApiError:
+    error = {"code": "BASE_TYPE_BAD_VALUE", "message": "Invalid value."}
+    return _ApiError(400, 50035, "Invalid Form Body", errors={name: {"_errors": [error]}})
+
+
+# Per embed: the longest of each text (https://discord.com/developers/docs/resources/message
+# #embed-object-embed-limits); all embeds of a message together hold MAX_EMBED_CHARS.
+_EMBED_LIMITS: Final = {"title": 256, "description": 4096}
+
+
+def _validate_embeds(embeds: Sequence[JSON]) -> None:
+    if len(embeds) > MAX_EMBEDS:
+        raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("embeds", MAX_EMBEDS))
+    total = 0
+    for embed in embeds:
+        texts: list[tuple[str, str, int]] = [
+            (key, str(embed.get(key) or ""), limit) for key, limit in _EMBED_LIMITS.items()
+        ]
+        texts.append(("footer", str((embed.get("footer") or {}).get("text") or ""), 2048))
+        texts.append(("author", str((embed.get("author") or {}).get("name") or ""), 256))
+        fields = embed.get("fields") or []
+        if len(fields) > 25:
+            raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("fields", 25))
+        for f in fields:
+            texts += [
+                ("name", str(f.get("name") or ""), 256),
+                ("value", str(f.get("value") or ""), 1024),
+            ]
+        for key, text, limit in texts:
+            if len(text) > limit:
+                raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long(key, limit))
+            total += len(text)
+    if total > MAX_EMBED_CHARS:
+        raise _ApiError(
+            400, 50035, "Invalid Form Body", errors=_too_long("embeds", MAX_EMBED_CHARS)
+        )
+
+
+def _validate_modal(data: JSON) -> None:
+    """A modal as Discord takes it (see the module docstring)."""
+    title, custom_id = str(data.get("title") or ""), str(data.get("custom_id") or "")
+    components = data.get("components") or []
+    if not 1 <= len(title) <= 45:
+        raise _bad_form("title")
+    if not 1 <= len(custom_id) <= 100:
+        raise _bad_form("custom_id")
+    if not 1 <= len(components) <= 5:
+        raise _bad_form("components")
+    for component in components:
+        if component.get("type") == 18:
+            if not 1 <= len(str(component.get("label") or "")) <= 45:
+                raise _bad_form("label")
+            _validate_text_input(component.get("component") or {}, labelled=True)
+        elif component.get("type") == 1 and len(component.get("components") or []) == 1:
+            _validate_text_input(component["components"][0], labelled=False)
+        else:
+            raise _bad_form("components")
+
+
+def _validate_text_input(field_: JSON, *, labelled: bool) -> None:
+    if field_.get("type") != 4 or field_.get("style") not in (1, 2):
+        raise _bad_form("component")
+    if not 1 <= len(str(field_.get("custom_id") or "")) <= 100:
+        raise _bad_form("custom_id")
+    if not labelled and not 1 <= len(str(field_.get("label") or "")) <= 45:
+        raise _bad_form("label")  # a text input in an action row names itself
+    low, high = field_.get("min_length"), field_.get("max_length")
+    if low is not None and not 0 <= int(low) <= 4000:
+        raise _bad_form("min_length")
+    if high is not None and not 1 <= int(high) <= 4000:
+        raise _bad_form("max_length")
+    if len(str(field_.get("placeholder") or "")) > 100:
+        raise _bad_form("placeholder")
+    if len(str(field_.get("value") or "")) > 4000:
+        raise _bad_form("value")
+
+
 def _json_response(status: int, body: Any, headers: dict[str, str]) -> web.Response:
     # discord.py only decodes bodies whose Content-Type is exactly "application/json"
     # (aiohttp's json_response would append "; charset=utf-8").
@@ -477,6 +591,7 @@ class FakeDiscord:
         self._guild_commands: dict[int, list[JSON]] = {}
         self._failures: list[_FailRule] = []
         self._hooks: list[tuple[str, str, RequestHook]] = []
+        self._pins: dict[int, list[tuple[str, float]]] = {}  # channel -> (message, when)
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
         self._last_snowflake = 0
@@ -696,6 +811,17 @@ class FakeDiscord:
                 out.append((stored.filename, stored.data, stored.content_type))
         return out
 
+    def pins(self, channel_id: int) -> list[str]:
+        """Ids of the channel's pinned messages, the newest pin first."""
+        return [mid for mid, _ in self._pins.get(channel_id, [])]
+
+    def channel_name(self, channel_id: int) -> str:
+        return self._channel(channel_id).name
+
+    def parent_of(self, channel_id: int) -> int | None:
+        """A thread's parent channel (None for a channel)."""
+        return self._channel(channel_id).parent_id
+
     def registered_commands(self, guild_id: int | None = None) -> list[JSON]:
         cmds = self._global_commands if guild_id is None else self._guild_commands.get(guild_id, [])
         return copy.deepcopy(cmds)
@@ -776,7 +902,9 @@ class FakeDiscord:
         await self.dispatch("GUILD_CREATE", self._guild_payload(self._guilds[guild_id]))
 
     async def dispatch_channel_update(self, channel_id: int) -> None:
-        event = "THREAD_UPDATE" if self._channel(channel_id).type == 11 else "CHANNEL_UPDATE"
+        event = (
+            "THREAD_UPDATE" if self._channel(channel_id).type in THREAD_TYPES else "CHANNEL_UPDATE"
+        )
         await self.dispatch(event, self._channel_payload(channel_id))
 
     async def reconnect_clients(self) -> None:
@@ -920,6 +1048,56 @@ class FakeDiscord:
         )
         return rec
 
+    async def submit_modal(
+        self, opened: FakeInteraction, values: Mapping[str, str], *, locale: str = "en-US"
+    ) -> FakeInteraction:
+        """Dispatch the MODAL_SUBMIT of the modal ``opened`` was answered with, filled in by
+        its user: ``values`` maps a text input's custom_id to what they typed (a field left
+        out keeps its pre-filled ``value``). Raises ValueError for what Discord's client
+        would not submit: a required field empty, a length outside min/max."""
+        modal = opened.modal
+        if modal is None:
+            raise ValueError("that interaction was not answered with a modal")
+        rows: list[JSON] = []
+        for index, component in enumerate(modal.get("components") or [], start=1):
+            if component.get("type") == 18:
+                field_ = component["component"]
+                rows.append(
+                    {"type": 18, "id": index, "component": self._typed(field_, values, index)}
+                )
+            else:
+                field_ = component["components"][0]
+                rows.append(
+                    {"type": 1, "id": index, "components": [self._typed(field_, values, index)]}
+                )
+        data: JSON = {"custom_id": modal["custom_id"], "components": rows}
+        source = opened.source_message_id if opened.type == MESSAGE_COMPONENT else None
+        return await self._dispatch_interaction(
+            MODAL_SUBMIT,
+            data,
+            opened.guild_id,
+            opened.channel_id,
+            opened.user_id,
+            locale,
+            message=self._messages.get(source) if source else None,
+            custom_id=str(modal["custom_id"]),
+            source_message_id=source,
+        )
+
+    @staticmethod
+    def _typed(field_: JSON, values: Mapping[str, str], index: int) -> JSON:
+        custom_id = str(field_["custom_id"])
+        value = str(values.get(custom_id, field_.get("value") or ""))
+        if field_.get("required", True) and not value:
+            raise ValueError(f"{custom_id} is required: the client would not submit it empty")
+        if value and not (
+            int(field_.get("min_length") or 0)
+            <= len(value)
+            <= int(field_.get("max_length") or 4000)
+        ):
+            raise ValueError(f"{custom_id}: the client keeps the text within its lengths")
+        return {"type": 4, "id": 100 + index, "custom_id": custom_id, "value": value}
+
     # ------------------------------------------------------------------ internals: state
 
     def _notify(self) -> None:
@@ -1011,11 +1189,11 @@ class FakeDiscord:
 
     def _channel_payload(self, channel_id: int) -> JSON:
         ch = self._channel(channel_id)
-        if ch.type == 11:
+        if ch.type in THREAD_TYPES:
             created = self._iso(self.clock())
             return {
                 "id": str(ch.id),
-                "type": 11,
+                "type": ch.type,
                 "guild_id": str(ch.guild_id),
                 "parent_id": str(ch.parent_id),
                 "owner_id": str(self.bot_user_id),
@@ -1304,8 +1482,15 @@ class FakeDiscord:
                     }
                 },
             )
-        if len(payload.get("embeds") or []) > 10:
-            raise _ApiError(400, 50035, "Invalid Form Body", errors={"embeds": {}})
+        _validate_embeds(payload.get("embeds") or [])
+        nonce = payload.get("nonce")
+        if isinstance(nonce, str) and len(nonce) > MAX_NONCE:
+            raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("nonce", MAX_NONCE))
+        spec = payload.get("attachments") or []
+        if n_files > MAX_ATTACHMENTS or len(spec) > MAX_ATTACHMENTS:
+            raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("files", 10))
+        if any(len(str(a.get("description") or "")) > MAX_ALT_TEXT for a in spec):
+            raise _ApiError(400, 50035, "Invalid Form Body", errors=_too_long("attachments", 1024))
         if creating and not (
             content
             or payload.get("embeds")
@@ -1462,6 +1647,12 @@ class FakeDiscord:
         add(("PATCH", ch_msg, True, self._h_edit_message))
         add(("DELETE", ch_msg, True, self._h_delete_message))
         add(("POST", re.compile(r"/channels/(\d+)/typing"), True, self._h_typing))
+        add(("GET", re.compile(r"/channels/(\d+)/messages/pins"), True, self._h_pins))
+        pin = re.compile(r"/channels/(\d+)/messages/pins/(\d+)")
+        add(("PUT", pin, True, self._h_pin))
+        add(("DELETE", pin, True, self._h_unpin))
+        threads = re.compile(r"/channels/(\d+)/messages/(\d+)/threads")
+        add(("POST", threads, True, self._h_start_thread))
         cmds = re.compile(r"/applications/(\d+)(?:/guilds/(\d+))?/commands")
         add(("GET", cmds, True, self._h_commands_get))
         add(("PUT", cmds, True, self._h_commands_put))
@@ -1690,10 +1881,15 @@ class FakeDiscord:
             MODAL_SUBMIT: {CB_MESSAGE, CB_DEFERRED_MESSAGE, CB_DEFERRED_UPDATE, CB_UPDATE},
             PING: {CB_PONG},
         }.get(inter.type, set())
-        if cb_type not in allowed:
+        from_message = inter.type != MODAL_SUBMIT or inter.source_message_id is not None
+        if cb_type not in allowed or (
+            cb_type in (CB_DEFERRED_UPDATE, CB_UPDATE) and not from_message
+        ):
             raise _ApiError(
                 400, 50035, "Invalid Form Body", errors={"type": {"_errors": [{"code": "bad"}]}}
             )
+        if cb_type == CB_MODAL:
+            _validate_modal(data)
         message: JSON | None = None
         if cb_type in (CB_MESSAGE, CB_DEFERRED_MESSAGE):
             self._validate_payload(data, len(rec.files), creating=cb_type == CB_MESSAGE)
@@ -1847,6 +2043,108 @@ class FakeDiscord:
     async def _h_typing(self, rec: Recorded, m: re.Match[str]) -> web.Response:
         self._channel(int(m.group(1)))
         return self._json(204, None, rec)
+
+    def _can(self, channel_id: int, *bits: int) -> bool:
+        """Whether the bot has every one of these permissions in the channel."""
+        perms = self._permissions(self.bot_user_id, channel_id)
+        return bool(perms & ADMINISTRATOR) or all(perms & bit for bit in bits)
+
+    def _visible_message(self, m: re.Match[str]) -> JSON:
+        """A message of the channel that is in it for everyone (not ephemeral)."""
+        msg = self._channel_message(m)
+        if int(msg.get("flags") or 0) & FLAG_EPHEMERAL:
+            raise _ApiError(404, 10008, "Unknown Message")
+        return msg
+
+    async def _h_pins(self, rec: Recorded, m: re.Match[str]) -> web.Response:
+        cid = self._channel(int(m.group(1))).id
+        limit = int(rec.query.get("limit", "50"))
+        pins = self._pins.get(cid, [])
+        items = [
+            {"pinned_at": self._iso(at), "message": self._messages[mid]}
+            for mid, at in pins[:limit]
+            if mid in self._messages
+        ]
+        return self._json(200, {"items": items, "has_more": len(pins) > limit}, rec)
+
+    async def _h_pin(self, rec: Recorded, m: re.Match[str]) -> web.Response:
+        msg = self._visible_message(m)
+        cid = int(m.group(1))
+        if not self._can(cid, VIEW_CHANNEL, PIN_MESSAGES):
+            raise _ApiError(403, 50013, "Missing Permissions")
+        pins = self._pins.setdefault(cid, [])
+        if any(mid == msg["id"] for mid, _ in pins):
+            return self._json(204, None, rec)
+        if len(pins) >= MAX_PINS:
+            raise _ApiError(400, 30003, f"Maximum number of pins reached ({MAX_PINS})")
+        now = self.clock()
+        pins.insert(0, (str(msg["id"]), now))
+        msg["pinned"] = True
+        await self._edited(msg)
+        notice = self._base_message(
+            str(self._snowflake()), cid, self._public_user(self.bot_user_id)
+        )
+        notice["type"] = 6  # CHANNEL_PINNED_MESSAGE: "genrelay pinned a message"
+        notice["message_reference"] = {
+            "type": 0,
+            "message_id": str(msg["id"]),
+            "channel_id": str(cid),
+            "guild_id": str(self._channel(cid).guild_id),
+        }
+        await self._created(notice, cid)
+        await self._pins_changed(cid, now)
+        return self._json(204, None, rec)
+
+    async def _h_unpin(self, rec: Recorded, m: re.Match[str]) -> web.Response:
+        msg = self._visible_message(m)
+        cid = int(m.group(1))
+        if not self._can(cid, VIEW_CHANNEL, PIN_MESSAGES):
+            raise _ApiError(403, 50013, "Missing Permissions")
+        pins = self._pins.get(cid, [])
+        kept = [(mid, at) for mid, at in pins if mid != msg["id"]]
+        if len(kept) != len(pins):
+            self._pins[cid] = kept
+            msg["pinned"] = False
+            await self._edited(msg)
+            await self._pins_changed(cid, kept[0][1] if kept else None)
+        return self._json(204, None, rec)
+
+    async def _pins_changed(self, channel_id: int, last: float | None) -> None:
+        await self.dispatch(
+            "CHANNEL_PINS_UPDATE",
+            {
+                "guild_id": str(self._channel(channel_id).guild_id),
+                "channel_id": str(channel_id),
+                "last_pin_timestamp": self._iso(last) if last is not None else None,
+            },
+        )
+
+    async def _h_start_thread(self, rec: Recorded, m: re.Match[str]) -> web.Response:
+        parent = self._channel(int(m.group(1)))
+        msg = self._visible_message(m)
+        if parent.type not in (0, 5):  # a text or announcement channel
+            raise _ApiError(400, 50024, "Cannot execute action on this channel type")
+        if not self._can(parent.id, VIEW_CHANNEL, CREATE_PUBLIC_THREADS):
+            raise _ApiError(403, 50013, "Missing Permissions")
+        tid = int(msg["id"])  # a thread started from a message takes the message's id
+        if msg.get("thread") is not None or tid in self._channels:
+            raise _ApiError(400, 160004, "A thread has already been created for this message")
+        payload: JSON = rec.json if isinstance(rec.json, dict) else {}
+        name = str(payload.get("name") or "")
+        if not 1 <= len(name) <= 100:
+            raise _bad_form("name")
+        archive = payload.get("auto_archive_duration")
+        if archive is not None and archive not in THREAD_ARCHIVE_MINUTES:
+            raise _bad_form("auto_archive_duration")
+        kind = 11 if parent.type == 0 else 10  # public thread, announcement thread
+        self._channels[tid] = _Channel(tid, parent.guild_id, name, kind, parent.id)
+        self._guilds[parent.guild_id].thread_ids.append(tid)
+        thread = self._channel_payload(tid)
+        msg["thread"] = thread
+        msg["flags"] = int(msg.get("flags") or 0) | FLAG_HAS_THREAD
+        await self._edited(msg)
+        await self.dispatch("THREAD_CREATE", {**thread, "newly_created": True})
+        return self._json(201, thread, rec)
 
     def _command_list(self, m: re.Match[str]) -> tuple[list[JSON], int | None]:
         if int(m.group(1)) != self.app_id:
