@@ -27,18 +27,13 @@ from bot.ports import ResultFile
 from bot.refusal_messages import (
     NOT_AN_IMAGE,
     UNREADABLE_IMAGE,
-    human_size,
     image_too_large_text,
 )
 
-# UNREADABLE_IMAGE and human_size are words of bot/refusal_messages.py, named here too for
-# the imports of them from here (adapters' texts, tests).
 __all__ = [
-    "UNREADABLE_IMAGE",
     "MediaStore",
     "decodes",
     "download",
-    "human_size",
     "opens",
     "prune_results",
     "result_file",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.config import Settings
-from bot.media import UNREADABLE_IMAGE
+from bot.messages import UNREADABLE_IMAGE
 from sandbox import SandboxGateway
 from tests.fakes.aggregator import FakeAggregator
 from tests.helpers import PNG_1PX, corrupt_jpeg, png_file

@@ -39,8 +39,7 @@ from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, DeliveryError, PermanentDeliveryError, PlatformUnavailable
 from bot.main.wiring import open_core
-from bot.media import UNREADABLE_IMAGE, human_size
-from bot.messages import failure_text, model_line, progress_text
+from bot.messages import UNREADABLE_IMAGE, failure_text, human_size, model_line, progress_text
 from bot.models import Delivery, Job, JobState, Kind
 from sandbox import SandboxGateway
 from tests.conftest import running

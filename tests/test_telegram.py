@@ -944,7 +944,7 @@ def test_link_note_without_a_known_size() -> None:
 
 
 def _size_text(job: Job, bed: Bed) -> str:
-    from bot.media import human_size
+    from bot.messages import human_size
 
     path = bed.core.media.local_result(job.id)
     assert path is not None

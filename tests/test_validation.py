@@ -14,8 +14,8 @@ import bot.media
 from bot.app import Core
 from bot.errors import MediaError, RequestRejected
 from bot.main.wiring import build_catalog
-from bot.media import UNREADABLE_IMAGE, MediaStore
-from bot.messages import progress_text, result_caption, setting_changed_text
+from bot.media import MediaStore
+from bot.messages import UNREADABLE_IMAGE, progress_text, result_caption, setting_changed_text
 from bot.models import JobState, Kind, ReferenceImage
 from sandbox import SandboxGateway
 from tests.helpers import (

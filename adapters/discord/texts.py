@@ -7,8 +7,7 @@ from collections.abc import Sequence
 
 from bot.catalog import Catalog
 from bot.community import ChatRules
-from bot.media import human_size
-from bot.messages import entry_label, model_line, rules_text
+from bot.messages import entry_label, human_size, model_line, rules_text
 from bot.models import JobAction, Kind
 from bot.sessions import Entry, Session
 

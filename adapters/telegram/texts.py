@@ -11,8 +11,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup
 from adapters.commands import OPTIONS_HELP
 from bot.catalog import Catalog
 from bot.community import SETTING_NAMES
-from bot.media import human_size
-from bot.messages import SESSION_USAGE, model_line, plural, progress_text
+from bot.messages import SESSION_USAGE, human_size, model_line, plural, progress_text
 from bot.models import Job, JobAction, JobState, Kind, Origin
 
 __all__ = [
