@@ -13,6 +13,7 @@ import httpx
 
 from bot.catalog import Catalog
 from bot.config import Settings
+from bot.constants import RECOVER_INTERVAL_S
 from bot.gateway.aa import AAGateway
 from bot.gateway.aggregator import PROVIDER as AGGREGATOR
 from bot.gateway.aggregator import AggregatorGateway
@@ -22,9 +23,10 @@ from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Job
 from bot.notifier import Notifier
-from bot.owners import owner_alive
+from bot.owners import Owners
 from bot.polling import PollPolicy, make_policy
 from bot.ports import Clock, CoreStore, SessionSink, SystemClock
+from bot.replicas import Heartbeat
 from bot.service import Service
 from bot.session_keeper import SessionKeeper
 from bot.session_service import SessionService
@@ -54,14 +56,20 @@ class Core:
         policy: PollPolicy | None = None,
         gateways: dict[str, Gateway] | None = None,
         own_jobs_only: bool = False,
+        owners: Owners | None = None,
     ) -> None:
         """`store`: not yet open (entering opens it). `own_jobs_only`: a `genrelay generate`
         process, which follows and delivers only the jobs it made (the rest belong to
-        `genrelay run`, or to another `generate`); its store claims only those."""
+        `genrelay run`, or to another `generate`); its store claims only those. `owners`:
+        this process's name and which others still run (the store's `owner_alive` too)."""
         self.settings = settings
         self.store = store
         self.own_jobs_only = own_jobs_only
         self.clock = clock or SystemClock()
+        self.owners = owners or Owners(clock=self.clock.now)
+        role = "generate" if own_jobs_only else "run"
+        self.heartbeat = Heartbeat(store, self.owners, self.clock, role=role)
+        self._next_recover = 0.0  # clock time of the next look for jobs of gone processes
         self.policy = policy or make_policy(
             settings.poll_policy,
             first_s=settings.poll_first_delay_s,
@@ -80,7 +88,8 @@ class Core:
             public_base_url=settings.public_base_url,
             max_reference_bytes=settings.max_reference_bytes,
         )
-        self.metrics = Metrics(job_counts=self._job_counts)  # this Core's own registry
+        # this Core's own registry
+        self.metrics = Metrics(job_counts=self._job_counts, fleet=self.heartbeat.fleet)
 
     async def _job_counts(self) -> list[tuple[str, str, int]]:
         return await self.store.count_by_model_state()
@@ -111,6 +120,8 @@ class Core:
         """Open the store and the HTTP client, build the parts on them, and (but in a
         `generate` process) recover what a past process left."""
         await self._stack.enter_async_context(self.store)
+        await self.heartbeat.start()  # before any claim: who else runs is known
+        self._stack.push_async_callback(self._stop_beating)
         self.http = await self._stack.enter_async_context(
             httpx.AsyncClient(
                 # httpcore checks every idle connection on each request: a big idle pool
@@ -205,11 +216,38 @@ class Core:
         )
         self.session_keeper = SessionKeeper(self.store, self.sessions, self.clock)
 
+    async def _stop_beating(self) -> None:
+        try:
+            await self.heartbeat.stop()
+        except Exception:  # its row ages and its leases expire anyway
+            log.exception("replica %s: not forgotten at stop", self.owners.name)
+
     async def _recover(self) -> None:
-        """Jobs a past process left: a submit it did not finish is `interrupted`."""
-        interrupted = await self.store.recover(self.clock.now(), owner_alive=owner_alive)
-        for job in interrupted:
+        """Jobs a past process left: a submit it did not finish is `interrupted`. Alone,
+        every other unfinished job and delivery is due now; beside other replicas, those
+        are theirs (in flight, or waiting out a backoff) and keep their times."""
+        fleet = await self.heartbeat.fleet()
+        others = [r.name for r in fleet.live("run") if r.name != self.owners.name]
+        interrupted = await self.store.recover(
+            self.clock.now(), owner_alive=self.owners.alive_before_start, reschedule=not others
+        )
+        self._interrupted(interrupted)
+
+    async def recover_once(self) -> None:
+        """While running: a `submitting` job whose owner is gone (a replica killed during a
+        submit, on any host) becomes `interrupted`, never sent again."""
+        await self.heartbeat.refresh()
+        self._interrupted(
+            await self.store.recover(
+                self.clock.now(), owner_alive=self.owners.alive, reschedule=False
+            )
+        )
+
+    def _interrupted(self, jobs: list[Job]) -> None:
+        for job in jobs:
             log.warning("job %s: was being submitted when a process stopped: interrupted", job.id)
+        if jobs:
+            self.notifier.wake()
 
     def add_session_sink(self, sink: SessionSink) -> None:
         """Show the cards and post the recaps of `sink.platform`'s sessions through `sink`
@@ -254,13 +292,17 @@ class Core:
             self._line_tasks.pop(key, None)
 
     async def _sweep(self) -> None:
-        """Expire requests nobody confirmed in time, and old hosted images."""
+        """Expire requests nobody confirmed in time, interrupt the submits of processes
+        that are gone, and forget old hosted images."""
         failures = StepFailures("sweep")
         while True:
             try:
                 if await self.service.expire_holds():
                     self.notifier.wake()
                 now = self.clock.now()
+                if not self.own_jobs_only and now >= self._next_recover:
+                    self._next_recover = now + RECOVER_INTERVAL_S
+                    await self.recover_once()
                 if now >= self._next_prune:
                     self._next_prune = now + PRUNE_INTERVAL_S
                     await self.sessions.prune_galleries(now)
@@ -289,12 +331,13 @@ class Core:
         await self._stack.aclose()
 
     async def run(self) -> None:
-        """Run the tracker, the notifier, the sweep and (but in a `generate` process) the
-        session loop until cancelled."""
+        """Run the tracker, the notifier, the sweep, the heartbeat and (but in a `generate`
+        process) the session loop until cancelled."""
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self.tracker.run(), name="tracker")
             tg.create_task(self.notifier.run(), name="notifier")
             tg.create_task(self._sweep(), name="sweep")
+            tg.create_task(self.heartbeat.run(), name="heartbeat")
             if not self.own_jobs_only:
                 tg.create_task(self.session_keeper.run(), name="sessions")
 

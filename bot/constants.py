@@ -14,7 +14,11 @@ __all__ = [
     "DELIVERY_MAX_ATTEMPTS",
     "ERROR_BACKOFF_BASE_S",
     "ERROR_BACKOFF_CAP_S",
+    "HEARTBEAT_S",
     "JOB_KEY_LENGTH",
+    "LEASE_RENEW_S",
+    "LEASE_RETRY_S",
+    "LEASE_TTL_S",
     "LOOP_BACKOFF_BASE_S",
     "LOOP_BACKOFF_CAP_S",
     "MAX_CHAT_BUDGET_USD",
@@ -23,10 +27,13 @@ __all__ = [
     "MAX_PROMPT_CHARS",
     "MEDIA_NAME_BYTES",
     "MEDIA_TTL_S",
+    "OWNER_STALE_S",
     "POLL_LEASE_S",
     "PROGRESS_MIN_INTERVAL_S",
     "RECAP_LEASE_S",
     "RECAP_SETTLE_S",
+    "RECOVER_INTERVAL_S",
+    "REPLICA_FORGET_S",
     "SESSION_DEFAULT_S",
     "SESSION_MAX_PER_PERSON",
     "SESSION_MAX_S",
@@ -85,3 +92,12 @@ CARD_INTERVAL_S = 10.0  # a session card is updated at most this often
 CARD_CLOCK_S = 60.0  # ... and for its time left alone, at most this often
 RECAP_SETTLE_S = 600.0  # a recap waits this long at most for its entries to finish
 RECAP_LEASE_S = 120.0  # a claimed recap is not claimed again for this long
+
+# Replicas (bot/replicas.py, bot/leases.py): several `genrelay run` processes on one store.
+HEARTBEAT_S = 2.0  # each process writes its replicas row this often
+OWNER_STALE_S = 10.0  # a process on another host whose heartbeat is older is gone
+REPLICA_FORGET_S = 3600.0  # a replica row this old is deleted
+RECOVER_INTERVAL_S = 5.0  # `submitting` jobs of a gone process are looked for this often
+LEASE_TTL_S = 10.0  # a platform connection's lease lasts this long unless renewed
+LEASE_RENEW_S = 2.0  # ... and is renewed this often by its holder (dropped at TTL / 2 unrenewed)
+LEASE_RETRY_S = 1.0  # a replica without it tries to take it this often

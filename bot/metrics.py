@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.errors import GatewayError
 from bot.models import Job, JobState
+
+if TYPE_CHECKING:
+    from bot.replicas import Fleet
 
 __all__ = ["CONTENT_TYPE", "METRICS", "JobCounts", "Metrics", "UpstreamObserver"]
 
@@ -23,6 +27,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 JobCounts = Callable[[], Awaitable[Iterable[tuple[str, str, int]]]]
 UpstreamObserver = Callable[[str, GatewayError | None], None]
+FleetReader = Callable[[], Awaitable["Fleet"]]
 
 _UPSTREAM_DONE = (JobState.SUCCEEDED, JobState.FAILED, JobState.REFUNDED)
 SUBMIT_TO_DONE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -108,6 +113,30 @@ METRICS = {
         "Webhook calls, by provider and outcome (accepted, unknown)",
         ("provider", "outcome"),
     ),
+    "replica": _Metric(
+        Gauge, "genrelay_replica", "This process: its replica name (host:pid)", ("replica",)
+    ),
+    "replicas": _Metric(
+        Gauge, "genrelay_replicas", "Replicas (`genrelay run` processes) that still beat", ()
+    ),
+    "heartbeat_age": _Metric(
+        Gauge,
+        "genrelay_replica_heartbeat_age_seconds",
+        "Since each process sharing the store last wrote its heartbeat",
+        ("replica", "role"),
+    ),
+    "lease_held": _Metric(
+        Gauge,
+        "genrelay_lease_held",
+        "Platform connections' leases held now, by the replica holding each",
+        ("lease", "replica"),
+    ),
+    "lease_held_seconds": _Metric(
+        Gauge,
+        "genrelay_lease_held_seconds",
+        "How long each lease held now has been held by its holder",
+        ("lease", "replica"),
+    ),
 }
 
 
@@ -125,12 +154,22 @@ class Metrics:
     delivery_retries: Counter
     limits_hit: Counter
     webhooks: Counter
+    replica: Gauge
+    replicas: Gauge
+    heartbeat_age: Gauge
+    lease_held: Gauge
+    lease_held_seconds: Gauge
 
     def __init__(
-        self, *, job_counts: JobCounts | None = None, providers: Collection[str] = ()
+        self,
+        *,
+        job_counts: JobCounts | None = None,
+        providers: Collection[str] = (),
+        fleet: FleetReader | None = None,
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._job_counts = job_counts
+        self._fleet = fleet
         self.providers = set(providers)
         for attribute, metric in METRICS.items():
             setattr(self, attribute, metric.build(self.registry))
@@ -194,10 +233,25 @@ class Metrics:
     # -- exposition --------------------------------------------------------------------------
 
     async def render(self) -> bytes:
-        """The text exposition, with job counts fresh from the store."""
+        """The text exposition, with job counts, replicas and leases fresh from the store."""
         if self._job_counts is not None:
             rows = list(await self._job_counts())
             self.jobs.clear()
             for model, state, count in rows:
                 self.jobs.labels(model, state).set(count)
+        if self._fleet is not None:
+            self._show_fleet(await self._fleet())
         return generate_latest(self.registry)
+
+    def _show_fleet(self, fleet: Fleet) -> None:
+        for gauge in (self.replica, self.heartbeat_age, self.lease_held, self.lease_held_seconds):
+            gauge.clear()
+        self.replica.labels(fleet.me).set(1)
+        self.replicas.set(len(fleet.live("run")))
+        for row in fleet.replicas:
+            age = max(fleet.now - row.heartbeat_at, 0.0)
+            self.heartbeat_age.labels(row.name, fleet.role(row)).set(age)
+        for lease in fleet.held():
+            self.lease_held.labels(lease.name, lease.holder).set(1)
+            held_for = max(fleet.now - lease.acquired_at, 0.0)
+            self.lease_held_seconds.labels(lease.name, lease.holder).set(held_for)

@@ -18,8 +18,10 @@ __all__ = [
     "JobAction",
     "JobState",
     "Kind",
+    "Lease",
     "Origin",
     "ReferenceImage",
+    "Replica",
     "TaskUpdate",
     "new_job_id",
 ]
@@ -232,3 +234,25 @@ class TaskUpdate:
     error_code: str | None = None
     error_message: str | None = None
     expires_in: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A named lease (a platform connection: `telegram`, `discord:shard:0`) as the store
+    holds it: who holds it, since when, and until when unless renewed."""
+
+    name: str
+    holder: str
+    acquired_at: float
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Replica:
+    """A process that shares the store (host:pid), from its heartbeat row. `info` is what
+    it said about itself (JSON: its role, `run` or `generate`)."""
+
+    name: str
+    started_at: float
+    heartbeat_at: float
+    info: str = "{}"

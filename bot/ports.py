@@ -9,7 +9,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 
-from bot.models import Job, JobState
+from bot.models import Job, JobState, Lease, Replica
 from bot.sessions import Entry, Recap, Session, SessionFigures, VoteOutcome, VoteRefusal
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DeliverySink",
     "InboxStore",
     "JobStore",
+    "LeaseStore",
     "Quota",
     "Refusal",
     "ResultFile",
@@ -82,9 +83,12 @@ class JobStore(Protocol):
 
     async def find_by_webhook_token(self, token: str) -> Job | None: ...
 
-    async def recover(self, now: float, *, owner_alive: Callable[[str], bool]) -> list[Job]:
-        """After a restart: `submitting` jobs whose owner process is gone become
-        `interrupted` (returned); every other unfinished job and delivery becomes due now."""
+    async def recover(
+        self, now: float, *, owner_alive: Callable[[str], bool], reschedule: bool = True
+    ) -> list[Job]:
+        """`submitting` jobs whose owner process is gone become `interrupted` (returned);
+        with `reschedule` (a restart with no other replica running), every other unfinished
+        job and delivery becomes due now too."""
         ...
 
     async def next_due(self) -> float | None: ...
@@ -274,7 +278,38 @@ class SessionStore(Protocol):
         ...
 
 
-class CoreStore(CommunityStore, InboxStore, SessionStore, Protocol):
+class LeaseStore(Protocol):
+    """Named leases (one holder at a time, until it expires unless renewed) and each
+    process's heartbeat (storage/leases.py)."""
+
+    async def acquire_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Atomically: take it when free, expired or already `holder`'s."""
+        ...
+
+    async def take_lease(
+        self, name: str, dead_holder: str, holder: str, now: float, ttl: float
+    ) -> bool: ...
+
+    async def renew_lease(self, name: str, holder: str, now: float, ttl: float) -> bool:
+        """Only while still `holder`'s and not expired; False otherwise (it is lost)."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> bool: ...
+
+    async def release_leases(self, holder: str) -> int: ...
+
+    async def leases(self) -> list[Lease]: ...
+
+    async def heartbeat(self, replica: str, now: float, info: str) -> None: ...
+
+    async def restart_replica(self, replica: str, now: float, info: str) -> None: ...
+
+    async def replicas(self, since: float = 0.0) -> list[Replica]: ...
+
+    async def forget_replica(self, replica: str) -> None: ...
+
+
+class CoreStore(CommunityStore, InboxStore, SessionStore, LeaseStore, Protocol):
     """The store the core runs on, as the composition root hands it over unopened: entering
     opens it, leaving closes it."""
 

@@ -9,16 +9,26 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Sequence
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Protocol, Self, TypeVar
 
 from bot.app import Core
-from bot.supervisor import AdapterSupervisor
 
-__all__ = ["Runner"]
+__all__ = ["AdapterRun", "Runner"]
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+class AdapterRun(Protocol):
+    """A chat adapter as the runner drives it: an AdapterSupervisor (bot/supervisor.py),
+    or a LeasedAdapter (bot/leases.py) that runs one while its lease is held here."""
+
+    platform: str
+
+    async def run(self) -> None: ...
+
+    async def stop_intake(self) -> None: ...
 
 
 class Runner:
@@ -28,7 +38,7 @@ class Runner:
     first, cancels `work` and raises the loop's error. `stop_gracefully` is `genrelay run`'s
     stop: no new work, and a grace for the work in flight."""
 
-    def __init__(self, core: Core, adapters: Sequence[AdapterSupervisor] = ()) -> None:
+    def __init__(self, core: Core, adapters: Sequence[AdapterRun] = ()) -> None:
         self.core = core
         self.adapters = list(adapters)
         self._tasks: list[asyncio.Task[None]] = []

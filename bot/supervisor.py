@@ -49,6 +49,11 @@ class AdapterSupervisor:
     def connected(self) -> bool:
         return self.adapter is not None and self.adapter.connected
 
+    @property
+    def elsewhere(self) -> str | None:
+        """Another replica holding the connection: never (see bot/leases.py for that)."""
+        return None
+
     async def connect_once(self) -> bool:
         """One attempt: True once connected; False when the platform did not answer
         (`problem` says why). Raises ConfigError: trying again cannot help."""

@@ -17,7 +17,8 @@ from aiohttp.log import server_logger
 
 from bot.gallery import GallerySource, listed_files, not_found_page, render_page, with_files
 from bot.media import MediaStore
-from bot.metrics import CONTENT_TYPE, Metrics
+from bot.metrics import CONTENT_TYPE, FleetReader, Metrics
+from bot.replicas import Fleet
 from bot.sessions import GalleryPage
 from bot.webhooks import WebhookReceiver
 
@@ -78,13 +79,20 @@ class Connectable(Protocol):
         """Why it is not connected, when known; never a token."""
         ...
 
+    @property
+    def elsewhere(self) -> str | None:
+        """The replica holding this platform's connection when another one does."""
+        ...
+
 
 class WebServer:
     """aiohttp server on HTTP_HOST:HTTP_PORT. Use as an async context manager.
 
     /healthz: the process and the database answer. /readyz: that, and every adapter in
-    `adapters` (a list the caller may fill after start) is connected, with every platform
-    in `expected` present. /metrics: Prometheus text. /webhooks/...: see bot/webhooks.py.
+    `adapters` (a list the caller may fill after start) is connected or held by another
+    replica (`held_elsewhere`), with every platform in `expected` present; with `fleet`,
+    also this replica's name, every replica and every lease. /metrics: Prometheus text.
+    /webhooks/...: see bot/webhooks.py.
     /sessions/<key>: a session's gallery page from `gallery`, and /sessions/<key>/files/<name>
     the files it lists (no gallery source: both answer 404).
     """
@@ -101,8 +109,10 @@ class WebServer:
         metrics: Metrics | None = None,
         webhooks: WebhookReceiver | None = None,
         gallery: GallerySource | None = None,
+        fleet: FleetReader | None = None,
     ) -> None:
         self.host = host
+        self.fleet = fleet
         self.port = port
         self.media = media
         self.health = health
@@ -165,20 +175,61 @@ class WebServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         adapters = {p: False for p in self.expected}  # configured, not started yet
         not_ready = {p: "not started yet" for p in self.expected}
+        elsewhere: dict[str, str] = {}
         for adapter in self.adapters:
             adapters[adapter.platform] = bool(adapter.connected)
-            if adapter.connected:
+            holder = None if adapter.connected else adapter.elsewhere
+            if adapter.connected or holder:
                 not_ready.pop(adapter.platform, None)
             else:
                 not_ready[adapter.platform] = adapter.problem or "connecting"
+            if holder:
+                elsewhere[adapter.platform] = f"held by {holder}"
         database = await self._healthy()
         if not database:
             not_ready["database"] = "the job store does not answer"
         ready = not not_ready
-        return web.json_response(
-            {"ready": ready, "database": database, "adapters": adapters, "not_ready": not_ready},
-            status=200 if ready else 503,
-        )
+        body: dict[str, Any] = {
+            "ready": ready,
+            "database": database,
+            "adapters": adapters,
+            "held_elsewhere": elsewhere,
+            "not_ready": not_ready,
+        }
+        if self.fleet is not None and database:
+            body.update(await self._fleet_view())
+        return web.json_response(body, status=200 if ready else 503)
+
+    async def _fleet_view(self) -> dict[str, Any]:
+        """This replica, every replica that beats, and every lease held, for /readyz."""
+        assert self.fleet is not None
+        try:
+            fleet: Fleet = await self.fleet()
+        except Exception:
+            log.exception("/readyz: replicas and leases not read")
+            return {}
+        return {
+            "replica": fleet.me,
+            "replicas": {
+                r.name: {
+                    "role": fleet.role(r),
+                    "alive": r.name in fleet.alive,
+                    "started_at": r.started_at,
+                    "heartbeat_age_s": round(max(fleet.now - r.heartbeat_at, 0.0), 3),
+                }
+                for r in fleet.replicas
+            },
+            "leases": {
+                lease.name: {
+                    "holder": lease.holder,
+                    "here": lease.holder == fleet.me,
+                    "since": lease.acquired_at,
+                    "held_for_s": round(max(fleet.now - lease.acquired_at, 0.0), 3),
+                    "expires_in_s": round(lease.expires_at - fleet.now, 3),
+                }
+                for lease in fleet.held()
+            },
+        }
 
     async def _metrics(self, request: web.Request) -> web.Response:
         assert self.metrics is not None

@@ -176,6 +176,27 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 8: replicas. `leases`: each platform connection (`telegram`, `discord:shard:<i>`) is
+    # held by one process at a time, until `expires_at` unless renewed. `replicas`: each
+    # process's heartbeat, so another host can tell whether it still runs.
+    [
+        """
+        CREATE TABLE leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            acquired_at REAL,
+            expires_at REAL
+        )
+        """,
+        """
+        CREATE TABLE replicas (
+            name TEXT PRIMARY KEY,
+            started_at REAL,
+            heartbeat_at REAL,
+            info TEXT
+        )
+        """,
+    ],
 ]
 
 

@@ -16,6 +16,7 @@ from bot.models import TERMINAL_STATES, Delivery, Job, JobState
 from storage.community import CommunityQueries
 from storage.connection import SqliteConnection
 from storage.inbox import InboxQueries
+from storage.leases import LeaseQueries
 from storage.migrations import migrate, schema_version
 from storage.rows import COLUMNS, NOT_SAVED, job_from_row, job_to_row
 from storage.sessions import SessionQueries
@@ -32,7 +33,9 @@ _DUE_POLL = (
 )
 
 
-class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQueries):
+class SqliteJobStore(
+    SqliteConnection, SessionQueries, CommunityQueries, InboxQueries, LeaseQueries
+):
     """`JobStore` on one SQLite file. Use as an async context manager. Its connection and
     write transactions are connection.py's, its schema migrations.py's, its rows rows.py's.
 
@@ -242,15 +245,20 @@ class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQu
             rows = await cur.fetchall()
         return [job_from_row(r) for r in rows]
 
-    async def recover(self, now: float, *, owner_alive: Callable[[str], bool]) -> list[Job]:
-        """After a restart. A `submitting` job whose owner process is gone becomes
-        `interrupted` (returned): its submit may or may not have reached the gateway, so it
-        is never sent again. Every other unfinished job and pending delivery is due now."""
+    async def recover(
+        self, now: float, *, owner_alive: Callable[[str], bool], reschedule: bool = True
+    ) -> list[Job]:
+        """At start, and every few seconds. A `submitting` job whose owner process is gone
+        becomes `interrupted` (returned): its submit may or may not have reached the
+        gateway, so it is never sent again. With `reschedule` (a restart, no other replica
+        running), every other unfinished job and pending delivery is due now."""
         async with self.db.execute(
             "SELECT id, owner FROM jobs WHERE state = ?", (JobState.SUBMITTING.value,)
         ) as cur:
             orphans = [r["id"] for r in await cur.fetchall() if not owner_alive(r["owner"] or "")]
         interrupted: list[Job] = []
+        if not orphans and not reschedule:
+            return interrupted  # the periodic look: no write when nothing is to be done
         async with self.transaction() as db:
             for job_id in orphans:
                 cur = await db.execute(
@@ -268,6 +276,8 @@ class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQu
                     ),
                 )
                 interrupted += [job_from_row(r) for r in await cur.fetchall()]
+            if not reschedule:
+                return interrupted
             await db.execute(
                 "UPDATE jobs SET next_poll_at = ? WHERE state IN (?, ?, ?) AND next_poll_at > ?",
                 (now, *_POLLABLE, now),

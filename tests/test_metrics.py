@@ -140,6 +140,7 @@ class FakeAdapter:
     platform: str
     connected: bool
     problem: str | None = None
+    elsewhere: str | None = None  # the replica holding it, when another one does
 
 
 async def test_readyz_needs_every_configured_adapter_connected(settings: Settings) -> None:
@@ -171,6 +172,7 @@ async def test_readyz_needs_every_configured_adapter_connected(settings: Setting
                 "ready": False,
                 "database": True,
                 "adapters": {"telegram": False, "discord": True},
+                "held_elsewhere": {},
                 "not_ready": {"telegram": "Telegram did not answer"},
             }
             telegram.connected = True

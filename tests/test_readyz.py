@@ -103,12 +103,15 @@ async def test_readyz_is_200_once_the_discord_adapter_is_connected(
 
         resp = await until(ready)
         assert resp.status_code == 200, resp.text
-        assert resp.json() == {
+        body = resp.json()
+        assert {k: body[k] for k in ("ready", "database", "adapters", "not_ready")} == {
             "ready": True,
             "database": True,
             "adapters": {"discord": True},
             "not_ready": {},
         }
+        assert body["held_elsewhere"] == {}
+        assert body["leases"]["discord"]["holder"] == body["replica"]  # this one holds it
 
 
 async def test_readyz_names_discord_while_it_does_not_answer(

@@ -187,6 +187,7 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
             adapters=adapters,
             metrics=core.metrics,
             webhooks=core.webhooks,
+            fleet=core.heartbeat.fleet,
             gallery=KeptGallery(
                 core.sessions.gallery_page,
                 core.media.results_dir,

@@ -10,9 +10,10 @@ from bot.catalog import Catalog, default_specs
 from bot.config import Settings
 from bot.gateway.aggregator import aggregator_specs
 from bot.gateway.base import Gateway
-from bot.owners import owner_alive, process_owner
+from bot.leases import LeasedAdapter, LeaseKeeper
+from bot.owners import Owners
 from bot.polling import PollPolicy
-from bot.ports import ChatAdapter, Clock
+from bot.ports import ChatAdapter, Clock, SystemClock
 from bot.supervisor import AdapterSupervisor
 from storage.sqlite import SqliteJobStore
 
@@ -38,14 +39,17 @@ def build_catalog(settings: Settings) -> Catalog:
     )
 
 
-def job_store(settings: Settings, *, own_jobs_only: bool = False) -> SqliteJobStore:
+def job_store(
+    settings: Settings, *, own_jobs_only: bool = False, owners: Owners | None = None
+) -> SqliteJobStore:
     """The job store of DATABASE_URL, not yet open. `own_jobs_only` (a `genrelay generate`):
-    it claims only this process's jobs."""
+    it claims only this process's jobs. `owners`: which processes still run (the Core's)."""
+    owners = owners or Owners()
     return SqliteJobStore(
         settings.database_path,
         default_chat_concurrency=settings.chat_concurrent_jobs,
-        only_owner=process_owner() if own_jobs_only else None,
-        owner_alive=owner_alive,
+        only_owner=owners.name if own_jobs_only else None,
+        owner_alive=owners.alive,
         busy_timeout_ms=int(settings.database_busy_timeout_s * 1000),
     )
 
@@ -59,20 +63,25 @@ def open_core(
     own_jobs_only: bool = False,
 ) -> Core:
     """The core on the job store and catalog of `settings`; `async with` opens it."""
+    clock = clock or SystemClock()
+    owners = Owners(clock=clock.now)
     return Core(
         settings,
-        store=job_store(settings, own_jobs_only=own_jobs_only),
+        store=job_store(settings, own_jobs_only=own_jobs_only, owners=owners),
         catalog=build_catalog(settings),
         clock=clock,
         policy=policy,
         gateways=gateways,
         own_jobs_only=own_jobs_only,
+        owners=owners,
     )
 
 
-def build_adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
-    """A starter for each configured chat platform. Each builds its first adapter now, so a
-    setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before anything runs."""
+def build_adapters(core: Core, settings: Settings) -> list[LeasedAdapter]:
+    """A starter for each configured chat platform, run while this replica holds the
+    platform's lease (named after it: `telegram`, `discord`). Each builds its first adapter
+    now, so a setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before
+    anything runs."""
     makers: list[Callable[[], ChatAdapter]] = []
     if settings.telegram_bot_token is not None:
         from adapters.telegram import TelegramAdapter
@@ -82,9 +91,16 @@ def build_adapters(core: Core, settings: Settings) -> list[AdapterSupervisor]:
         from adapters.discord import DiscordAdapter
 
         makers.append(lambda: DiscordAdapter(core, settings))
-    return [
-        AdapterSupervisor(
+
+    def supervised(make: Callable[[], ChatAdapter]) -> Callable[[], AdapterSupervisor]:
+        return lambda: AdapterSupervisor(
             make, first_s=settings.adapter_retry_first_s, max_s=settings.adapter_retry_max_s
         )
-        for make in makers
-    ]
+
+    leased = []
+    for make in makers:
+        starter = supervised(make)
+        first = starter()
+        keeper = LeaseKeeper(core.store, first.platform, core.owners, core.clock)
+        leased.append(LeasedAdapter(keeper, starter, first=first))
+    return leased
