@@ -438,3 +438,24 @@ async def test_a_callback_answer_takes_200_characters(fake: FakeTelegram) -> Non
         with pytest.raises(BadRequest, match=r"(?i)MESSAGE_TOO_LONG"):
             await bot.answer_callback_query(query_id, "x" * 201)
         assert await bot.answer_callback_query(query_id, "x" * 200)
+
+
+async def test_a_second_long_poll_ends_the_first_with_409(fake: FakeTelegram) -> None:
+    """Two bot instances polling at once: Telegram ends the waiting poll with Conflict."""
+    from telegram.error import Conflict
+
+    async with (
+        Bot(fake.token, base_url=fake.api_base) as one,
+        Bot(fake.token, base_url=fake.api_base) as two,
+    ):
+        first = asyncio.create_task(one.get_updates(timeout=5, read_timeout=10))
+        while not fake._polls_waiting:  # the first poll waits at the server
+            await asyncio.sleep(0.005)
+        assert await two.get_updates(timeout=0) == ()
+        with pytest.raises(Conflict, match="terminated by other getUpdates"):
+            await first
+        assert fake.poll_conflicts == 1
+        fake.send_text(fake.group(GROUP_ID, "g"), fake.user(7, "Ann"), "hello")
+        [update] = await one.get_updates(timeout=1)  # alone again: no conflict
+        assert update.message is not None and update.message.text == "hello"
+    assert fake.poll_conflicts == 1

@@ -24,6 +24,9 @@ Protocol notes (what PTB 22 actually sends and needs back):
   (401/404 -> InvalidToken, 400 -> BadRequest, 403 -> Forbidden, 409 -> Conflict) and raises
   RetryAfter whenever ``parameters.retry_after`` is present.
 * ``getFile`` returns a relative ``file_path``; PTB prefixes it with ``base_file_url + token``.
+* One long poll at a time, as Telegram has it: a ``getUpdates`` that comes while another is
+  still waiting (two bot instances polling) ends the waiting one with 409 "Conflict:
+  terminated by other getUpdates request"; each such conflict is kept in ``poll_conflicts``.
 
 The fake is strict where Telegram is strict, to catch adapter bugs early: sending to an
 unregistered chat is "chat not found", replying to an unknown message fails unless
@@ -438,6 +441,11 @@ class FakeTelegram:
 
         self._updates: list[JSONDict] = []
         self._next_update_id = 1
+        # getUpdates calls still waiting (by number), and those a later one terminated.
+        self._polls_waiting: set[int] = set()
+        self._polls_terminated: set[int] = set()
+        self._poll_numbers = itertools.count(1)
+        self.poll_conflicts = 0
         self._next_message_id: dict[int, int] = {}
         self._file_counter = itertools.count(1)
         self._media_group_counter = itertools.count(1)
@@ -1171,16 +1179,40 @@ class FakeTelegram:
         elif offset < 0:
             self._updates = self._updates[offset:]
 
+        if self._polls_waiting:  # another instance is polling: Telegram ends its poll
+            self._polls_terminated |= self._polls_waiting
+            self.poll_conflicts += len(self._polls_waiting)
+            self._wake_polls()
+        number = next(self._poll_numbers)
+        self._polls_waiting.add(number)
+        try:
+            await self._long_poll(number, wait)
+        finally:
+            self._polls_waiting.discard(number)
+        if number in self._polls_terminated:
+            self._polls_terminated.discard(number)
+            raise BotApiError(
+                409,
+                "Conflict: terminated by other getUpdates request; "
+                "make sure that only one bot instance is running",
+            )
+        return copy.deepcopy(self._updates[:limit])
+
+    async def _long_poll(self, number: int, wait: float) -> None:
+        """Until there are updates, `wait` passed, the fake closes or another poll came."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
-        while not self._updates and not self._closing:
+        while not self._updates and not self._closing and number not in self._polls_terminated:
             signal = self._update_signal
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(signal.wait(), remaining)
-        return copy.deepcopy(self._updates[:limit])
+
+    def _wake_polls(self) -> None:
+        self._update_signal.set()
+        self._update_signal = asyncio.Event()
 
     async def _delete_webhook(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
         self.webhook_url = ""
