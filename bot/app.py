@@ -229,7 +229,7 @@ class Core:
         fleet = await self.heartbeat.fleet()
         others = [r.name for r in fleet.live("run") if r.name != self.owners.name]
         interrupted = await self.store.recover(
-            self.clock.now(), owner_alive=self.owners.alive_before_start, reschedule=not others
+            self.clock.now(), owner_alive=self.owners.another_alive, reschedule=not others
         )
         self._interrupted(interrupted)
 

@@ -82,7 +82,8 @@ class Owners:
         beat = self._beats.get(owner)
         return beat is not None and self._clock() - beat <= self.stale_s
 
-    def alive_before_start(self, owner: str) -> bool:
-        """`alive`, at this process's start: a job or lease under this very name is from a
-        past life (a container's pid 1 again)."""
+    def another_alive(self, owner: str) -> bool:
+        """Whether another process by that name may be running: `alive`, but this very
+        name is not another (at start, a job under it is from a past life, a container's
+        pid 1 again; a `run`'s store claims its own console jobs, `demo`'s)."""
         return owner != self.name and self.alive(owner)

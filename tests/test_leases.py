@@ -129,7 +129,7 @@ def test_owners_judge_this_host_by_pid_and_others_by_heartbeat() -> None:
     assert not owners.alive("")
     clock.advance(7.5)  # there:5's heartbeat is 10.5 s old
     assert not owners.alive("there:5")
-    assert not owners.alive_before_start("here:10")  # this name before start: a past life
+    assert not owners.another_alive("here:10")  # this name before start: a past life
 
 
 async def test_a_gone_replicas_submit_is_interrupted_while_running(settings: Settings) -> None:

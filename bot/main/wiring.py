@@ -49,7 +49,7 @@ def job_store(
         settings.database_path,
         default_chat_concurrency=settings.chat_concurrent_jobs,
         only_owner=owners.name if own_jobs_only else None,
-        owner_alive=owners.alive,
+        owner_alive=owners.another_alive,
         busy_timeout_ms=int(settings.database_busy_timeout_s * 1000),
     )
 
