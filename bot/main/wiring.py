@@ -14,6 +14,7 @@ from bot.owners import owner_alive, process_owner
 from bot.polling import PollPolicy
 from bot.ports import ChatAdapter, Clock
 from bot.supervisor import AdapterSupervisor
+from storage.postgres import PostgresJobStore
 from storage.sqlite import SqliteJobStore
 
 __all__ = ["build_adapters", "build_catalog", "job_store", "open_core"]
@@ -38,13 +39,23 @@ def build_catalog(settings: Settings) -> Catalog:
     )
 
 
-def job_store(settings: Settings, *, own_jobs_only: bool = False) -> SqliteJobStore:
-    """The job store of DATABASE_URL, not yet open. `own_jobs_only` (a `genrelay generate`):
-    it claims only this process's jobs."""
+def job_store(
+    settings: Settings, *, own_jobs_only: bool = False
+) -> SqliteJobStore | PostgresJobStore:
+    """The job store of DATABASE_URL (a sqlite:/// file, or a postgresql:// database), not
+    yet open. `own_jobs_only` (a `genrelay generate`): it claims only this process's jobs."""
+    only_owner = process_owner() if own_jobs_only else None
+    if settings.database_engine == "postgresql":
+        return PostgresJobStore(
+            settings.database_url,
+            default_chat_concurrency=settings.chat_concurrent_jobs,
+            only_owner=only_owner,
+            owner_alive=owner_alive,
+        )
     return SqliteJobStore(
         settings.database_path,
         default_chat_concurrency=settings.chat_concurrent_jobs,
-        only_owner=process_owner() if own_jobs_only else None,
+        only_owner=only_owner,
         owner_alive=owner_alive,
         busy_timeout_ms=int(settings.database_busy_timeout_s * 1000),
     )
