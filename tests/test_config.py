@@ -41,7 +41,7 @@ def test_defaults_match_the_contract() -> None:
 
 
 def test_a_database_url_of_another_engine_is_refused() -> None:
-    with pytest.raises(ValueError, match="a postgresql:// URL .* got scheme mysql"):
+    with pytest.raises(ValueError, match=r"a postgresql:// URL .* got scheme mysql"):
         Settings(_env_file=None, database_url="mysql://db/genrelay")  # type: ignore[call-arg]
     s = Settings(_env_file=None, database_url="postgresql://db/genrelay")  # type: ignore[call-arg]
     assert s.database_engine == "postgresql"
