@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,6 +36,8 @@ SHUTDOWN_GRACE_S = 30.0  # on SIGTERM, how long submits and deliveries in flight
 GALLERY_KEEP_DAYS = 30.0  # a session's result files stay for its gallery this long after its end
 
 AGGREGATOR_PREFIX = "agg:"  # every aggregator model also answers to agg:<name>
+_SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
+_POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def aggregator_name(name: str) -> str:
@@ -159,18 +162,47 @@ class Settings(BaseSettings):
     def gallery_keep_s(self) -> float:
         return self.gallery_keep_days * 86400
 
+    @field_validator("database_url")
+    @classmethod
+    def _known_engine(cls, v: str) -> str:
+        # The message names the scheme only: the URL may hold a password.
+        scheme = v.split("://", 1)[0].lower() if "://" in v else "sqlite"
+        if scheme not in _SQLITE_SCHEMES + _POSTGRES_SCHEMES:
+            raise ValueError(
+                "must be a sqlite:/// URL (one machine) or a postgresql:// URL (several"
+                f" replicas), got scheme {scheme}"
+            )
+        return v
+
+    @property
+    def database_engine(self) -> Literal["sqlite", "postgresql"]:
+        """Which job store DATABASE_URL names."""
+        scheme = self.database_url.split("://", 1)[0].lower()
+        return "postgresql" if scheme in _POSTGRES_SCHEMES else "sqlite"
+
     @property
     def database_path(self) -> str:
         """The SQLite file of DATABASE_URL (`sqlite:///rel.db`, `sqlite:////abs.db`)."""
         url = self.database_url
+        if self.database_engine != "sqlite":
+            raise ValueError("DATABASE_URL names a PostgreSQL database, not a SQLite file")
         for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
             if url.startswith(prefix):
                 return url[len(prefix) :] or "genrelay.db"
-        if "://" in url:
-            raise ValueError(
-                f"DATABASE_URL must be a sqlite:/// URL, got scheme {url.split(':')[0]}"
-            )
         return url
+
+    def _database_passwords(self) -> list[str]:
+        """The password of a postgresql:// DATABASE_URL (`user:pw@` or `?password=`), as
+        written and decoded."""
+        if self.database_engine != "postgresql":
+            return []
+        parts = urlsplit(self.database_url)
+        try:
+            found = [parts.password or ""]
+        except ValueError:
+            found = []
+        found += parse_qs(parts.query).get("password", [])
+        return sorted({v for p in found if p for v in (p, unquote(p))})
 
     def prices(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -220,8 +252,8 @@ class Settings(BaseSettings):
         return entries
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log filter."""
-        return [
+        """Every secret value, for the log filter (DATABASE_URL's password too)."""
+        keys = [
             s.get_secret_value()
             for s in (
                 self.aa_api_key,
@@ -231,3 +263,4 @@ class Settings(BaseSettings):
             )
             if s is not None and s.get_secret_value()
         ]
+        return keys + self._database_passwords()

@@ -28,6 +28,9 @@ __all__ = [
     "MEDIA_NAME_BYTES",
     "MEDIA_TTL_S",
     "OWNER_STALE_S",
+    "PG_CONNECT_TIMEOUT_S",
+    "PG_POOL_MAX",
+    "PG_POOL_MIN",
     "POLL_LEASE_S",
     "PROGRESS_MIN_INTERVAL_S",
     "RECAP_LEASE_S",
@@ -78,6 +81,9 @@ WEBHOOK_MIN_POLL_GAP_S = 1.0  # a webhook never makes us poll one task sooner th
 
 STORE_BUSY_BACKOFF_S = 0.05  # a write locked past SQLITE_BUSY_TIMEOUT_MS tries again, doubling
 STORE_BUSY_CAP_S = 2.0  # ... up to this, for as long as the lock is held
+PG_POOL_MIN = 2  # PostgreSQL connections a store keeps open,
+PG_POOL_MAX = 10  # ... and the most it opens at once (statements beyond wait their turn)
+PG_CONNECT_TIMEOUT_S = 10.0  # a store whose server does not answer at start: a ConfigError
 LOOP_BACKOFF_BASE_S = 0.5  # a tracker/notifier/sweep step that failed runs again after this,
 LOOP_BACKOFF_CAP_S = 30.0  # doubling up to this
 CONSOLE = "console"  # the platform of jobs made at the terminal (`genrelay generate`)

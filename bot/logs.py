@@ -7,10 +7,12 @@ import re
 import sys
 from collections.abc import Iterable
 
-__all__ = ["RedactingFilter", "redact", "setup_logging"]
+__all__ = ["RedactingFilter", "redact", "redact_url", "setup_logging"]
 
 # A Telegram bot token anywhere (Bot API and file URLs carry it): 123456:AA...
 _TELEGRAM_TOKEN = re.compile(r"\d{5,}:[A-Za-z0-9_-]{20,}")
+# A password in a URL: scheme://user:PASSWORD@host, or ?password=PASSWORD (libpq's form).
+_URL_PASSWORD = re.compile(r"(://[^/:@?#]*:)[^/@?#]*@|([?&]password=)[^&#]*", re.IGNORECASE)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -18,6 +20,11 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= 4:
             text = text.replace(secret, "***")
     return _TELEGRAM_TOKEN.sub("***", text)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password (if any) as ***, to name a database in a log line or error."""
+    return _URL_PASSWORD.sub(lambda m: f"{m[1]}***@" if m[1] else f"{m[2]}***", url)
 
 
 class RedactingFilter(logging.Filter):

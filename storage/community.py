@@ -1,5 +1,7 @@
 """Queries for shared chats: atomic admission against limits, fair turns, chat settings,
-usage. Mixed into SqliteJobStore, so they share its one connection and write lock."""
+usage. Mixed into both job stores (see dialect.py): on SQLite a write transaction is the only
+writer; on PostgreSQL each one that reads before it writes first takes the lock (`_lock`) of
+what it decides on, so processes sharing the database decide one at a time."""
 
 from __future__ import annotations
 
@@ -8,11 +10,10 @@ from collections import defaultdict
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from bot.community import Quota, Refusal, UsageRow
 from bot.models import Delivery, Job
 from bot.sessions import Session
+from storage.dialect import Db, Dialect, Row
 
 __all__ = ["CommunityQueries"]
 
@@ -28,49 +29,60 @@ _HOLDS_SLOT = (
 SCOPES_PER_QUERY = 400  # chats counted in one query (two parameters each)
 _UNFINISHED = ("received", "submitting", "queued", "running")
 # What a job costs so far: nothing when it was refused, failed or refunded; its price
-# (reported, or the catalog's estimate while it runs) less refunds otherwise.
+# (reported, or the catalog's estimate while it runs) less refunds otherwise, never below 0.
+_NET = "COALESCE(price_usd, 0) - COALESCE(refunded_usd, 0)"
 _CHARGED = (
-    "CASE WHEN state IN ('rejected', 'failed', 'refunded') THEN 0 "
-    "ELSE MAX(COALESCE(price_usd, 0) - COALESCE(refunded_usd, 0), 0) END"
+    f"CASE WHEN state IN ('rejected', 'failed', 'refunded') THEN 0 WHEN {_NET} > 0 THEN {_NET}"
+    " ELSE 0 END"
 )
+# The lock of choosing which waiting jobs start (every chat's slots are counted at once).
+_SUBMIT_TURNS = "submit-turns"
 
 
 class CommunityQueries:
     if TYPE_CHECKING:
 
         @property
-        def db(self) -> aiosqlite.Connection: ...
+        def db(self) -> Db: ...
 
-        def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+        def transaction(self) -> AbstractAsyncContextManager[Db]: ...
 
         default_chat_concurrency: int
+        dialect: Dialect
+        claimer: str | None
+
+        async def _lock(self, db: Db, key: str) -> None: ...
 
         def _insert_sql(self) -> str: ...
 
         def _insert_params(self, job: Job) -> tuple[Any, ...]: ...
 
-        def _job(self, row: aiosqlite.Row) -> Job: ...
+        def _job(self, row: Row) -> Job: ...
 
-        async def _refuse_duplicate(self, db: aiosqlite.Connection, job: Job) -> None: ...
-        def _reach(self) -> tuple[str, tuple[Any, ...]]: ...
+        async def _refuse_duplicate(self, db: Db, job: Job) -> None: ...
+
+        async def _reach(self, db: Db) -> tuple[str, tuple[Any, ...]]: ...
 
         # storage/sessions.py: a job made where a session runs is one of its entries
         async def _session_rules(
-            self, db: aiosqlite.Connection, job: Job
+            self, db: Db, job: Job
         ) -> tuple[Session | None, Refusal | None]: ...
 
-        async def _add_entry(
-            self, db: aiosqlite.Connection, job: Job, session: Session
-        ) -> None: ...
+        async def _add_entry(self, db: Db, job: Job, session: Session) -> None: ...
 
     # -- admission ---------------------------------------------------------------------------
 
     async def admit(self, job: Job, quota: Quota) -> Refusal | None:
         """Insert `job` if it fits every limit, in one write transaction (two requests for
         the last slot cannot both get it). A refused job is not inserted. Made where a
-        session runs, it must fit the session's rules too, and becomes its next entry."""
+        session runs, it must fit the session's rules too, and becomes its next entry.
+        Locks, always in this order: the request key, the whole service's budget (when it
+        has one), the chat, then the session (sessions.py)."""
         async with self.transaction() as db:
             await self._refuse_duplicate(db, job)
+            if quota.global_budget_usd is not None:
+                await self._lock(db, "budget")
+            await self._lock(db, f"scope:{job.origin.platform}:{job.origin.scope_id}")
             session, refusal = await self._session_rules(db, job)
             refusal = refusal or await self._check(db, job, quota)
             if refusal is None:
@@ -85,12 +97,12 @@ class CommunityQueries:
             _, refusal = await self._session_rules(db, job)
             return refusal or await self._check(db, job, quota)
 
-    async def _scalar(self, db: aiosqlite.Connection, sql: str, params: tuple[Any, ...]) -> float:
+    async def _scalar(self, db: Db, sql: str, params: tuple[Any, ...]) -> float:
         async with db.execute(sql, params) as cur:
             row = await cur.fetchone()
         return float(row[0] or 0) if row else 0.0
 
-    async def _check(self, db: aiosqlite.Connection, job: Job, q: Quota) -> Refusal | None:
+    async def _check(self, db: Db, job: Job, q: Quota) -> Refusal | None:
         o = job.origin
         scope = (o.platform, o.scope_id)
         if q.user_unfinished is not None:
@@ -131,11 +143,11 @@ class CommunityQueries:
 
     # -- fair turns --------------------------------------------------------------------------
 
-    async def _claim_submittable(
-        self, db: aiosqlite.Connection, now: float, limit: int, lease_s: float
-    ) -> list[Job]:
+    async def _claim_submittable(self, db: Db, now: float, limit: int, lease_s: float) -> list[Job]:
         """Received jobs to send now: within each chat's concurrency, alternating between
-        users (a user's n-th waiting job goes after everyone's (n-1)-th)."""
+        users (a user's n-th waiting job goes after everyone's (n-1)-th). One process
+        chooses at a time (the slots it counts are the ones it fills)."""
+        await self._lock(db, _SUBMIT_TURNS)
         waiting = await self._waiting(db, now=now)
         if not waiting:
             return []
@@ -155,8 +167,10 @@ class CommunityQueries:
             return []
         marks = ",".join("?" * len(chosen))
         cur = await db.execute(
-            f"UPDATE jobs SET next_poll_at = ? WHERE id IN ({marks}) RETURNING *",
-            (now + lease_s, *chosen),
+            f"UPDATE jobs SET next_poll_at = ?, claimed_by = ? WHERE id IN (SELECT id FROM jobs"
+            f" WHERE id IN ({marks}) AND state = 'received' AND hold IS NULL AND next_poll_at <= ?"
+            f"{self.dialect.skip_locked}) RETURNING *",
+            (now + lease_s, self.claimer, *chosen, now),
         )
         rows = await cur.fetchall()
         order = {job_id: i for i, job_id in enumerate(chosen)}
@@ -164,7 +178,7 @@ class CommunityQueries:
 
     async def _waiting(
         self,
-        db: aiosqlite.Connection,
+        db: Db,
         *,
         now: float | None = None,
         platform: str | None = None,
@@ -175,7 +189,7 @@ class CommunityQueries:
         where = "state = 'received' AND hold IS NULL"
         params: list[Any] = []
         if now is not None:  # choosing what to claim: only the jobs this process may take
-            reach, reach_params = self._reach()
+            reach, reach_params = await self._reach(db)
             where += f" AND next_poll_at <= ? AND {reach}"
             params += [now, *reach_params]
         if platform is not None:
@@ -183,7 +197,7 @@ class CommunityQueries:
             params += [platform, scope]
         async with db.execute(
             f"SELECT id, platform, scope_id, user_id FROM jobs WHERE {where}"
-            " ORDER BY created_at, rowid",
+            f" ORDER BY created_at, {self.dialect.seq}",
             params,
         ) as cur:
             rows = await cur.fetchall()
@@ -203,7 +217,7 @@ class CommunityQueries:
         return ordered
 
     async def _last_served(
-        self, db: aiosqlite.Connection, scopes: set[tuple[str, str]]
+        self, db: Db, scopes: set[tuple[str, str]]
     ) -> dict[tuple[str, str, str], float]:
         """When each user of these chats last had a job sent to the gateway."""
         out: dict[tuple[str, str, str], float] = {}
@@ -218,7 +232,7 @@ class CommunityQueries:
         return out
 
     async def _active_counts(
-        self, db: aiosqlite.Connection, scopes: set[tuple[str, str]], now: float
+        self, db: Db, scopes: set[tuple[str, str]], now: float
     ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
         """For these chats only: how many jobs hold a slot (sent, or claimed a moment ago
         and not yet `submitting`), and the chats' own concurrency limits."""
@@ -231,7 +245,8 @@ class CommunityQueries:
             flat = [v for scope in batch for v in scope]
             async with db.execute(
                 f"SELECT j.platform, j.scope_id, COUNT(*) FROM (VALUES {rows}) AS s"
-                " CROSS JOIN jobs AS j ON j.platform = s.column1 AND j.scope_id = s.column2"
+                f" {self.dialect.cross_join} jobs AS j"
+                " ON j.platform = s.column1 AND j.scope_id = s.column2"
                 f" WHERE {_HOLDS_SLOT.format(j='j.')} GROUP BY 1, 2",
                 (*flat, *_SLOT_STATES, now),
             ) as cur:
@@ -328,7 +343,7 @@ class CommunityQueries:
 
     async def usage_by_user(self, platform: str, scope_id: str, since: float) -> list[UsageRow]:
         async with self.db.execute(
-            "SELECT user_id, MAX(json_extract(origin, '$.user_name')), COUNT(*),"
+            f"SELECT user_id, MAX({self.dialect.user_name}), COUNT(*),"
             f" SUM({_CHARGED}) FROM jobs WHERE platform = ? AND scope_id = ?"
             " AND created_at >= ? AND state != 'rejected' GROUP BY user_id"
             " ORDER BY 4 DESC, 3 DESC",
@@ -351,7 +366,7 @@ class CommunityQueries:
     ) -> list[Job]:
         async with self.db.execute(
             "SELECT * FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
-            " AND state != 'rejected' ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            f" AND state != 'rejected' ORDER BY created_at DESC, {self.dialect.seq} DESC LIMIT ?",
             (platform, scope_id, user_id, limit),
         ) as cur:
             return [self._job(r) for r in await cur.fetchall()]
@@ -361,7 +376,7 @@ class CommunityQueries:
         async with self.db.execute(
             "SELECT * FROM jobs WHERE platform = ? AND scope_id = ? AND user_id = ?"
             f" AND state IN ({','.join('?' * len(_UNFINISHED))})"
-            " ORDER BY created_at DESC, rowid DESC",
+            f" ORDER BY created_at DESC, {self.dialect.seq} DESC",
             (platform, scope_id, user_id, *_UNFINISHED),
         ) as cur:
             return [self._job(r) for r in await cur.fetchall()]

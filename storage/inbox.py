@@ -1,6 +1,6 @@
 """The inbox: platform updates kept from the moment they are fetched until their handling
 finished, so one a process took but never finished is replayed by the next. Mixed into
-SqliteJobStore, so it shares its one connection and write lock."""
+both job stores (see dialect.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING
 
-import aiosqlite
+from storage.dialect import Db
 
 __all__ = ["InboxQueries"]
 
@@ -17,9 +17,9 @@ class InboxQueries:
     if TYPE_CHECKING:
 
         @property
-        def db(self) -> aiosqlite.Connection: ...
+        def db(self) -> Db: ...
 
-        def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+        def transaction(self) -> AbstractAsyncContextManager[Db]: ...
 
     async def inbox_add(
         self, source: str, items: Sequence[tuple[int, str]], now: float

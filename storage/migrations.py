@@ -197,6 +197,13 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # 9: who claimed a job's poll or delivery last, so the claims of a process that died
+    # are due again at once (not when their lease ends).
+    [
+        "ALTER TABLE jobs ADD COLUMN claimed_by TEXT",
+        "CREATE INDEX jobs_claimed ON jobs (claimed_by)"
+        " WHERE state IN ('received', 'queued', 'running') OR delivery = 'pending'",
+    ],
 ]
 
 

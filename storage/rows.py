@@ -6,10 +6,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiosqlite
-
 from bot.models import Delivery, Job, JobState, Kind, Origin, ReferenceImage
 from bot.sessions import Session
+from storage.dialect import Row
 
 __all__ = ["COLUMNS", "NOT_SAVED", "job_from_row", "job_to_row", "session_from_row"]
 
@@ -110,7 +109,7 @@ def job_to_row(job: Job) -> dict[str, Any]:
     }
 
 
-def job_from_row(row: aiosqlite.Row) -> Job:
+def job_from_row(row: Row) -> Job:
     """A job from a row of the jobs table (`SELECT *`, or a row that begins with it)."""
     return Job(
         id=row["id"],
@@ -154,7 +153,7 @@ def job_from_row(row: aiosqlite.Row) -> Job:
     )
 
 
-def session_from_row(row: aiosqlite.Row) -> Session:
+def session_from_row(row: Row) -> Session:
     """A session from a row of the sessions table."""
     return Session(
         id=row["id"],

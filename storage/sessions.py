@@ -1,6 +1,7 @@
 """Queries for creative sessions: one open session per place, entries admitted with their job
-in one write transaction, atomic votes, closing once, and a leased recap. Mixed into
-SqliteJobStore, so they share its one connection and write lock."""
+in one write transaction, atomic votes, closing once, and a leased recap. Mixed into both
+job stores (see dialect.py); a write that reads before it writes first takes the lock of the
+place, session or entry it decides on (`_lock`, which only PostgreSQL needs)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any
 
-import aiosqlite
-
 from bot.community import Refusal
 from bot.models import TERMINAL_STATES, Job, Kind
 from bot.sessions import Entry, Session, SessionFigures, VoteOutcome, VoteRefusal
 from storage.community import _CHARGED
+from storage.dialect import Db, Dialect, Row
 from storage.rows import session_from_row
 
 __all__ = ["SessionQueries"]
@@ -38,15 +38,17 @@ class SessionQueries:
     if TYPE_CHECKING:
 
         @property
-        def db(self) -> aiosqlite.Connection: ...
+        def db(self) -> Db: ...
 
-        def transaction(self) -> AbstractAsyncContextManager[aiosqlite.Connection]: ...
+        def transaction(self) -> AbstractAsyncContextManager[Db]: ...
 
-        def _job(self, row: aiosqlite.Row) -> Job: ...
+        dialect: Dialect
 
-        async def _scalar(
-            self, db: aiosqlite.Connection, sql: str, params: tuple[Any, ...]
-        ) -> float: ...
+        async def _lock(self, db: Db, key: str) -> None: ...
+
+        def _job(self, row: Row) -> Job: ...
+
+        async def _scalar(self, db: Db, sql: str, params: tuple[Any, ...]) -> float: ...
 
     # -- sessions ----------------------------------------------------------------------------
 
@@ -55,6 +57,7 @@ class SessionQueries:
         nothing recorded). One whose time ran out there is closed first (ended at its end)."""
         place = (session.platform, session.chat_id, session.thread_id or "")
         async with self.transaction() as db:
+            await self._lock(db, "place:{}:{}:{}".format(*place))
             await db.execute(
                 "UPDATE sessions SET ended_at = ends_at, closed_at = ? WHERE platform = ?"
                 " AND chat_id = ? AND thread_id = ? AND ended_at IS NULL AND ends_at <= ?",
@@ -85,7 +88,7 @@ class SessionQueries:
         return None
 
     async def _open_at(
-        self, db: aiosqlite.Connection, place: tuple[str, str, str], now: float | None
+        self, db: Db, place: tuple[str, str, str], now: float | None
     ) -> Session | None:
         """The place's open session; with `now`, only if its time has not run out."""
         sql = (
@@ -124,7 +127,8 @@ class SessionQueries:
     async def list_sessions(self, limit: int = 100) -> list[SessionFigures]:
         """Sessions with their figures, newest first."""
         sessions = await self._many(
-            "SELECT * FROM sessions ORDER BY started_at DESC, rowid DESC LIMIT ?", (limit,)
+            f"SELECT * FROM sessions ORDER BY started_at DESC, {self.dialect.seq} DESC LIMIT ?",
+            (limit,),
         )
         return [await self._figures(s) for s in sessions]
 
@@ -157,16 +161,16 @@ class SessionQueries:
 
     # -- entries -----------------------------------------------------------------------------
 
-    async def _session_rules(
-        self, db: aiosqlite.Connection, job: Job
-    ) -> tuple[Session | None, Refusal | None]:
+    async def _session_rules(self, db: Db, job: Job) -> tuple[Session | None, Refusal | None]:
         """Inside admission's write transaction: the session `job` would be an entry of (the
-        one running at its place), and the session rule it breaks, if any."""
+        one running at its place), and the session rule it breaks, if any. Takes the
+        session's lock: its budget, entries per person and numbers are decided under it."""
         o = job.origin
         place = (o.platform, o.chat_id, o.thread_id or "")
         session = await self._open_at(db, place, job.created_at)
         if session is None:
             return None, None
+        await self._lock(db, f"session:{session.id}")
         if job.kind is Kind.VIDEO and not session.video:
             return session, Refusal("session_video", 0, 0)
         if session.per_person is not None:
@@ -189,7 +193,7 @@ class SessionQueries:
                 return session, Refusal("session_budget", spent, session.budget_usd)
         return session, None
 
-    async def _add_entry(self, db: aiosqlite.Connection, job: Job, session: Session) -> None:
+    async def _add_entry(self, db: Db, job: Job, session: Session) -> None:
         """Inside admission's write transaction, after `job` was inserted: its entry, with
         the session's next number, and the entry it remixes when its parent is one."""
         number = await self._scalar(
@@ -210,7 +214,7 @@ class SessionQueries:
             (job.id, session.id, int(number), job.origin.user_id, job.origin.user_name, remix_of),
         )
 
-    def _entry(self, row: aiosqlite.Row) -> Entry:
+    def _entry(self, row: Row) -> Entry:
         return Entry(
             number=row["e_number"],
             job=self._job(row),
@@ -255,8 +259,10 @@ class SessionQueries:
         self, job_id: str, voter_id: str, now: float
     ) -> VoteOutcome | VoteRefusal:
         """The voter's vote for the entry of `job_id` counts, or, when it did, is taken back:
-        in one write transaction, so votes pressed at once are each counted once."""
+        in one write transaction, holding the entry's lock, so votes pressed at once are
+        each counted once."""
         async with self.transaction() as db:
+            await self._lock(db, f"entry:{job_id}")
             async with db.execute(
                 "SELECT e.number, e.author_id, s.theme, s.ended_at, s.ends_at"
                 " FROM session_entries AS e JOIN sessions AS s ON s.id = e.session_id"

@@ -1,5 +1,6 @@
 """Shared fixtures: a clean environment, settings on tmp_path, the sandbox gateway as the fake
-gateway on loopback, and a running core."""
+gateway on loopback, a running core, and a store's DATABASE_URL on either engine (a fresh
+SQLite file, or a fresh schema on the test PostgreSQL server: tests/pg.py)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from bot.config import Settings
 from bot.main.wiring import open_core
 from bot.runner import Runner
 from sandbox import SandboxGateway
+from tests.pg import pg_schema
 
 API_KEY = "aa_live_TESTKEY_0123456789abcdef"
 
@@ -97,3 +99,18 @@ async def core(settings: Settings) -> AsyncIterator[Core]:
 def log_records(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG)
     return caplog
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """DATABASE_URL of an empty schema of its own on the test PostgreSQL server."""
+    with pg_schema() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """DATABASE_URL of a new store on each engine in turn (tests of the store's contract)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'genrelay.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -235,3 +235,11 @@ def _pythonpath() -> dict[str, str]:
     return {
         k: v for k, v in os.environ.items() if k in ("PYTHONPATH", "VIRTUAL_ENV", "PTB_TIMEDELTA")
     }
+
+
+async def test_migrate_prints_the_schema_version(settings: Settings, tmp_path: Path) -> None:
+    from storage.migrations import MIGRATIONS
+
+    code, out, err = await _cli(_env(settings, tmp_path), "migrate")
+    assert code == 0, err
+    assert out == f"SQLite {tmp_path / 'genrelay.db'}: schema version {len(MIGRATIONS)}\n"

@@ -1,5 +1,6 @@
 """Shared chats in the core: limits with a time to retry, budgets and refunds, fair turns,
-confirmation by the asker only, blocked words, admin-only settings, atomic last slot."""
+confirmation by the asker only, blocked words, admin-only settings, atomic last slot. Each
+test runs on both job stores (SQLite and PostgreSQL: the `database_url` fixture)."""
 
 from __future__ import annotations
 
@@ -54,10 +55,16 @@ async def gw(clock: FakeClock) -> AsyncIterator[SandboxGateway]:
 
 
 @pytest.fixture
-def build(make_settings: Callable[..., Settings], gw: SandboxGateway) -> Callable[..., Settings]:
+def build(
+    make_settings: Callable[..., Settings], gw: SandboxGateway, database_url: str
+) -> Callable[..., Settings]:
     def settings(**kw: object) -> Settings:
         return make_settings(
-            aa_base_url=gw.base_url, poll_first_delay_s=1.0, poll_interval_s=1.0, **kw
+            aa_base_url=gw.base_url,
+            database_url=database_url,
+            poll_first_delay_s=1.0,
+            poll_interval_s=1.0,
+            **kw,
         )
 
     return settings

@@ -40,9 +40,12 @@ def test_defaults_match_the_contract() -> None:
     assert (s.http_host, s.http_port, s.log_level) == ("127.0.0.1", 8080, "INFO")
 
 
-def test_a_database_url_that_is_not_sqlite_is_refused() -> None:
+def test_a_database_url_of_another_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"a postgresql:// URL .* got scheme mysql"):
+        Settings(_env_file=None, database_url="mysql://db/genrelay")  # type: ignore[call-arg]
     s = Settings(_env_file=None, database_url="postgresql://db/genrelay")  # type: ignore[call-arg]
-    with pytest.raises(ValueError, match="sqlite:///"):
+    assert s.database_engine == "postgresql"
+    with pytest.raises(ValueError, match="not a SQLite file"):
         _ = s.database_path
 
 

@@ -1,4 +1,5 @@
-"""Creative sessions in the core, on a real SQLite file and the sandbox gateway: starting and
+"""Creative sessions in the core, on each job store (a real SQLite file, a PostgreSQL schema:
+the `database_url` fixture) and the sandbox gateway: starting and
 its refusals, entries and the session's rules (budget with refunds, per person, videos),
 remix chains, atomic votes, ending once (by command, by timer, after a restart, with two
 processes on one file), the recap, the card and the gallery page. The platforms' SessionSink
@@ -78,9 +79,12 @@ async def gw(clock: FakeClock) -> AsyncIterator[SandboxGateway]:
 
 
 @pytest.fixture
-def build(make_settings: Callable[..., Settings], gw: SandboxGateway) -> Callable[..., Settings]:
+def build(
+    make_settings: Callable[..., Settings], gw: SandboxGateway, database_url: str
+) -> Callable[..., Settings]:
     def settings(**kw: object) -> Settings:
         values: dict[str, object] = {"poll_first_delay_s": 1.0, "poll_interval_s": 1.0}
+        values["database_url"] = database_url
         values["user_concurrent_jobs"] = 10
         values.update(kw)
         return make_settings(aa_base_url=gw.base_url, **values)

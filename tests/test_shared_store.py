@@ -1,6 +1,7 @@
 """One SQLite file, several processes: a store another process keeps locked slows the
 service down but never stops it, and each process takes only the jobs it can finish
-(`genrelay run` beside `genrelay generate`, several `generate`s at once)."""
+(`genrelay run` beside `genrelay generate`, several `generate`s at once). The tests of whose
+jobs a process takes run on a PostgreSQL database too (`database_url`)."""
 
 from __future__ import annotations
 
@@ -134,9 +135,10 @@ async def genrelay_run(env: dict[str, str], tmp_path: Path) -> AsyncIterator[Pat
 
 
 async def test_generate_beside_run_on_one_database_gets_its_own_job(
-    settings: Settings, sandbox: SandboxGateway, tmp_path: Path
+    settings: Settings, sandbox: SandboxGateway, tmp_path: Path, database_url: str
 ) -> None:
     env = _env(settings, tmp_path)
+    env["DATABASE_URL"] = database_url
     async with genrelay_run(env, tmp_path) as log:
         code, out, err = await _cli(env, *_generate("a kite over dunes"), timeout=60)
         assert code == 0, err
@@ -169,8 +171,9 @@ async def test_several_generates_at_once_each_get_their_own_job(
 
 
 async def test_a_generate_starting_leaves_the_services_schedule_alone(
-    settings: Settings, sandbox: SandboxGateway
+    make_settings: Callable[..., Settings], sandbox: SandboxGateway, database_url: str
 ) -> None:
+    settings = make_settings(aa_base_url=sandbox.base_url, database_url=database_url)
     async with open_core(settings) as core:  # the service: a delivery waits out Telegram's 429
         job = await core.service.submit(request(model="nanobanana"))
         job.state, job.delivery = JobState.SUCCEEDED, Delivery.PENDING

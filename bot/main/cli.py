@@ -1,6 +1,6 @@
-"""The command line: run, demo, generate, models, jobs, sessions (a contract: verbs and
-output). This is `genrelay`'s entry point (`main`) and its running verbs; the parser is
-commands.py's, the contract output output.py's, `models` and `jobs` listings.py's,
+"""The command line: run, demo, generate, models, jobs, sessions, migrate (a contract: verbs
+and output). This is `genrelay`'s entry point (`main`) and its running verbs; the parser is
+commands.py's, the contract output output.py's, `models`, `jobs` and `migrate` listings.py's,
 `sessions` sessions_cli.py's."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from bot.errors import ConfigError, MediaError, RequestRejected
 from bot.gallery import KeptGallery
 from bot.logs import setup_logging
 from bot.main.commands import build_parser
-from bot.main.listings import cmd_jobs, cmd_models
+from bot.main.listings import cmd_jobs, cmd_migrate, cmd_models
 from bot.main.output import (
     EXIT_FAILED,
     EXIT_OK,
@@ -279,7 +279,6 @@ def main(
     args = parser.parse_args(argv)
     try:
         settings = Settings()
-        settings.database_path  # noqa: B018 - validates DATABASE_URL
     except ValidationError as exc:
         return config_error(args, f"the configuration is invalid: {_one_line(exc)}")
     except ValueError as exc:
@@ -294,6 +293,8 @@ def main(
             return cmd_models(settings, args)
         if args.command == "jobs":
             return asyncio.run(cmd_jobs(settings, args))
+        if args.command == "migrate":
+            return asyncio.run(cmd_migrate(settings))
         if args.command == "sessions":
             return asyncio.run(cmd_sessions(settings, args, open_sessions))
         if args.command == "generate":

@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("id", help="the session's id (see `genrelay sessions`)")
     export.add_argument("dir", help="the folder to write index.html and files/ in")
+    sub.add_parser("migrate", help="bring DATABASE_URL's schema up to date and print its version")
     discord = sub.add_parser("discord", help="Discord tools")
     dsub = discord.add_subparsers(dest="discord_command", required=True)
     sync = dsub.add_parser("sync", help="register the slash commands with Discord")

@@ -1,5 +1,5 @@
-"""`genrelay models` and `genrelay jobs`: the catalog and the recent jobs, as a table or
-as JSON."""
+"""`genrelay models`, `genrelay jobs` and `genrelay migrate`: the catalog and the recent
+jobs, as a table or as JSON, and the store's schema brought up to date."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ import argparse
 import json
 
 from bot.config import Settings
+from bot.logs import redact_url
 from bot.main.output import EXIT_OK, iso, job_json
-from bot.main.wiring import build_catalog
+from bot.main.wiring import build_catalog, job_store
 
-__all__ = ["cmd_jobs", "cmd_models"]
+__all__ = ["cmd_jobs", "cmd_migrate", "cmd_models"]
 
 
 def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
@@ -61,9 +62,7 @@ def cmd_models(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
-    from storage.sqlite import SqliteJobStore
-
-    async with SqliteJobStore(settings.database_path) as store:
+    async with job_store(settings, own_jobs_only=True) as store:
         jobs = await store.recent(args.limit)
     if args.json:
         print(json.dumps([job_json(j) for j in jobs]))
@@ -79,4 +78,17 @@ async def cmd_jobs(settings: Settings, args: argparse.Namespace) -> int:
             f"{j.id:<12} {created:<20} {j.model:<16} {j.state.value:<12} "
             f"{j.delivery.value:<14} {prompt}"
         )
+    return EXIT_OK
+
+
+async def cmd_migrate(settings: Settings) -> int:
+    """Open the store of DATABASE_URL (which applies the migrations it lacks) and print the
+    schema version it is at (a first `run` migrates as well)."""
+    async with job_store(settings, own_jobs_only=True) as store:
+        version = await store.schema_version()
+    if settings.database_engine == "postgresql":
+        where = f"PostgreSQL {redact_url(settings.database_url)}"
+    else:
+        where = f"SQLite {settings.database_path}"
+    print(f"{where}: schema version {version}")
     return EXIT_OK

@@ -15,6 +15,7 @@ from bot.owners import Owners
 from bot.polling import PollPolicy
 from bot.ports import ChatAdapter, Clock, SystemClock
 from bot.supervisor import AdapterSupervisor
+from storage.postgres import PostgresJobStore
 from storage.sqlite import SqliteJobStore
 
 __all__ = ["build_adapters", "build_catalog", "job_store", "open_core"]
@@ -41,15 +42,26 @@ def build_catalog(settings: Settings) -> Catalog:
 
 def job_store(
     settings: Settings, *, own_jobs_only: bool = False, owners: Owners | None = None
-) -> SqliteJobStore:
-    """The job store of DATABASE_URL, not yet open. `own_jobs_only` (a `genrelay generate`):
-    it claims only this process's jobs. `owners`: which processes still run (the Core's)."""
+) -> SqliteJobStore | PostgresJobStore:
+    """The job store of DATABASE_URL (a sqlite:/// file, or a postgresql:// database), not
+    yet open. `own_jobs_only` (a `genrelay generate`): it claims only this process's jobs.
+    `owners`: which processes still run (the Core's)."""
     owners = owners or Owners()
+    only_owner = owners.name if own_jobs_only else None
+    if settings.database_engine == "postgresql":
+        return PostgresJobStore(
+            settings.database_url,
+            default_chat_concurrency=settings.chat_concurrent_jobs,
+            only_owner=only_owner,
+            owner_alive=owners.another_alive,
+            claimer=owners.name,
+        )
     return SqliteJobStore(
         settings.database_path,
         default_chat_concurrency=settings.chat_concurrent_jobs,
-        only_owner=owners.name if own_jobs_only else None,
+        only_owner=only_owner,
         owner_alive=owners.another_alive,
+        claimer=owners.name,
         busy_timeout_ms=int(settings.database_busy_timeout_s * 1000),
     )
 
