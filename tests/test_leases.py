@@ -266,12 +266,13 @@ async def test_a_stopping_replica_hands_over_at_once(store: Any) -> None:
     log_a: list[str] = []
     a = replica(store, "test:1", clock, log_a)
     b = replica(store, "test:2", clock, [])
-    async with running(a, b):
+    async with running(a):
         await until(lambda: a.connected)
-        await until(lambda: b.elsewhere == "test:1")
-        await a.stop_intake()  # the clock does not move: no expiry needed
-        await until(lambda: b.connected)
-        assert log_a == ["entered", "stop intake"]  # still there for deliveries in flight
+        async with running(b):
+            await until(lambda: b.elsewhere == "test:1")
+            await a.stop_intake()  # the clock does not move: no expiry needed
+            await until(lambda: b.connected)
+            assert log_a == ["entered", "stop intake"]  # still there for deliveries in flight
     assert log_a == ["entered", "stop intake", "left"]
 
 
