@@ -92,7 +92,7 @@ class TelegramAdapter:
         application: App | None = None,
         webhook: TelegramWebhook | None = None,
     ) -> None:
-        if settings.telegram_webhook_url is not None and (webhook is None or application):
+        if settings.telegram_webhook_url is not None and webhook is None:
             raise ConfigError(
                 "TELEGRAM_WEBHOOK_URL is set but the HTTP server is off (HTTP_PORT): "
                 "Telegram's updates would have nowhere to arrive"
@@ -106,7 +106,7 @@ class TelegramAdapter:
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._given_app = application
         self._webhook = webhook
-        self._intake: Intake | None = None
+        self.intake: Intake | None = None  # polling or webhook, once started
         self._app: App | None = None
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
@@ -120,7 +120,7 @@ class TelegramAdapter:
 
     @property
     def connected(self) -> bool:
-        app, intake = self._app, self._intake
+        app, intake = self._app, self.intake
         return bool(app and app.running and intake and intake.running)
 
     @property
@@ -178,8 +178,8 @@ class TelegramAdapter:
                 raise PlatformUnavailable(f"Telegram did not answer getMe ({exc})") from None
             raise
         self._app = app
-        self._intake = intake = self._make_intake()
         try:
+            self.intake = intake = self._make_intake()
             sink, sessions = self._handlers(app)
             await app.start()
             await intake.start(app)
@@ -195,8 +195,10 @@ class TelegramAdapter:
     def _make_intake(self) -> Intake:
         url = self.settings.telegram_webhook_url
         secret = self.settings.telegram_webhook_secret_token()
-        if url is None or secret is None or self._webhook is None or self._inbox is None:
+        if url is None or secret is None or self._webhook is None:
             return PollingIntake(self._inbox, timeout_s=self.poll_timeout_s)
+        if self._inbox is None:  # a given Application: nothing would keep its updates
+            raise ConfigError("webhook mode needs the Application the adapter builds")
         return WebhookIntake(self._webhook, self._inbox, url=url, secret=secret)
 
     def _handlers(self, app: App) -> tuple[TelegramSink, SessionHandlers]:
@@ -267,8 +269,8 @@ class TelegramAdapter:
         app, self._app = self._app, None
         if app is None:
             return
-        if self._intake is not None:
-            await self._intake.stop()
+        if self.intake is not None:
+            await self.intake.stop()
         await self._albums.aclose()
         if self._sink is not None:
             await self._sink.aclose()
@@ -412,6 +414,6 @@ class TelegramAdapter:
         """Shutting down: take no more updates (the ones not confirmed, or in webhook mode
         kept but not taken, go to the next process); replies and uploads in flight go on
         until the adapter closes."""
-        if self._app is not None and self._intake is not None and self._intake.running:
-            await self._intake.stop()
+        if self._app is not None and self.intake is not None and self.intake.running:
+            await self.intake.stop()
             log.info("telegram: stopped taking updates")

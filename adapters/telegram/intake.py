@@ -8,8 +8,8 @@ store's inbox first (inbox.py) and marked done once handled (`InboxApplication`)
   mode just works).
 - `WebhookIntake`: `setWebhook` with the secret and the same allowed updates, then a loop
   that hands over what the inbox holds and is not done: at once when this process's route
-  kept an update, and every `interval_s` for those another replica's route kept. Each is
-  handed over once (the inbox skips what this process is handling)."""
+  kept an update, and every `hook.drain_interval_s` for those another replica's route
+  kept. Each is handed over once (the inbox skips what this process is handling)."""
 
 from __future__ import annotations
 
@@ -28,14 +28,13 @@ from adapters.telegram.inbox import TelegramInbox
 from adapters.telegram.webhook import TelegramWebhook
 from bot.errors import ConfigError, PlatformUnavailable
 
-__all__ = ["ALLOWED_UPDATES", "DRAIN_INTERVAL_S", "Intake", "PollingIntake", "WebhookIntake"]
+__all__ = ["ALLOWED_UPDATES", "Intake", "PollingIntake", "WebhookIntake"]
 
 log = logging.getLogger(__name__)
 
 App = Application[ExtBot[Any], Any, Any, Any, Any, Any]
 
 ALLOWED_UPDATES = (Update.MESSAGE, Update.CALLBACK_QUERY)
-DRAIN_INTERVAL_S = 0.5  # how soon an update another replica kept is handled here
 PRUNE_EVERY_S = 3600.0  # done updates are forgotten (INBOX_KEPT_S after) this often
 
 
@@ -106,13 +105,11 @@ class WebhookIntake:
         *,
         url: str,
         secret: str,
-        interval_s: float = DRAIN_INTERVAL_S,
     ) -> None:
         self.hook = hook
         self.inbox = inbox
         self.url = url
         self._secret = secret
-        self.interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._pruned_at: float | None = None
 
@@ -146,7 +143,7 @@ class WebhookIntake:
                 await self.drain_once(app)
             except Exception:  # the store did not answer: the next round tries again
                 log.exception("telegram: the inbox could not be read")
-            await self.hook.wait(self.interval_s)
+            await self.hook.wait(self.hook.drain_interval_s)
 
     async def drain_once(self, app: App) -> int:
         """Hand every update kept and not done (and not being handled here) to the

@@ -26,12 +26,13 @@ from adapters.telegram.inbox import inbox_source
 from bot.config import Settings
 from bot.ports import Clock, InboxStore
 
-__all__ = ["SECRET_HEADER", "UPDATE_MAX_BYTES", "TelegramWebhook"]
+__all__ = ["DRAIN_INTERVAL_S", "SECRET_HEADER", "UPDATE_MAX_BYTES", "TelegramWebhook"]
 
 log = logging.getLogger(__name__)
 
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 UPDATE_MAX_BYTES = 1024 * 1024  # an update is a few KB; a body past this is not one
+DRAIN_INTERVAL_S = 0.5  # how soon the adapter here handles an update another replica kept
 _CHUNK = 64 * 1024
 
 
@@ -48,12 +49,14 @@ class TelegramWebhook:
         secret: str,
         source: str,
         max_bytes: int = UPDATE_MAX_BYTES,
+        drain_interval_s: float = DRAIN_INTERVAL_S,
     ) -> None:
         self.store = store
         self.clock = clock
         self.path = path
         self.source = source
         self.max_bytes = max_bytes
+        self.drain_interval_s = drain_interval_s  # read by the adapter handling the updates
         self._secret = secret.encode()
         self._arrived = asyncio.Event()
 
