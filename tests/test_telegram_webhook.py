@@ -36,6 +36,7 @@ from bot.web import WebServer
 from sandbox import SandboxGateway
 from tests.conftest import running
 from tests.fakes.telegram_api import FakeTelegram
+from tests.helpers import jpeg_bytes
 
 TOKEN = "7012345678:AAHfake-Token_for-genrelay-tests-0123"
 SOURCE = inbox_source(TOKEN)
@@ -310,6 +311,41 @@ async def settled(r: Replica) -> list[Job] | None:
     if not jobs or any(j.delivery.value != "delivered" for j in jobs) or await r.pending():
         return None
     return jobs
+
+
+async def test_an_album_and_a_button_press_by_webhook_are_each_handled_once(
+    fake: FakeTelegram, sandbox: SandboxGateway, webhook_settings: Callable[..., Settings]
+) -> None:
+    """An album's photos stay not done until the whole album was handled: the looks at the
+    inbox meanwhile must not hand them over again. A button press comes the same way."""
+    async with replica(webhook_settings(), drain_interval_s=0.05) as r:
+        fake.webhook_forward = r.web.base_url
+        group, ann = fake.group(GROUP_ID, "Art club"), fake.user(42, "Ann", "ann")
+        first = fake.send_photo(
+            group, ann, jpeg_bytes(1), caption="/imagine blend these", media_group_id="a-1"
+        )
+        fake.send_photo(group, ann, jpeg_bytes(2), media_group_id="a-1")
+        photo = await fake.wait_for("sendPhoto", timeout=10)
+        [parent] = await until(lambda: settled(r))
+        assert parent.origin.message_id == str(first["message_id"]) and len(parent.images) == 2
+        result = fake.messages[(GROUP_ID, photo.result["message_id"])]
+        fake.press_button(group, ann, result, f"rr:{parent.id}")
+        await fake.wait_for("sendPhoto", n=2, timeout=10)
+        jobs = await until(async_value_of(r, 2))
+    assert [j.parent_job_id for j in jobs if j.id != parent.id] == [parent.id]
+    assert len(sandbox.create_calls()) == 2
+    assert len(fake.sent("sendPhoto")) == 2
+    assert len(fake.sent("answerCallbackQuery")) == 1
+
+
+def async_value_of(r: Replica, n: int) -> Callable[[], Awaitable[list[Job] | None]]:
+    """Until `n` jobs are settled."""
+
+    async def check() -> list[Job] | None:
+        jobs = await settled(r)
+        return jobs if jobs is not None and len(jobs) == n else None
+
+    return check
 
 
 class FailingInbox:
