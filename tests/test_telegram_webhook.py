@@ -9,8 +9,11 @@ import asyncio
 import io
 import json
 import logging
+import os
 import re
+import signal
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -34,7 +37,7 @@ from bot.main.wiring import job_store, open_core, telegram_webhook
 from bot.models import Job
 from bot.web import WebServer
 from sandbox import SandboxGateway
-from tests.conftest import running
+from tests.conftest import API_KEY, running
 from tests.fakes.telegram_api import FakeTelegram
 from tests.helpers import jpeg_bytes
 
@@ -443,6 +446,58 @@ def async_value(get: Callable[[], T]) -> Callable[[], Awaitable[T]]:
         return get()
 
     return check
+
+
+async def test_a_genrelay_run_killed_after_keeping_an_update_loses_nothing(
+    fake: FakeTelegram,
+    sandbox: SandboxGateway,
+    webhook_settings: Callable[..., Settings],
+    unused_tcp_port: int,
+) -> None:
+    """A real `genrelay run` in webhook mode, SIGKILLed as its handler starts on an update
+    its route kept (and answered 200 for: Telegram will not send it again); the next
+    process finds it in the inbox and makes its one job."""
+    settings = webhook_settings()
+    env = {
+        **os.environ,
+        "TELEGRAM_BOT_TOKEN": fake.token,
+        "TELEGRAM_API_BASE_URL": fake.api_base,
+        "TELEGRAM_FILE_BASE_URL": fake.file_base,
+        "TELEGRAM_WEBHOOK_URL": PUBLIC_URL,
+        "AA_BASE_URL": sandbox.base_url,
+        "AA_API_KEY": API_KEY,
+        "DATABASE_URL": settings.database_url,
+        "DATA_DIR": str(settings.data_dir),
+        "HTTP_PORT": str(unused_tcp_port),
+        "GENRELAY_CRASH_AT": "update_received",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot",
+        "run",
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await fake.wait_for("setWebhook", ok=True, timeout=20)
+        fake.webhook_forward = f"http://127.0.0.1:{unused_tcp_port}"
+        group, ann = fake.group(GROUP_ID, "Art club"), fake.user(42, "Ann", "ann")
+        ask = fake.send_text(group, ann, "/imagine a lighthouse in a storm")
+        assert await asyncio.wait_for(process.wait(), 20) == -signal.SIGKILL
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert [p.status for p in fake.webhook_posts] == [200]  # kept: never sent again
+    async with replica(settings) as r:
+        await fake.wait_for("sendPhoto", timeout=10)
+        [job] = await until(lambda: settled(r))
+    assert job.origin.message_id == str(ask["message_id"])
+    assert len(sandbox.create_calls()) == 1
+    assert len(fake.sent("sendPhoto")) == 1
+    assert len(fake.webhook_posts) == 1
 
 
 # -- starting and stopping -----------------------------------------------------------------------
