@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -38,6 +41,11 @@ GALLERY_KEEP_DAYS = 30.0  # a session's result files stay for its gallery this l
 AGGREGATOR_PREFIX = "agg:"  # every aggregator model also answers to agg:<name>
 _SQLITE_SCHEMES = ("sqlite", "sqlite+aiosqlite")
 _POSTGRES_SCHEMES = ("postgresql", "postgres")
+
+# What Telegram takes as a webhook's secret_token: 1-256 of these characters.
+_WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
+# A webhook path we serve as it is written (no aiohttp {variable}, nothing to decode).
+_WEBHOOK_PATH = re.compile(r"/[A-Za-z0-9/_.~-]*")
 
 
 def aggregator_name(name: str) -> str:
@@ -104,6 +112,11 @@ class Settings(BaseSettings):
     telegram_ack_reaction: str = "👀"  # set on a command's message at once; empty: none
     # A group with more running jobs than this shows newer ones on one status board.
     telegram_status_board_after: int = Field(default=2, ge=0)
+    # Webhook mode: Telegram posts updates to this public URL, whose path our HTTP server
+    # serves (a load balancer maps the host to it); unset: long polling.
+    telegram_webhook_url: str | None = None
+    # The secret Telegram sends with each update; unset: derived from the token and the URL.
+    telegram_webhook_secret: SecretStr | None = None
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None
@@ -113,7 +126,7 @@ class Settings(BaseSettings):
 
     # Our HTTP server
     http_host: str = "127.0.0.1"
-    http_port: int = 8080
+    http_port: int | None = 8080  # empty or "off": no HTTP server
     public_base_url: str | None = None
 
     log_level: str = "INFO"
@@ -157,6 +170,52 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, v: str | None) -> str | None:
         return v.rstrip("/") if v else None
+
+    @field_validator("http_port", mode="before")
+    @classmethod
+    def _port_off(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and v.strip().lower() in ("", "off") else v
+
+    @field_validator("telegram_webhook_url")
+    @classmethod
+    def _webhook_url(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        v = v.strip()
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be a URL such as https://bot.example.org/telegram/hook")
+        path = parts.path or "/"
+        if not _WEBHOOK_PATH.fullmatch(path) or any(s in f"{path}/" for s in ("//", "/./", "/../")):
+            raise ValueError("its path may hold only letters, digits, / and - _ . ~")
+        return v
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, v: SecretStr | None) -> SecretStr | None:
+        if v is None or not v.get_secret_value():
+            return None
+        if not _WEBHOOK_SECRET.fullmatch(v.get_secret_value()):
+            raise ValueError("must be 1 to 256 of A-Z, a-z, 0-9, _ and - (as Telegram takes it)")
+        return v
+
+    @property
+    def telegram_webhook_path(self) -> str | None:
+        """The path of TELEGRAM_WEBHOOK_URL, which our HTTP server serves; None: polling."""
+        if self.telegram_webhook_url is None:
+            return None
+        return urlsplit(self.telegram_webhook_url).path or "/"
+
+    def telegram_webhook_secret_token(self) -> str | None:
+        """The secret_token of Telegram's webhook: TELEGRAM_WEBHOOK_SECRET, else HMAC-SHA256
+        of the URL keyed by the bot token (hex), the same in every replica with the same
+        settings and no clue to the token. None outside webhook mode."""
+        if self.telegram_webhook_url is None or self.telegram_bot_token is None:
+            return None
+        if self.telegram_webhook_secret is not None:
+            return self.telegram_webhook_secret.get_secret_value()
+        key = self.telegram_bot_token.get_secret_value().encode()
+        return hmac.new(key, self.telegram_webhook_url.encode(), hashlib.sha256).hexdigest()
 
     @property
     def gallery_keep_s(self) -> float:
@@ -252,7 +311,8 @@ class Settings(BaseSettings):
         return entries
 
     def secrets(self) -> list[str]:
-        """Every secret value, for the log filter (DATABASE_URL's password too)."""
+        """Every secret value, for the log filter (DATABASE_URL's password and the
+        webhook secret too)."""
         keys = [
             s.get_secret_value()
             for s in (
@@ -263,4 +323,5 @@ class Settings(BaseSettings):
             )
             if s is not None and s.get_secret_value()
         ]
-        return keys + self._database_passwords()
+        webhook = self.telegram_webhook_secret_token()
+        return keys + self._database_passwords() + ([webhook] if webhook else [])

@@ -22,7 +22,7 @@ from bot.replicas import Fleet
 from bot.sessions import GalleryPage
 from bot.webhooks import WebhookReceiver
 
-__all__ = ["Connectable", "WebServer"]
+__all__ = ["Connectable", "Routes", "WebServer"]
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +85,12 @@ class Connectable(Protocol):
         ...
 
 
+class Routes(Protocol):
+    """More routes on the server: a chat platform's webhook (adapters/telegram/webhook.py)."""
+
+    def install(self, router: web.UrlDispatcher) -> None: ...
+
+
 class WebServer:
     """aiohttp server on HTTP_HOST:HTTP_PORT. Use as an async context manager.
 
@@ -94,7 +100,8 @@ class WebServer:
     also this replica's name, every replica and every lease. /metrics: Prometheus text.
     /webhooks/...: see bot/webhooks.py.
     /sessions/<key>: a session's gallery page from `gallery`, and /sessions/<key>/files/<name>
-    the files it lists (no gallery source: both answer 404).
+    the files it lists (no gallery source: both answer 404). `routes`: each installs its own
+    (TELEGRAM_WEBHOOK_URL's path).
     """
 
     def __init__(
@@ -110,6 +117,7 @@ class WebServer:
         webhooks: WebhookReceiver | None = None,
         gallery: GallerySource | None = None,
         fleet: FleetReader | None = None,
+        routes: Sequence[Routes] = (),
     ) -> None:
         self.host = host
         self.fleet = fleet
@@ -131,6 +139,8 @@ class WebServer:
             self.app.router.add_get("/metrics", self._metrics)
         if webhooks is not None:
             webhooks.install(self.app.router)
+        for more in routes:
+            more.install(self.app.router)
         self._runner: web.AppRunner | None = None
 
     @property

@@ -23,6 +23,8 @@ session_sink.py  SessionSink: the session card (pinned where allowed) and the re
 Telegram-only, and why:
 albums.py     an album comes as one message per photo: gathered into one request
 inbox.py      Telegram sends an update again until told it arrived: kept, replayed, once
+intake.py     how updates come: long polling, or the webhook (setWebhook, then the inbox)
+webhook.py    webhook mode's route on our HTTP server: secret checked, update kept, 200
 transport.py  AiohttpRequest: PTB's HTTP transport on aiohttp (a quarter of httpx's CPU);
               discord.py is on aiohttp already
 

@@ -8,7 +8,6 @@ and the session sink are registered with the core while it runs."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dtm
 import logging
 from collections.abc import Sequence
 from contextlib import suppress
@@ -34,7 +33,8 @@ from adapters.telegram.community import COMMANDS as COMMUNITY_COMMANDS
 from adapters.telegram.community import CommunityHandlers
 from adapters.telegram.flood import FloodControl
 from adapters.telegram.generate import KINDS, GenerateHandlers, ack_reaction
-from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox
+from adapters.telegram.inbox import InboxApplication, InboxBot, TelegramInbox, inbox_source
+from adapters.telegram.intake import Intake, PollingIntake, WebhookIntake
 from adapters.telegram.parse import PLATFORM, TelegramCommand, origin_of, parse_command
 from adapters.telegram.sessions import BUTTONS as SESSION_BUTTONS
 from adapters.telegram.sessions import COMMANDS as SESSION_COMMANDS
@@ -49,6 +49,7 @@ from adapters.telegram.texts import (
     start_text,
 )
 from adapters.telegram.transport import AiohttpRequest
+from adapters.telegram.webhook import TelegramWebhook
 from bot.app import Core
 from bot.config import Settings
 from bot.errors import ConfigError, PlatformUnavailable
@@ -66,8 +67,10 @@ FLOOD_RETRIES = 3  # RetryAfter waits inside FloodControl before we give up
 
 
 class TelegramAdapter:
-    """`async with TelegramAdapter(core, settings):` polls Telegram and delivers jobs whose
-    origin is Telegram until the block ends.
+    """`async with TelegramAdapter(core, settings):` takes Telegram's updates and delivers
+    jobs whose origin is Telegram until the block ends. Updates come by long polling, or,
+    with TELEGRAM_WEBHOOK_URL, through `webhook` (the route on our HTTP server): then the
+    adapter sets the webhook and handles what the route keeps (intake.py).
 
     `application`: a PTB Application built outside (a test harness, another transport) to
     use instead of building one. The adapter adds its handlers and runs it (initialize,
@@ -87,7 +90,13 @@ class TelegramAdapter:
         poll_timeout_s: float = 10.0,
         board_interval_s: float = BOARD_INTERVAL_S,
         application: App | None = None,
+        webhook: TelegramWebhook | None = None,
     ) -> None:
+        if settings.telegram_webhook_url is not None and webhook is None:
+            raise ConfigError(
+                "TELEGRAM_WEBHOOK_URL is set but the HTTP server is off (HTTP_PORT): "
+                "Telegram's updates would have nowhere to arrive"
+            )
         self.core = core
         self.settings = settings
         self.poll_timeout_s = poll_timeout_s
@@ -96,6 +105,8 @@ class TelegramAdapter:
         self._reaction = ack_reaction(settings.telegram_ack_reaction)  # ConfigError at once
         self._albums = AlbumCollector(album_debounce_s, self._on_album)
         self._given_app = application
+        self._webhook = webhook
+        self.intake: Intake | None = None  # polling or webhook, once started
         self._app: App | None = None
         self._sink: TelegramSink | None = None
         self._community: CommunityHandlers | None = None
@@ -109,8 +120,8 @@ class TelegramAdapter:
 
     @property
     def connected(self) -> bool:
-        app = self._app
-        return bool(app and app.running and app.updater and app.updater.running)
+        app, intake = self._app, self.intake
+        return bool(app and app.running and intake and intake.running)
 
     @property
     def app(self) -> App:
@@ -168,25 +179,27 @@ class TelegramAdapter:
             raise
         self._app = app
         try:
+            self.intake = intake = self._make_intake()
             sink, sessions = self._handlers(app)
             await app.start()
-            if self._inbox is not None:
-                await self._replay(app, self._inbox)
-            assert app.updater is not None
-            await app.updater.start_polling(
-                timeout=dtm.timedelta(seconds=self.poll_timeout_s),
-                allowed_updates=[Update.MESSAGE, Update.CALLBACK_QUERY],
-            )
+            await intake.start(app)
             await self._set_commands()
-        except BaseException as exc:
+        except BaseException:
             await self._stop()
-            if isinstance(exc, TelegramError):  # deleteWebhook before polling failed
-                raise PlatformUnavailable(f"Telegram did not start polling ({exc})") from None
             raise
         self.core.notifier.register(sink)
         self.core.add_session_sink(sessions.cards)
-        log.info("telegram: connected as @%s (polling)", app.bot.username)
+        log.info("telegram: connected as @%s (%s)", app.bot.username, intake.mode)
         return self
+
+    def _make_intake(self) -> Intake:
+        url = self.settings.telegram_webhook_url
+        secret = self.settings.telegram_webhook_secret_token()
+        if url is None or secret is None or self._webhook is None:
+            return PollingIntake(self._inbox, timeout_s=self.poll_timeout_s)
+        if self._inbox is None:  # a given Application: nothing would keep its updates
+            raise ConfigError("webhook mode needs the Application the adapter builds")
+        return WebhookIntake(self._webhook, self._inbox, url=url, secret=secret)
 
     def _handlers(self, app: App) -> tuple[TelegramSink, SessionHandlers]:
         """The sink and the handlers of commands, buttons and sessions, on `app`'s bot."""
@@ -216,7 +229,7 @@ class TelegramAdapter:
             AiohttpRequest(media_write_timeout=MEDIA_WRITE_TIMEOUT_S),
             AiohttpRequest(connection_pool_size=1),  # getUpdates
         )
-        inbox = TelegramInbox(self.core.store, self.core.clock, secret.partition(":")[0])
+        inbox = TelegramInbox(self.core.store, self.core.clock, inbox_source(secret))
         bot = InboxBot(
             secret,
             base_url=self.settings.telegram_api_base_url,
@@ -252,23 +265,12 @@ class TelegramAdapter:
         await self._stop()
         log.info("telegram: disconnected")
 
-    async def _replay(self, app: App, inbox: TelegramInbox) -> None:
-        """Hand the updates a past process kept but did not finish to the handlers, before
-        polling starts (Telegram may send some of them again: those are skipped)."""
-        pending = await inbox.pending(app.bot)
-        for update in pending:
-            await app.update_queue.put(update)
-        if pending:
-            log.info(
-                "telegram: %d update(s) left unfinished before; handling them now", len(pending)
-            )
-
     async def _stop(self) -> None:
         app, self._app = self._app, None
         if app is None:
             return
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        if self.intake is not None:
+            await self.intake.stop()
         await self._albums.aclose()
         if self._sink is not None:
             await self._sink.aclose()
@@ -409,9 +411,9 @@ class TelegramAdapter:
             log.error("telegram: update %s failed", update_id, exc_info=error)
 
     async def stop_intake(self) -> None:
-        """Shutting down: fetch no more updates (the ones not confirmed go to the next
-        process); replies and uploads in flight go on until the adapter closes."""
-        app = self._app
-        if app is not None and app.updater is not None and app.updater.running:
-            await app.updater.stop()
+        """Shutting down: take no more updates (the ones not confirmed, or in webhook mode
+        kept but not taken, go to the next process); replies and uploads in flight go on
+        until the adapter closes."""
+        if self._app is not None and self.intake is not None and self.intake.running:
+            await self.intake.stop()
             log.info("telegram: stopped taking updates")

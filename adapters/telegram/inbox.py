@@ -5,7 +5,11 @@ Telegram forgets it, it is on disk. It is marked done when its handling finished
 recorded, or its refusal answered); an album's photos when the album was handled. A new
 process replays what is not done; one that arrives again (Telegram sends an unconfirmed
 update again after a restart) is skipped, and the core finds the job a message already
-made by its request key, so a replay never makes a second job."""
+made by its request key, so a replay never makes a second job.
+
+In webhook mode (webhook.py) the HTTP route of any replica keeps each update the same way
+before it answers Telegram, and the adapter running here reads what is not done
+(`pending`, skipping what it is handling already) and hands it to the same handlers."""
 
 from __future__ import annotations
 
@@ -20,22 +24,28 @@ from telegram.ext import Application, ExtBot
 
 from bot.ports import Clock, InboxStore
 
-__all__ = ["INBOX_KEPT_S", "InboxApplication", "InboxBot", "TelegramInbox"]
+__all__ = ["INBOX_KEPT_S", "InboxApplication", "InboxBot", "TelegramInbox", "inbox_source"]
 
 log = logging.getLogger(__name__)
 
 INBOX_KEPT_S = 2 * 24 * 3600  # done updates kept this long (Telegram resends for a day)
 
 
+def inbox_source(token: str) -> str:
+    """The inbox's source for a bot: `telegram:<bot id>` (the token's public half)."""
+    return f"telegram:{token.partition(':')[0]}"
+
+
 class TelegramInbox:
     """The store's inbox for one bot, and which updates this process may handle."""
 
-    def __init__(self, store: InboxStore, clock: Clock, bot_id: str) -> None:
+    def __init__(self, store: InboxStore, clock: Clock, source: str) -> None:
         self.store = store
         self.clock = clock
-        self.source = f"telegram:{bot_id}"
+        self.source = source  # inbox_source(token)
         self._admitted: set[int] = set()  # kept or replayed here, not handled yet
         self.deferred: set[int] = set()  # handled later (a photo of an album being collected)
+        self._taken: set[int] = set()  # read from the inbox here and not marked done yet
 
     async def keep(self, updates: Sequence[Update]) -> None:
         """Write the updates before Telegram may forget them; only new ones will be handled."""
@@ -68,17 +78,24 @@ class TelegramInbox:
             await self.store.inbox_done(self.source, ids, self.clock.now())
         except Exception:  # handled, but replayed after a restart: the core dedupes it
             log.exception("telegram: updates %s not marked done", ids)
+        else:
+            self._taken.difference_update(ids)
 
     async def finish_deferred(self, update_ids: Iterable[int]) -> None:
         ids = list(update_ids)
         self.deferred.difference_update(ids)
         await self.done(ids)
 
-    async def pending(self, bot: ExtBot[Any]) -> list[Update]:
-        """Updates a past process kept but did not finish, oldest first; admitted here."""
-        await self.store.inbox_prune(self.clock.now() - INBOX_KEPT_S)
+    async def pending(self, bot: ExtBot[Any], *, prune: bool = True) -> list[Update]:
+        """Updates kept (by a past process, or by any process's webhook route) and not done,
+        oldest first, but for those this process took already and is handling: each is
+        admitted here. `prune`: forget the ones done long ago first."""
+        if prune:
+            await self.store.inbox_prune(self.clock.now() - INBOX_KEPT_S)
         updates: list[Update] = []
         for update_id, payload in await self.store.inbox_pending(self.source):
+            if update_id in self._taken:
+                continue
             try:
                 update = Update.de_json(json.loads(payload), bot)
             except Exception:
@@ -86,6 +103,7 @@ class TelegramInbox:
                 await self.store.inbox_done(self.source, [update_id], self.clock.now())
                 continue
             self._admitted.add(update.update_id)
+            self._taken.add(update_id)
             updates.append(update)
         return updates
 

@@ -37,7 +37,7 @@ from bot.main.output import (
     rejection,
 )
 from bot.main.sessions_cli import OpenSessions, cmd_sessions, model_names, open_session_records
-from bot.main.wiring import build_adapters, build_catalog, open_core
+from bot.main.wiring import build_adapters, build_catalog, open_core, telegram_webhook
 from bot.messages import failure_text, fetch_failed_text, no_such_file_text
 from bot.models import GenerationRequest, Job, JobState, Kind, Origin, ReferenceImage
 from bot.runner import Runner
@@ -173,28 +173,34 @@ async def serve(settings: Settings, *, until: asyncio.Event | None = None) -> No
     from adapters.console import ConsoleSink
 
     core = open_core(settings)  # no I/O before it is entered
-    adapters = build_adapters(core, settings)
+    port = settings.http_port
+    hook = telegram_webhook(core, settings) if port is not None else None
+    adapters = build_adapters(core, settings, telegram_hook=hook)
     if settings.aa_api_key is None:
         log.warning("AA_API_KEY is not set: the gateway will refuse every job")
     async with contextlib.AsyncExitStack() as stack:
         await stack.enter_async_context(core)
         core.notifier.register(ConsoleSink(core.catalog))  # jobs a killed `generate` left
-        web = WebServer(
-            host=settings.http_host,
-            port=settings.http_port,
-            media=core.media,
-            health=core.store.ping,
-            adapters=adapters,
-            metrics=core.metrics,
-            webhooks=core.webhooks,
-            fleet=core.heartbeat.fleet,
-            gallery=KeptGallery(
-                core.sessions.gallery_page,
-                core.media.results_dir,
-                model_name=model_names(core.catalog),
-            ),
-        )
-        await stack.enter_async_context(web)
+        if port is not None:
+            web = WebServer(
+                host=settings.http_host,
+                port=port,
+                media=core.media,
+                health=core.store.ping,
+                adapters=adapters,
+                metrics=core.metrics,
+                webhooks=core.webhooks,
+                fleet=core.heartbeat.fleet,
+                gallery=KeptGallery(
+                    core.sessions.gallery_page,
+                    core.media.results_dir,
+                    model_name=model_names(core.catalog),
+                ),
+                routes=[hook] if hook is not None else [],
+            )
+            await stack.enter_async_context(web)
+        else:
+            log.info("HTTP_PORT is off: no HTTP server (no /healthz, hosted images, webhooks)")
         if not adapters:
             log.info("no chat platform configured: following jobs only (tracker and notifier)")
         try:

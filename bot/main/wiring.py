@@ -4,6 +4,7 @@ them to each other."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from bot.app import Core
 from bot.catalog import Catalog, default_specs
@@ -18,7 +19,10 @@ from bot.supervisor import AdapterSupervisor
 from storage.postgres import PostgresJobStore
 from storage.sqlite import SqliteJobStore
 
-__all__ = ["build_adapters", "build_catalog", "job_store", "open_core"]
+if TYPE_CHECKING:
+    from adapters.telegram.webhook import TelegramWebhook
+
+__all__ = ["build_adapters", "build_catalog", "job_store", "open_core", "telegram_webhook"]
 
 
 def build_catalog(settings: Settings) -> Catalog:
@@ -89,16 +93,27 @@ def open_core(
     )
 
 
-def build_adapters(core: Core, settings: Settings) -> list[LeasedAdapter]:
+def telegram_webhook(core: Core, settings: Settings) -> TelegramWebhook | None:
+    """The HTTP route of TELEGRAM_WEBHOOK_URL (webhook mode with a bot token), else None."""
+    if settings.telegram_bot_token is None or settings.telegram_webhook_url is None:
+        return None
+    from adapters.telegram.webhook import TelegramWebhook
+
+    return TelegramWebhook.from_settings(core.store, core.clock, settings)
+
+
+def build_adapters(
+    core: Core, settings: Settings, *, telegram_hook: TelegramWebhook | None = None
+) -> list[LeasedAdapter]:
     """A starter for each configured chat platform, run while this replica holds the
     platform's lease (named after it: `telegram`, `discord`). Each builds its first adapter
-    now, so a setting it cannot take (TELEGRAM_ACK_REACTION) raises ConfigError before
-    anything runs."""
+    now, so a setting it cannot take (TELEGRAM_ACK_REACTION, webhook mode without
+    `telegram_hook`, the route on our HTTP server) raises ConfigError before anything runs."""
     makers: list[Callable[[], ChatAdapter]] = []
     if settings.telegram_bot_token is not None:
         from adapters.telegram import TelegramAdapter
 
-        makers.append(lambda: TelegramAdapter(core, settings))
+        makers.append(lambda: TelegramAdapter(core, settings, webhook=telegram_hook))
     if settings.discord_bot_token is not None:
         from adapters.discord import DiscordAdapter
 

@@ -43,6 +43,17 @@ administrator of the chat (``chat_admins``/``chat_creators`` hold ``bot_id``), e
 rights to manage pinned messages in the chat"; a pin posts a service message
 (``pinned_message``) and is recorded in ``pinned`` (``getChat`` shows the newest).
 
+Webhooks behave as Telegram documents them: ``setWebhook`` takes an HTTPS ``url`` (else "bad
+webhook"), a ``secret_token`` of 1-256 ``A-Za-z0-9_-`` characters and ``allowed_updates`` (kept
+from the last call when not given); while a webhook is set, ``getUpdates`` answers 409 and
+every pushed update is POSTed to the URL as JSON, with the secret in
+``X-Telegram-Bot-Api-Secret-Token``, again and again until a 2xx answer (``webhook_retry_s``
+apart, up to ``webhook_attempts``); it is then forgotten. ``webhook_forward`` plays the load
+balancer: ``"http://127.0.0.1:PORT"`` receives the URL's path there. ``webhook_copies = 2``
+delivers each update twice (Telegram may). Every POST is in ``webhook_posts``.
+``deleteWebhook`` goes back to getUpdates; pending updates stay (unless
+``drop_pending_updates``).
+
 Telegram's flood limits are enforced only when asked (``FakeTelegram(limits=RateLimits())`` or
 ``fake.limits = RateLimits()``; off by default): see ``RateLimits``.
 """
@@ -60,12 +71,14 @@ import math
 import mimetypes
 import re
 import time
+import urllib.parse
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+import aiohttp
 from aiohttp import BodyPartReader, hdrs, web
 
 JSONDict = dict[str, Any]
@@ -151,6 +164,23 @@ MAX_CALLBACK_ANSWER_LENGTH = 200  # answerCallbackQuery's text: "0-200 character
 MAX_BOT_REACTIONS = 1  # a bot (not premium) sets at most one reaction on a message
 PHOTO_SIZES = ((320, 240), (1280, 960))
 """(width, height) of the PhotoSize entries built for every photo, smallest first."""
+
+
+@dataclass(frozen=True)
+class WebhookPost:
+    """One POST of an update to the webhook: its answer's status (0: no answer)."""
+
+    update_id: int
+    url: str
+    status: int
+    secret: str | None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+
+_WEBHOOK_SECRET_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 
 
 @dataclass
@@ -434,6 +464,15 @@ class FakeTelegram:
         # The pinned messages of each chat, oldest pin first.
         self.pinned: dict[int, list[int]] = {}
         self.webhook_url = ""
+        self.webhook_secret: str | None = None
+        self.webhook_allowed_updates: list[str] | None = None
+        # Where webhook POSTs really go: this base + the URL's path (a load balancer).
+        self.webhook_forward: str | None = None
+        self.webhook_copies = 1  # each update POSTed this many times (each until a 2xx)
+        self.webhook_retry_s = 0.05
+        self.webhook_attempts = 100
+        self.webhook_posts: list[WebhookPost] = []
+        self._webhook_task: asyncio.Task[None] | None = None
         # Upper bound on a getUpdates long poll, whatever timeout the client asks for.
         self.long_poll_cap = 1.0
         # Telegram refuses getFile above 20 MB ("file is too big"); None = no limit enforced.
@@ -516,10 +555,16 @@ class FakeTelegram:
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self._port = int(self._runner.addresses[0][1])
+        self._webhook_task = asyncio.create_task(self._deliver_webhooks())
 
     async def close(self) -> None:
         self._closing = True
         self._update_signal.set()  # release pending long polls
+        if self._webhook_task is not None:
+            self._webhook_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._webhook_task
+            self._webhook_task = None
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -820,9 +865,62 @@ class FakeTelegram:
         if "callback_query" in update:
             self._callback_queries[update["callback_query"]["id"]] = update["callback_query"]
         self._updates.append(copy.deepcopy(update))
+        self._signal_updates()
+        return update
+
+    def _signal_updates(self) -> None:
         self._update_signal.set()
         self._update_signal = asyncio.Event()
-        return update
+
+    # ------------------------------------------------------------------ webhook delivery
+
+    async def _deliver_webhooks(self) -> None:
+        """While a webhook is set, POST each pending update to it, oldest first."""
+        async with aiohttp.ClientSession() as session:
+            while not self._closing:
+                signal = self._update_signal
+                if self.webhook_url and self._updates:
+                    update = self._updates[0]
+                    settled = True
+                    if self._webhook_wants(update):
+                        for _ in range(self.webhook_copies):
+                            settled = await self._post_update(session, update) and settled
+                    if settled:  # else the webhook was deleted: kept for getUpdates
+                        with contextlib.suppress(ValueError):  # or dropped meanwhile
+                            self._updates.remove(update)
+                    continue
+                await signal.wait()
+
+    def _webhook_wants(self, update: JSONDict) -> bool:
+        allowed = self.webhook_allowed_updates
+        return not allowed or any(kind in update for kind in allowed)
+
+    def webhook_target(self) -> str:
+        """Where a POST for the webhook goes (through `webhook_forward` when set)."""
+        if self.webhook_forward is None:
+            return self.webhook_url
+        parts = urllib.parse.urlsplit(self.webhook_url)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        return self.webhook_forward.rstrip("/") + path
+
+    async def _post_update(self, session: aiohttp.ClientSession, update: JSONDict) -> bool:
+        """POST it until a 2xx answer, or give up after `webhook_attempts` (Telegram: "a
+        reasonable number of attempts"): True; False when the webhook was deleted first."""
+        for _ in range(self.webhook_attempts):
+            if not self.webhook_url:
+                return False
+            url, secret = self.webhook_target(), self.webhook_secret
+            headers = {"X-Telegram-Bot-Api-Secret-Token": secret} if secret else {}
+            try:
+                async with session.post(url, json=update, headers=headers) as response:
+                    status = response.status
+            except aiohttp.ClientError:
+                status = 0
+            self.webhook_posts.append(WebhookPost(update["update_id"], url, status, secret))
+            if 200 <= status < 300:
+                return True
+            await asyncio.sleep(self.webhook_retry_s)
+        return True
 
     def send_text(
         self,
@@ -1215,23 +1313,38 @@ class FakeTelegram:
         self._update_signal = asyncio.Event()
 
     async def _delete_webhook(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
-        self.webhook_url = ""
+        self.webhook_url, self.webhook_secret = "", None
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     async def _set_webhook(self, params: JSONDict, files: dict[str, FilePart]) -> bool:
-        self.webhook_url = str(params.get("url") or "")
+        url = str(params.get("url") or "")
+        if not url:  # an empty URL removes the webhook
+            return await self._delete_webhook(params, files)
+        if not url.startswith("https://"):
+            raise _bad_request("bad webhook: An HTTPS URL must be provided for webhook")
+        secret = params.get("secret_token")
+        if secret is not None and not _WEBHOOK_SECRET_RE.match(str(secret)):
+            raise _bad_request("secret token contains unallowed characters")
+        allowed = params.get("allowed_updates")
+        if allowed is not None:
+            self.webhook_allowed_updates = list(allowed)
+        self.webhook_url, self.webhook_secret = url, (str(secret) if secret else None)
         if params.get("drop_pending_updates"):
             self._updates.clear()
+        self._signal_updates()  # pending updates now go to the webhook
         return True
 
     async def _get_webhook_info(self, params: JSONDict, files: dict[str, FilePart]) -> JSONDict:
-        return {
+        info: JSONDict = {
             "url": self.webhook_url,
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if self.webhook_url and self.webhook_allowed_updates:
+            info["allowed_updates"] = list(self.webhook_allowed_updates)
+        return info
 
     @staticmethod
     def _commands_key(params: JSONDict) -> tuple[str, str]:
