@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ __all__ = [
     "ResultFile",
     "SessionSink",
     "SessionStore",
+    "Sharded",
     "SystemClock",
     "UsageRow",
 ]
@@ -329,6 +330,18 @@ class DeliveryNotices(Protocol):
 
     async def undeliverable(self, job: Job) -> None:
         """The notifier gave up on posting the job's outcome here (it stays in the store)."""
+        ...
+
+
+@runtime_checkable
+class Sharded(Protocol):
+    """A chat adapter whose platform connection is split in shards (Discord's gateway with
+    DISCORD_SHARD_COUNT): /readyz lists them."""
+
+    @property
+    def shards(self) -> Mapping[int, str]:
+        """Each shard it runs and its state (`ready`, `connecting`, `disconnected`); empty
+        when unsharded."""
         ...
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -18,6 +18,7 @@ from aiohttp.log import server_logger
 from bot.gallery import GallerySource, listed_files, not_found_page, render_page, with_files
 from bot.media import MediaStore
 from bot.metrics import CONTENT_TYPE, Metrics
+from bot.ports import Sharded
 from bot.sessions import GalleryPage
 from bot.webhooks import WebhookReceiver
 
@@ -77,6 +78,12 @@ class Connectable(Protocol):
     def problem(self) -> str | None:
         """Why it is not connected, when known; never a token."""
         ...
+
+
+def _waiting(shards: Mapping[int, str]) -> str:
+    """Why a connected-looking adapter is not ready: its shards that are not."""
+    waiting = [f"shard {i} {state}" for i, state in sorted(shards.items()) if state != "ready"]
+    return ", ".join(waiting) or "connecting"
 
 
 class WebServer:
@@ -165,20 +172,29 @@ class WebServer:
     async def _readyz(self, request: web.Request) -> web.Response:
         adapters = {p: False for p in self.expected}  # configured, not started yet
         not_ready = {p: "not started yet" for p in self.expected}
+        shards: dict[str, dict[str, str]] = {}  # platform -> shard -> state, when sharded
         for adapter in self.adapters:
             adapters[adapter.platform] = bool(adapter.connected)
+            states = adapter.shards if isinstance(adapter, Sharded) else {}
+            if states:
+                shards[adapter.platform] = {str(i): state for i, state in sorted(states.items())}
             if adapter.connected:
                 not_ready.pop(adapter.platform, None)
             else:
-                not_ready[adapter.platform] = adapter.problem or "connecting"
+                not_ready[adapter.platform] = adapter.problem or _waiting(states)
         database = await self._healthy()
         if not database:
             not_ready["database"] = "the job store does not answer"
         ready = not not_ready
-        return web.json_response(
-            {"ready": ready, "database": database, "adapters": adapters, "not_ready": not_ready},
-            status=200 if ready else 503,
-        )
+        body: dict[str, Any] = {
+            "ready": ready,
+            "database": database,
+            "adapters": adapters,
+            "not_ready": not_ready,
+        }
+        if shards:
+            body["shards"] = shards
+        return web.json_response(body, status=200 if ready else 503)
 
     async def _metrics(self, request: web.Request) -> web.Response:
         assert self.metrics is not None
