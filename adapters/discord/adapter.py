@@ -109,6 +109,10 @@ class DiscordAdapter:
         self.max_ratelimit_timeout_s = max_ratelimit_timeout_s
         self.guild_ready_timeout = guild_ready_timeout
         self.shard_count = settings.discord_shard_count
+        if isinstance(client, ShardedGenrelayClient):  # its own options say which shards
+            self.shard_count, shard_ids = client.shard_count, client.shard_ids
+        elif client is not None:
+            self.shard_count = shard_ids = None
         self._shard_ids = shards_to_run(self.shard_count, shard_ids)  # ConfigError at once
         self.identify_gap_s = identify_gap_s
         self._given_client = client
