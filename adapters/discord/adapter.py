@@ -198,6 +198,8 @@ class DiscordAdapter:
             raise ConfigError("DISCORD_BOT_TOKEN is not set")
         try:
             await self._start(token.get_secret_value())
+            if self.settings.discord_sync_on_start and 0 in (self._shard_ids or (0,)):
+                await self._sync_commands()
         except BaseException:
             await self._stop()
             raise
@@ -212,8 +214,6 @@ class DiscordAdapter:
             )
         else:
             log.info("discord: connected as %s", self.client.user)
-        if self.settings.discord_sync_on_start and (not self._shard_ids or 0 in self._shard_ids):
-            await self._sync_commands()
         return self
 
     def _make_client(self) -> GenrelayClient:
