@@ -254,8 +254,8 @@ class Core:
         (an adapter registers it beside its DeliverySink)."""
         self.session_keeper.register(sink)
 
-    def remove_session_sink(self, platform: str) -> None:
-        self.session_keeper.unregister(platform)
+    def remove_session_sink(self, platform: str, sink: SessionSink | None = None) -> None:
+        self.session_keeper.unregister(platform, sink)
 
     def _session_changed(self) -> None:
         """A session started or ended: its card, or its recap, is due now."""

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     discord_bot_token: SecretStr | None = None
     discord_api_base_url: str = "https://discord.com/api/v10"
     discord_gateway_url: str | None = None
+    # Gateway shards (discord.py's AutoShardedClient), shared between replicas; None: one
+    # connection, unsharded, as Discord serves a bot in under 2,500 servers.
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    # Register the slash commands globally when the connection holding shard 0 (or the only
+    # one) starts; off: `genrelay discord sync` does it.
+    discord_sync_on_start: bool = False
     # A platform that does not answer at start is tried again: first wait, doubling to max.
     adapter_retry_first_s: float = Field(default=ADAPTER_RETRY_FIRST_S, gt=0)
     adapter_retry_max_s: float = Field(default=ADAPTER_RETRY_MAX_S, gt=0)
@@ -165,6 +171,11 @@ class Settings(BaseSettings):
     database_busy_timeout_s: float = Field(default=SQLITE_BUSY_TIMEOUT_MS / 1000, gt=0)
     # On SIGTERM/SIGINT: how long submits and uploads in flight may finish
     shutdown_grace_s: float = Field(default=SHUTDOWN_GRACE_S, ge=0)
+
+    @field_validator("discord_shard_count", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, v: object) -> object:
+        return None if isinstance(v, str) and not v.strip() else v
 
     @field_validator("public_base_url")
     @classmethod

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from bot.constants import LEASE_RENEW_S, LEASE_RETRY_S, LEASE_TTL_S
 from bot.owners import Owners
@@ -138,7 +138,8 @@ class LeasedAdapter:
         self._make = make
         # Built now (it builds its adapter): a setting it cannot take raises ConfigError now.
         self._next: AdapterSupervisor | None = first or make()
-        self.platform = self._next.platform
+        # What /readyz calls it: the lease's name (`telegram`, `discord:shard:1`).
+        self.platform = keeper.name
         self.retry_s = retry_s
         self.renew_s = renew_s
         self._sleep = sleep
@@ -155,6 +156,11 @@ class LeasedAdapter:
         if self.supervisor is not None:
             return self.supervisor.problem
         return "waiting for its lease"
+
+    @property
+    def shards(self) -> Mapping[int, str]:
+        """The Discord shards its adapter runs, and their states ({} when none)."""
+        return self.supervisor.shards if self.supervisor is not None else {}
 
     @property
     def elsewhere(self) -> str | None:

@@ -8,7 +8,7 @@ and state are read from the store at scrape time, so they survive restarts.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Collection, Iterable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -20,7 +20,7 @@ from bot.models import Job, JobState
 if TYPE_CHECKING:
     from bot.replicas import Fleet
 
-__all__ = ["CONTENT_TYPE", "METRICS", "JobCounts", "Metrics", "UpstreamObserver"]
+__all__ = ["CONTENT_TYPE", "METRICS", "JobCounts", "Metrics", "ShardsUp", "UpstreamObserver"]
 
 # The classic text exposition format; every Prometheus version scrapes it.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,6 +28,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 JobCounts = Callable[[], Awaitable[Iterable[tuple[str, str, int]]]]
 UpstreamObserver = Callable[[str, GatewayError | None], None]
 FleetReader = Callable[[], Awaitable["Fleet"]]
+ShardsUp = Callable[[], Mapping[int, bool]]  # each Discord shard a source runs: up or not
 
 _UPSTREAM_DONE = (JobState.SUCCEEDED, JobState.FAILED, JobState.REFUNDED)
 SUBMIT_TO_DONE_BUCKETS = (1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600)
@@ -137,6 +138,12 @@ METRICS = {
         "How long each lease held now has been held by its holder",
         ("lease", "replica"),
     ),
+    "discord_shard_up": _Metric(
+        Gauge,
+        "genrelay_discord_shard_up",
+        "Discord gateway shards this process runs: 1 READY, 0 connecting or disconnected",
+        ("shard",),
+    ),
 }
 
 
@@ -159,6 +166,7 @@ class Metrics:
     heartbeat_age: Gauge
     lease_held: Gauge
     lease_held_seconds: Gauge
+    discord_shard_up: Gauge
 
     def __init__(
         self,
@@ -171,6 +179,7 @@ class Metrics:
         self._job_counts = job_counts
         self._fleet = fleet
         self.providers = set(providers)
+        self._shards: dict[int, ShardsUp] = {}  # by id() of the adapter that runs them
         for attribute, metric in METRICS.items():
             setattr(self, attribute, metric.build(self.registry))
 
@@ -230,6 +239,15 @@ class Metrics:
         label = provider if provider in self.providers else "other"
         self.webhooks.labels(label, outcome).inc()
 
+    # -- Discord shards ----------------------------------------------------------------------
+
+    def watch_shards(self, owner: object, shards_up: ShardsUp | None) -> None:
+        """Report the shards `owner` (an adapter) runs at each scrape; None: no longer."""
+        if shards_up is None:
+            self._shards.pop(id(owner), None)
+        else:
+            self._shards[id(owner)] = shards_up
+
     # -- exposition --------------------------------------------------------------------------
 
     async def render(self) -> bytes:
@@ -241,6 +259,10 @@ class Metrics:
                 self.jobs.labels(model, state).set(count)
         if self._fleet is not None:
             self._show_fleet(await self._fleet())
+        self.discord_shard_up.clear()
+        for shards_up in list(self._shards.values()):
+            for shard, up in shards_up().items():
+                self.discord_shard_up.labels(str(shard)).set(1 if up else 0)
         return generate_latest(self.registry)
 
     def _show_fleet(self, fleet: Fleet) -> None:

@@ -22,6 +22,7 @@ from bot.media import MediaStore
 from bot.metrics import Metrics
 from bot.models import Delivery, Job, JobState
 from bot.ports import Clock, DeliveryNotices, DeliverySink, JobStore, ResultFile
+from bot.sinks import SinkRegistry
 
 __all__ = ["Notifier"]
 
@@ -62,7 +63,7 @@ class Notifier:
         self.progress_interval_s = progress_interval_s
         self.result_max_bytes = result_max_bytes
         self.concurrency = concurrency
-        self.sinks: dict[str, DeliverySink] = {}
+        self.sinks: SinkRegistry[DeliverySink] = SinkRegistry()
         self._inflight: set[asyncio.Task[None]] = set()
         self._progress_at: dict[str, float] = {}  # when each job's status was last shown
         self._progress_next: dict[str, Job] = {}  # the newest update not shown yet
@@ -75,11 +76,11 @@ class Notifier:
     def register(self, sink: DeliverySink) -> None:
         """Deliver through `sink` from now on, starting with what waited for its platform
         (claims take only platforms with a sink here: those waited, unclaimed)."""
-        self.sinks[sink.platform] = sink
+        self.sinks.add(sink.platform, sink)
         self.wake()
 
-    def unregister(self, platform: str) -> None:
-        self.sinks.pop(platform, None)
+    def unregister(self, platform: str, sink: DeliverySink | None = None) -> None:
+        self.sinks.remove(platform, sink)
 
     def wake(self) -> None:
         self._wake.set()

@@ -27,6 +27,7 @@ from bot.loops import StepFailures
 from bot.ports import Clock, SessionSink, SessionStore
 from bot.session_service import SessionService
 from bot.sessions import Session, SessionFigures
+from bot.sinks import SinkRegistry
 
 __all__ = ["SessionKeeper"]
 
@@ -62,16 +63,16 @@ class SessionKeeper:
         self.card_interval_s = card_interval_s
         self.card_clock_s = card_clock_s
         self.settle_s = settle_s
-        self.sinks: dict[str, SessionSink] = {}
+        self.sinks: SinkRegistry[SessionSink] = SinkRegistry()
         self._shown: dict[str, _Shown] = {}
         self._wake = asyncio.Event()
 
     def register(self, sink: SessionSink) -> None:
-        self.sinks[sink.platform] = sink
+        self.sinks.add(sink.platform, sink)
         self.wake()
 
-    def unregister(self, platform: str) -> None:
-        self.sinks.pop(platform, None)
+    def unregister(self, platform: str, sink: SessionSink | None = None) -> None:
+        self.sinks.remove(platform, sink)
 
     def wake(self) -> None:
         self._wake.set()

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 
 from bot.errors import ConfigError, PlatformUnavailable
-from bot.ports import ChatAdapter
+from bot.ports import ChatAdapter, Sharded
 
 __all__ = ["AdapterSupervisor"]
 
@@ -53,6 +53,13 @@ class AdapterSupervisor:
     def elsewhere(self) -> str | None:
         """Another replica holding the connection: never (see bot/leases.py for that)."""
         return None
+
+    @property
+    def shards(self) -> Mapping[int, str]:
+        """The shards the connected adapter runs and their states ({}: unsharded, or not
+        connected)."""
+        adapter = self.adapter
+        return adapter.shards if isinstance(adapter, Sharded) else {}
 
     async def connect_once(self) -> bool:
         """One attempt: True once connected; False when the platform did not answer

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -18,6 +18,7 @@ from aiohttp.log import server_logger
 from bot.gallery import GallerySource, listed_files, not_found_page, render_page, with_files
 from bot.media import MediaStore
 from bot.metrics import CONTENT_TYPE, FleetReader, Metrics
+from bot.ports import Sharded
 from bot.replicas import Fleet
 from bot.sessions import GalleryPage
 from bot.webhooks import WebhookReceiver
@@ -89,6 +90,12 @@ class Routes(Protocol):
     """More routes on the server: a chat platform's webhook (adapters/telegram/webhook.py)."""
 
     def install(self, router: web.UrlDispatcher) -> None: ...
+
+
+def _waiting(shards: Mapping[int, str]) -> str:
+    """Why a connected-looking adapter is not ready: its shards that are not."""
+    waiting = [f"shard {i} {state}" for i, state in sorted(shards.items()) if state != "ready"]
+    return ", ".join(waiting) or "connecting"
 
 
 class WebServer:
@@ -186,13 +193,17 @@ class WebServer:
         adapters = {p: False for p in self.expected}  # configured, not started yet
         not_ready = {p: "not started yet" for p in self.expected}
         elsewhere: dict[str, str] = {}
+        shards: dict[str, dict[str, str]] = {}  # platform -> shard -> state, when sharded
         for adapter in self.adapters:
             adapters[adapter.platform] = bool(adapter.connected)
+            states = adapter.shards if isinstance(adapter, Sharded) else {}
+            if states:
+                shards[adapter.platform] = {str(i): state for i, state in sorted(states.items())}
             holder = None if adapter.connected else adapter.elsewhere
             if adapter.connected or holder:
                 not_ready.pop(adapter.platform, None)
             else:
-                not_ready[adapter.platform] = adapter.problem or "connecting"
+                not_ready[adapter.platform] = adapter.problem or _waiting(states)
             if holder:
                 elsewhere[adapter.platform] = f"held by {holder}"
         database = await self._healthy()
@@ -206,6 +217,8 @@ class WebServer:
             "held_elsewhere": elsewhere,
             "not_ready": not_ready,
         }
+        if shards:
+            body["shards"] = shards
         if self.fleet is not None and database:
             body.update(await self._fleet_view())
         return web.json_response(body, status=200 if ready else 503)

@@ -54,3 +54,16 @@ def test_secrets_include_bot_tokens() -> None:
         _env_file=None, telegram_bot_token=SecretStr("1:abc"), discord_bot_token=SecretStr("d.x.y")
     )
     assert set(s.secrets()) == {"1:abc", "d.x.y"}
+
+
+def test_discord_shard_count_is_unset_or_at_least_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings(_env_file=None).discord_shard_count is None  # type: ignore[call-arg]
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "")
+    assert Settings(_env_file=None).discord_shard_count is None  # type: ignore[call-arg]
+    monkeypatch.setenv("DISCORD_SHARD_COUNT", "4")
+    assert Settings(_env_file=None).discord_shard_count == 4  # type: ignore[call-arg]
+    for bad in ("0", "-2", "two", "1.5"):
+        monkeypatch.setenv("DISCORD_SHARD_COUNT", bad)
+        with pytest.raises(ValueError, match="discord_shard_count"):
+            Settings(_env_file=None)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, discord_shard_count=None).discord_sync_on_start is False  # type: ignore[call-arg]

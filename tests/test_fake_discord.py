@@ -9,8 +9,9 @@ import struct
 import time
 import warnings
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 import pytest
@@ -506,3 +507,96 @@ async def test_a_modal_discord_would_refuse(fake: FakeDiscord, bot: Bot) -> None
     rec = await fake.slash("ask", guild_id=GUILD, channel_id=CHAN, user_id=USER)
     await fake.wait_for(lambda: rec.acknowledged)
     assert rec.response_type == 4 and rec.modal is None
+
+
+# -- sharding ----------------------------------------------------------------------------------
+
+GUILD_ON_1 = (1 << 22) | 7  # (id >> 22) % 2 == 1: shard 1 of 2
+CHAN_ON_1 = 2100
+
+
+class _Sharded(discord.AutoShardedClient):
+    """discord.py's sharded client, without its 5 s pause between two IDENTIFYs."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        return None
+
+
+async def _start(client: discord.Client) -> asyncio.Task[None]:
+    task = asyncio.create_task(client.start(TOKEN))
+    ready = asyncio.create_task(client.wait_until_ready())
+    await asyncio.wait({task, ready}, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+    assert ready.done() and not task.done()
+    return task
+
+
+async def _stop(*clients: tuple[discord.Client, asyncio.Task[None]]) -> None:
+    for client, task in clients:
+        await client.close()
+        await task
+
+
+@pytest.fixture
+def pointed(fake: FakeDiscord) -> Iterator[None]:
+    fake.add_guild(GUILD_ON_1, "second guild", channels=[CHAN_ON_1])
+    with fake.point_discord_py():
+        yield
+
+
+def _sharded(**options: object) -> _Sharded:
+    return _Sharded(intents=discord.Intents.default(), guild_ready_timeout=0.05, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.usefixtures("pointed")
+async def test_each_shard_gets_its_guilds_and_their_interactions(fake: FakeDiscord) -> None:
+    seen: dict[int, list[int | None]] = {0: [], 1: []}
+    clients = [_sharded(shard_count=2, shard_ids=[i]) for i in (0, 1)]
+    for i, client in enumerate(clients):
+
+        async def on_interaction(inter: discord.Interaction[Any], i: int = i) -> None:
+            seen[i].append(inter.guild_id)
+
+        client.event(on_interaction)
+    tasks = [await _start(client) for client in clients]
+    try:
+        assert [p.get("shard") for p in fake.identify_payloads] == [[0, 2], [1, 2]]
+        assert [g.id for g in clients[0].guilds] == [GUILD]
+        assert [g.id for g in clients[1].guilds] == [GUILD_ON_1]
+        assert fake.live_shards() == [(0, 2), (1, 2)]
+        for guild, channel in ((GUILD, CHAN), (GUILD_ON_1, CHAN_ON_1), (GUILD_ON_1, CHAN_ON_1)):
+            await fake.slash("imagine", guild_id=guild, channel_id=channel, user_id=USER)
+        await fake.wait_for(lambda: len(seen[0]) + len(seen[1]) == 3)
+        assert seen == {0: [GUILD], 1: [GUILD_ON_1, GUILD_ON_1]}
+        assert await fake.dispatch("TYPING_START", {"channel_id": "9", "user_id": "5"}) == 1
+    finally:
+        await _stop(*zip(clients, tasks, strict=True))
+
+
+@pytest.mark.usefixtures("pointed")
+async def test_the_recommended_shard_count_and_a_shard_held_twice(fake: FakeDiscord) -> None:
+    fake.recommended_shards = 2
+    whole = _sharded()  # no shard_count: asks GET /gateway/bot
+    whole_task = await _start(whole)
+    twin = _sharded(shard_count=2, shard_ids=[1])
+    twin_task = await _start(twin)
+    try:
+        assert fake.find_requests("GET", "/api/v10/gateway/bot")
+        assert whole.shard_count == 2 and sorted(whole.shards) == [0, 1]
+        assert sorted(g.id for g in whole.guilds) == [GUILD, GUILD_ON_1]
+        # Discord accepts a second session on [1, 2]; both get the shard's events.
+        assert fake.live_shards() == [(0, 2), (1, 2), (1, 2)]
+        assert await fake.dispatch("GUILD_UPDATE", {"id": str(GUILD_ON_1)}) == 2
+        assert await fake.dispatch("GUILD_UPDATE", {"id": str(GUILD)}) == 1
+    finally:
+        await _stop((twin, twin_task), (whole, whole_task))
+
+
+async def test_an_invalid_shard_is_closed_with_4010(fake: FakeDiscord) -> None:
+    url = f"{fake.gateway_url}?v=10&encoding=json"
+    async with aiohttp.ClientSession() as session:
+        for shard in ([2, 2], [0, 0], [-1, 2], [0]):
+            async with session.ws_connect(url) as ws:
+                await ws.receive(timeout=2)  # HELLO
+                await ws.send_str(json.dumps({"op": 2, "d": {"token": TOKEN, "shard": shard}}))
+                closed = await ws.receive(timeout=2)
+                assert closed.type is aiohttp.WSMsgType.CLOSE and closed.data == 4010, shard

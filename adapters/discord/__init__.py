@@ -20,6 +20,8 @@ ui.py         the persistent buttons and their views, and the client they reach 
 slash.py      the slash commands (options, autocomplete) and `sync_commands` (`genrelay
               discord sync`): Discord registers typed commands once; Telegram's are text,
               parsed by adapters/commands.py, their list set by telegram/adapter.py
+shards.py     DISCORD_SHARD_COUNT: the shards an adapter runs, on discord.py's
+              AutoShardedClient, and each one's state; Telegram's updates are one stream
 
 Telegram's files with no twin here, and why:
 flood.py,     Discord's rate limits are discord.py's own per-route buckets (a 429 is waited
@@ -39,8 +41,16 @@ transport.py  discord.py's own aiohttp session serves; Telegram's swaps PTB's ht
 from __future__ import annotations
 
 from adapters.discord.adapter import DiscordAdapter
+from adapters.discord.shards import ShardedGenrelayClient
 from adapters.discord.sink import DiscordSink, delivery_error
 from adapters.discord.slash import sync_commands
 from adapters.discord.ui import GenrelayClient
 
-__all__ = ["DiscordAdapter", "DiscordSink", "GenrelayClient", "delivery_error", "sync_commands"]
+__all__ = [
+    "DiscordAdapter",
+    "DiscordSink",
+    "GenrelayClient",
+    "ShardedGenrelayClient",
+    "delivery_error",
+    "sync_commands",
+]

@@ -11,14 +11,18 @@ import asyncio
 import contextlib
 import logging
 import warnings
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any
+
+import aiohttp
 
 with warnings.catch_warnings():
     # discord.py imports the stdlib audioop module (voice), deprecated in 3.11.
     warnings.simplefilter("ignore", DeprecationWarning)
     import discord
+    from discord import app_commands
 
 from adapters.discord.answers import apologise
 from adapters.discord.community import BUTTONS as COMMUNITY_BUTTONS
@@ -34,6 +38,12 @@ from adapters.discord.parse import (
 from adapters.discord.session_sink import DiscordSessionSink, EntrySink
 from adapters.discord.sessions import BUTTONS as SESSION_BUTTONS
 from adapters.discord.sessions import SessionHandlers
+from adapters.discord.shards import (
+    IDENTIFY_GAP_S,
+    ShardedGenrelayClient,
+    ShardState,
+    shards_to_run,
+)
 from adapters.discord.sink import DiscordSink
 from adapters.discord.slash import build_tree, pointed_at
 from adapters.discord.texts import OOPS_TEXT, models_text
@@ -61,7 +71,18 @@ class DiscordAdapter:
     to use instead of building one; it must have no command tree yet. The adapter becomes
     its handler, adds the commands and buttons, logs it in, runs it and closes it at the
     end, as it does its own; `max_ratelimit_timeout_s` and `guild_ready_timeout` are then
-    the client's own options.
+    the client's own options (and so are `shard_count` and `shard_ids`: a
+    `ShardedGenrelayClient` for shards).
+
+    Shards (shards.py): with DISCORD_SHARD_COUNT set, the client is discord.py's
+    `AutoShardedClient` running `shard_ids` (default: every shard), e.g. the shards a lease
+    layer says this replica holds; `identify_gap_s` is the wait between two of its
+    IDENTIFYs (Discord's 5 s). Unset: one unsharded connection. `connected` is true once
+    every shard it runs is READY; `shards` says each one's state. With
+    DISCORD_SYNC_ON_START the adapter running shard 0 (or the unsharded one) registers the
+    slash commands when it starts, so an application syncs once, not once per replica.
+    Several adapters may share one core: each registers its sink (deliveries go through
+    REST, whichever shard a job came in on) and leaving takes back only its own.
     """
 
     platform = PLATFORM
@@ -76,6 +97,8 @@ class DiscordAdapter:
         delivery_timeout_s: float = 60.0,
         max_ratelimit_timeout_s: float = 30.0,
         guild_ready_timeout: float = 2.0,
+        shard_ids: Sequence[int] | None = None,
+        identify_gap_s: float = IDENTIFY_GAP_S,
         client: GenrelayClient | None = None,
     ) -> None:
         self.core = core
@@ -85,7 +108,15 @@ class DiscordAdapter:
         self.delivery_timeout_s = delivery_timeout_s
         self.max_ratelimit_timeout_s = max_ratelimit_timeout_s
         self.guild_ready_timeout = guild_ready_timeout
+        self.shard_count = settings.discord_shard_count
+        if isinstance(client, ShardedGenrelayClient):  # its own options say which shards
+            self.shard_count, shard_ids = client.shard_count, client.shard_ids
+        elif client is not None:
+            self.shard_count = shard_ids = None
+        self._shard_ids = shards_to_run(self.shard_count, shard_ids)  # ConfigError at once
+        self.identify_gap_s = identify_gap_s
         self._given_client = client
+        self._tree: app_commands.CommandTree[GenrelayClient] | None = None
         self._stack = AsyncExitStack()
         self._runner: asyncio.Task[None] | None = None
         self._client: GenrelayClient | None = None
@@ -135,9 +166,30 @@ class DiscordAdapter:
         return self._sessions
 
     @property
-    def connected(self) -> bool:
+    def shard_ids(self) -> tuple[int, ...]:
+        """The shards this adapter runs, of `shard_count`; () when unsharded."""
+        return self._shard_ids
+
+    @property
+    def shards(self) -> dict[int, str]:
+        """Each shard this adapter runs and its state (`ShardState`); {} when unsharded."""
         client = self._client
-        return client is not None and client.is_ready() and not client.is_closed()
+        if client is None or client.is_closed():
+            return dict.fromkeys(self._shard_ids, str(ShardState.DISCONNECTED))
+        states = client.shard_states if isinstance(client, ShardedGenrelayClient) else {}
+        return {i: str(states.get(i, ShardState.CONNECTING)) for i in self._shard_ids}
+
+    @property
+    def connected(self) -> bool:
+        """Connected and READY: every shard it runs, when sharded."""
+        client = self._client
+        if client is None or not client.is_ready() or client.is_closed():
+            return False
+        return not isinstance(client, ShardedGenrelayClient) or client.all_ready
+
+    def shards_up(self) -> dict[int, bool]:
+        """For /metrics: each shard this adapter runs, up (READY) or not."""
+        return {i: state == ShardState.READY for i, state in self.shards.items()}
 
     async def __aenter__(self) -> DiscordAdapter:
         token = self.settings.discord_bot_token
@@ -145,26 +197,55 @@ class DiscordAdapter:
             raise ConfigError("DISCORD_BOT_TOKEN is not set")
         try:
             await self._start(token.get_secret_value())
+            if self.settings.discord_sync_on_start and 0 in (self._shard_ids or (0,)):
+                await self._sync_commands()
         except BaseException:
             await self._stop()
             raise
-        self.core.notifier.register(self.sink)
-        self.core.add_session_sink(self.cards)
-        log.info("discord: connected as %s", self.client.user)
+        self._take_sinks()
+        if self._shard_ids:
+            self.core.metrics.watch_shards(self, self.shards_up)
+            log.info(
+                "discord: connected as %s, shards %s of %s",
+                self.client.user,
+                ",".join(map(str, self._shard_ids)),
+                self.shard_count,
+            )
+        else:
+            log.info("discord: connected as %s", self.client.user)
         return self
 
     def _make_client(self) -> GenrelayClient:
         client = self._given_client
-        if client is None:
-            return GenrelayClient(
-                self,
-                intents=discord.Intents.default(),
-                guild_ready_timeout=self.guild_ready_timeout,
-                max_ratelimit_timeout=self.max_ratelimit_timeout_s,
-                allowed_mentions=discord.AllowedMentions.none(),
-            )
-        client.handler = self
-        return client
+        if client is not None:
+            client.handler = self
+            return client
+        options: dict[str, Any] = {
+            "intents": discord.Intents.default(),
+            "guild_ready_timeout": self.guild_ready_timeout,
+            "max_ratelimit_timeout": self.max_ratelimit_timeout_s,
+            "allowed_mentions": discord.AllowedMentions.none(),
+        }
+        if not self._shard_ids:
+            return GenrelayClient(self, **options)
+        return ShardedGenrelayClient(
+            self,
+            identify_gap_s=self.identify_gap_s,
+            shard_count=self.shard_count,
+            shard_ids=list(self._shard_ids),
+            **options,
+        )
+
+    async def _sync_commands(self) -> None:
+        """DISCORD_SYNC_ON_START: register the commands globally. A failure is logged; the
+        commands registered before still work, and serving goes on."""
+        assert self._tree is not None
+        try:
+            synced = await self._tree.sync()
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            log.warning("discord: registering the slash commands failed: %s", exc)
+            return
+        log.info("discord: registered %d global slash commands", len(synced))
 
     async def _start(self, token: str) -> None:
         self._stack.enter_context(pointed_at(self.settings))
@@ -184,17 +265,17 @@ class DiscordAdapter:
             client, self.core.clock, self.core.media.results_dir, timeout_s=self.delivery_timeout_s
         )
         self._sessions = SessionHandlers(self.core, self._cards, self._generate)
-        build_tree(client)
+        self._tree = build_tree(client)
         client.add_dynamic_items(JobButton)
         await self._stack.enter_async_context(client)
         self._runner = asyncio.create_task(client.start(token), name="discord-client")
         self._runner.add_done_callback(self._runner_done)
         ready = asyncio.create_task(client.wait_until_ready(), name="discord-ready")
+        # Each shard after the first waits its turn to IDENTIFY.
+        timeout = self.ready_timeout_s + self.identify_gap_s * max(len(self._shard_ids) - 1, 0)
         try:
             done, _ = await asyncio.wait(
-                {ready, self._runner},
-                timeout=self.ready_timeout_s,
-                return_when=asyncio.FIRST_COMPLETED,
+                {ready, self._runner}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             ready.cancel()
@@ -207,7 +288,7 @@ class DiscordAdapter:
                 raise ConfigError("Discord refused DISCORD_BOT_TOKEN") from None
             why = f"{type(exc).__name__}: {exc}" if exc is not None else "it stopped"
             raise PlatformUnavailable(f"Discord could not be reached ({why})")
-        raise PlatformUnavailable(f"Discord was not ready within {self.ready_timeout_s:g} s")
+        raise PlatformUnavailable(f"Discord was not ready within {timeout:g} s")
 
     def _runner_done(self, task: asyncio.Task[None]) -> None:
         # Before READY, _start turns the failure into the start's one error.
@@ -225,9 +306,22 @@ class DiscordAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.core.notifier.unregister(PLATFORM)
-        self.core.remove_session_sink(PLATFORM)
+        self._hand_back_sinks()
+        self.core.metrics.watch_shards(self, None)
         await self._stop()
+
+    def _take_sinks(self) -> None:
+        """Deliver and show sessions through ours. Another adapter of this core (other
+        shards) may have its own registered: ours serve until we leave, then its again."""
+        self.core.notifier.register(self.sink)
+        self.core.add_session_sink(self.cards)
+
+    def _hand_back_sinks(self) -> None:
+        """Take our sinks (only ours) out of the core."""
+        if self._sink is not None:
+            self.core.notifier.unregister(PLATFORM, self._sink)
+        if self._cards is not None:
+            self.core.remove_session_sink(PLATFORM, self._cards)
 
     async def _stop(self) -> None:
         if self._sessions is not None:
@@ -240,7 +334,7 @@ class DiscordAdapter:
             self._runner = None
         await self._stack.aclose()
         self._client = self._sink = self._community = self._generate = None
-        self._cards = self._sessions = None
+        self._cards = self._sessions = self._tree = None
 
     # -- what the commands' options offer ----------------------------------------------------
 

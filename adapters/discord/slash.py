@@ -272,8 +272,11 @@ def build_tree(client: GenrelayClient) -> app_commands.CommandTree[GenrelayClien
 @contextlib.contextmanager
 def pointed_at(settings: Settings) -> Iterator[None]:
     """Point discord.py's REST base and gateway (class attributes) at the configured proxy,
-    and put them back afterwards."""
-    old_base, old_gateway = Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY
+    and put them back when the last holder leaves: several adapters of one process (a lease
+    layer's shards) may hold it at once and leave in any order."""
+    if not _POINTED:
+        _POINTED.append((Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY))
+    _POINTED.append(None)
     base = settings.discord_api_base_url.rstrip("/")
     if base != DISCORD_API_BASE:
         Route.BASE = base
@@ -282,7 +285,16 @@ def pointed_at(settings: Settings) -> Iterator[None]:
     try:
         yield
     finally:
-        Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = old_base, old_gateway
+        _POINTED.pop()
+        if len(_POINTED) == 1:
+            saved = _POINTED.pop()
+            assert saved is not None
+            Route.BASE, DiscordWebSocket.DEFAULT_GATEWAY = saved
+
+
+# discord.py's own globals as they were before the first `pointed_at`, then one entry per
+# holder: they are process-wide class attributes, so this count is too.
+_POINTED: list[tuple[str, yarl.URL] | None] = []
 
 
 # -- `genrelay discord sync` -----------------------------------------------------------------

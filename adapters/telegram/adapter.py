@@ -257,11 +257,10 @@ class TelegramAdapter:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._sink is not None and self.core.notifier.sinks.get(PLATFORM) is self._sink:
-            self.core.notifier.unregister(PLATFORM)
-        cards = self._sessions.cards if self._sessions is not None else None
-        if cards is not None and self.core.session_keeper.sinks.get(PLATFORM) is cards:
-            self.core.remove_session_sink(PLATFORM)
+        if self._sink is not None:
+            self.core.notifier.unregister(PLATFORM, self._sink)
+        if self._sessions is not None:
+            self.core.remove_session_sink(PLATFORM, self._sessions.cards)
         await self._stop()
         log.info("telegram: disconnected")
 

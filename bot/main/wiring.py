@@ -105,19 +105,18 @@ def telegram_webhook(core: Core, settings: Settings) -> TelegramWebhook | None:
 def build_adapters(
     core: Core, settings: Settings, *, telegram_hook: TelegramWebhook | None = None
 ) -> list[LeasedAdapter]:
-    """A starter for each configured chat platform, run while this replica holds the
-    platform's lease (named after it: `telegram`, `discord`). Each builds its first adapter
-    now, so a setting it cannot take (TELEGRAM_ACK_REACTION, webhook mode without
-    `telegram_hook`, the route on our HTTP server) raises ConfigError before anything runs."""
-    makers: list[Callable[[], ChatAdapter]] = []
+    """A starter for each configured chat platform connection, run while this replica
+    holds its lease (`telegram`, `discord`, or `discord:shard:<i>` for each shard). Each
+    builds its first adapter now, so a setting it cannot take (TELEGRAM_ACK_REACTION,
+    webhook mode without `telegram_hook`, the route on our HTTP server) raises ConfigError
+    before anything runs."""
+    makers: list[tuple[str, Callable[[], ChatAdapter]]] = []
     if settings.telegram_bot_token is not None:
         from adapters.telegram import TelegramAdapter
 
-        makers.append(lambda: TelegramAdapter(core, settings, webhook=telegram_hook))
+        makers.append(("telegram", lambda: TelegramAdapter(core, settings, webhook=telegram_hook)))
     if settings.discord_bot_token is not None:
-        from adapters.discord import DiscordAdapter
-
-        makers.append(lambda: DiscordAdapter(core, settings))
+        makers += _discord_makers(core, settings)
 
     def supervised(make: Callable[[], ChatAdapter]) -> Callable[[], AdapterSupervisor]:
         return lambda: AdapterSupervisor(
@@ -125,9 +124,24 @@ def build_adapters(
         )
 
     leased = []
-    for make in makers:
+    for lease, make in makers:
         starter = supervised(make)
         first = starter()
-        keeper = LeaseKeeper(core.store, first.platform, core.owners, core.clock)
+        keeper = LeaseKeeper(core.store, lease, core.owners, core.clock)
         leased.append(LeasedAdapter(keeper, starter, first=first))
     return leased
+
+
+def _discord_makers(core: Core, settings: Settings) -> list[tuple[str, Callable[[], ChatAdapter]]]:
+    """One connection (lease `discord`), or with DISCORD_SHARD_COUNT one adapter per shard
+    under lease `discord:shard:<i>`, so replicas share the shards."""
+    from adapters.discord import DiscordAdapter
+
+    count = settings.discord_shard_count
+    if count is None:
+        return [("discord", lambda: DiscordAdapter(core, settings))]
+
+    def shard(i: int) -> Callable[[], ChatAdapter]:
+        return lambda: DiscordAdapter(core, settings, shard_ids=[i])
+
+    return [(f"discord:shard:{i}", shard(i)) for i in range(count)]

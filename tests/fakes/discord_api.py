@@ -78,6 +78,17 @@ Behaviour worth knowing
       stored, so replies can reference them.
     * Members have @everyone's permissions; the guild owner has all of them, and
       ``grant(guild_id, user_id, MANAGE_GUILD)`` adds more for one member.
+    * Sharding, as Discord documents it (docs/events/gateway.mdx, "Sharding"): IDENTIFY
+      with ``shard: [i, n]`` gets a READY carrying ``shard`` and listing only the guilds
+      with ``(guild_id >> 22) % n == i``, then only their GUILD_CREATEs; every later event
+      of a guild (``dispatch``: GUILD_CREATE/UPDATE by ``id``, the rest by ``guild_id``,
+      INTERACTION_CREATE included) goes only to the sessions of its shard, an event without
+      a guild to shard 0's; a session without ``shard`` gets everything. A shard outside
+      ``0 <= i < n`` is closed with 4010 Invalid shard. Two sessions identifying the same
+      ``[i, n]`` are both accepted and both get that shard's events: the docs say "You can
+      establish multiple sessions with the same [shard_id, num_shards]", and neither
+      disconnect nor refuse. ``fake.recommended_shards`` is GET /gateway/bot's ``shards``;
+      ``fake.live_shards()`` lists the shards of the connected sessions.
     * Only guild interactions are built (no DMs). Their ``attachment_size_limit`` is
       ``fake.attachment_size_limit`` (10 MiB unless a test lowers it).
     * ``fail_next(..., match=predicate)`` fails only requests the predicate accepts, e.g.
@@ -387,12 +398,22 @@ class _Connection:
 class _Session:
     """A gateway session (survives reconnects, replayed on RESUME)."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, shard: tuple[int, int] | None = None) -> None:
         self.session_id = session_id
+        self.shard = shard  # [shard_id, num_shards] from IDENTIFY; None: unsharded
         self.seq = 0
         self.backlog: list[JSON] = []
         self.connection: _Connection | None = None
         self.lock = asyncio.Lock()
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether Discord routes this guild's events (None: no guild) to this session."""
+        if self.shard is None:
+            return True
+        shard_id, num_shards = self.shard
+        if guild_id is None:
+            return shard_id == 0  # DMs and other guildless events: shard 0 only
+        return (guild_id >> 22) % num_shards == shard_id
 
     async def dispatch(self, event: str, data: JSON) -> None:
         async with self.lock:
@@ -407,6 +428,27 @@ class _Session:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _guild_of(event: str, data: JSON) -> int | None:
+    """The guild a DISPATCH event belongs to, which picks its shard (None: shard 0's)."""
+    raw = data.get("id") if event in ("GUILD_CREATE", "GUILD_UPDATE") else data.get("guild_id")
+    return int(raw) if raw is not None else None
+
+
+def _shard_of(raw: object) -> tuple[int, int] | bool | None:
+    """IDENTIFY's `shard` as (shard_id, num_shards); None when absent; False when Discord
+    would close with 4010 Invalid shard."""
+    if raw is None:
+        return None
+    if not isinstance(raw, list | tuple) or len(raw) != 2:
+        return False
+    shard_id, num_shards = raw
+    if not (isinstance(shard_id, int) and isinstance(num_shards, int)):
+        return False
+    if num_shards < 1 or not 0 <= shard_id < num_shards:
+        return False
+    return shard_id, num_shards
 
 
 def _image_size(data: bytes) -> tuple[int, int] | None:
@@ -570,6 +612,8 @@ class FakeDiscord:
         self.echo_message_events = echo_message_events
         # What interactions report as ``attachment_size_limit`` (Discord: 10 MiB unboosted).
         self.attachment_size_limit = ATTACHMENT_SIZE_LIMIT
+        # What GET /gateway/bot recommends as `shards`.
+        self.recommended_shards = 1
         self.port = 0
 
         self.requests: list[Recorded] = []
@@ -885,18 +929,26 @@ class FakeDiscord:
     # ------------------------------------------------------------------ gateway control
 
     async def dispatch(self, event_name: str, data: JSON) -> int:
-        """Send a DISPATCH event to every identified session; returns how many got it."""
+        """Send a DISPATCH event to every identified session Discord routes it to (its guild's
+        shard, or shard 0 for an event without a guild; unsharded sessions get everything);
+        returns how many got it."""
         if (
             event_name == "MESSAGE_CREATE"
             and "id" in data
             and str(data["id"]) not in self._messages
         ):
             self._store_message(copy.deepcopy(data), int(data["channel_id"]))
-        sessions = list(self._sessions.values())
+        guild_id = _guild_of(event_name, data)
+        sessions = [s for s in self._sessions.values() if s.receives(guild_id)]
         for session in sessions:
             await session.dispatch(event_name, copy.deepcopy(data))
         self._notify()
         return len(sessions)
+
+    def live_shards(self) -> list[tuple[int, int] | None]:
+        """The `[shard_id, num_shards]` of each session with a connection (None: unsharded),
+        oldest first."""
+        return [s.shard for s in self._sessions.values() if s.connection is not None]
 
     async def dispatch_guild_create(self, guild_id: int) -> None:
         await self.dispatch("GUILD_CREATE", self._guild_payload(self._guilds[guild_id]))
@@ -1845,9 +1897,8 @@ class FakeDiscord:
 
     async def _h_gateway_bot(self, rec: Recorded, m: re.Match[str]) -> web.Response:
         limit = {"total": 1000, "remaining": 999, "reset_after": 0, "max_concurrency": 1}
-        return self._json(
-            200, {"url": self.gateway_url, "shards": 1, "session_start_limit": limit}, rec
-        )
+        body = {"url": self.gateway_url, "shards": self.recommended_shards}
+        return self._json(200, {**body, "session_start_limit": limit}, rec)
 
     def _token_interaction(self, app_id: str, token: str) -> FakeInteraction:
         if int(app_id) != self.app_id:
@@ -2283,14 +2334,20 @@ class FakeDiscord:
         if data.get("token") != self.token:
             await conn.ws.close(code=4004, message=b"Authentication failed.")
             return
-        session = _Session(secrets.token_hex(16))
+        shard = _shard_of(data.get("shard"))
+        if shard is False:
+            await conn.ws.close(code=4010, message=b"Invalid shard.")
+            return
+        session = _Session(secrets.token_hex(16), shard)
         session.connection = conn
         conn.session = session
         self._sessions[session.session_id] = session
         ready: JSON = {
             "v": 10,
             "user": copy.deepcopy(self._users[self.bot_user_id]),
-            "guilds": [{"id": str(gid), "unavailable": True} for gid in self._guilds],
+            "guilds": [
+                {"id": str(g), "unavailable": True} for g in self._guilds if session.receives(g)
+            ],
             "session_id": session.session_id,
             "session_type": "normal",
             "resume_gateway_url": self.gateway_url,
@@ -2307,7 +2364,8 @@ class FakeDiscord:
             ready["shard"] = data["shard"]
         await session.dispatch("READY", ready)
         for guild in list(self._guilds.values()):
-            await session.dispatch("GUILD_CREATE", self._guild_payload(guild))
+            if session.receives(guild.id):
+                await session.dispatch("GUILD_CREATE", self._guild_payload(guild))
         self._ready.set()
         self._notify()
 
