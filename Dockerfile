@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DATA_DIR=/data/files \
     HTTP_HOST=0.0.0.0 \
     HTTP_PORT=8080
-RUN useradd --create-home --uid 10001 genrelay && mkdir /data && chown genrelay /data
+RUN useradd --create-home --uid 10001 genrelay && mkdir -p /data/files && chown -R genrelay /data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER genrelay
