@@ -201,9 +201,21 @@ EVERY_MESSAGE = range(1 << 31)  # judge()'s residual: its orphan check off
 DELIVERED = re.compile(r"job \S+: delivered to telegram chat (-?\d+)")
 
 
-def delivered_by(proc: RunProcess) -> set[str]:
-    """The chats whose result `proc` recorded as delivered, as its log says."""
-    return set(DELIVERED.findall(proc.log_path.read_text(errors="replace")))
+STATUS_KEPT = re.compile(r"status message \d+ in telegram chat (-?\d+)")
+
+
+def excused_chats(fake: FakeTelegram, dead: RunProcess, calls_at_kill: int) -> set[str]:
+    """The chats where the killed holder left a status line nobody can end (known residuals,
+    see the test): a result it recorded as delivered (the deletion of its status line owed
+    in the background), or a status line it posted without recording its id."""
+    log = dead.log_path.read_text(errors="replace")
+    kept = set(STATUS_KEPT.findall(log))
+    posted = {
+        str(c.chat_id)
+        for c in fake.calls[:calls_at_kill]
+        if c.method == "sendMessage" and c.ok and unfinished(str(c.params.get("text", "")))
+    }
+    return set(DELIVERED.findall(log)) | (posted - kept)
 
 
 def orphans(fake: FakeTelegram, asked: Sequence[Asked], excused: set[str]) -> list[str]:
@@ -290,7 +302,8 @@ async def test_the_telegram_holder_killed_mid_run_loses_and_repeats_nothing(
             at_kill = Counter(f"{j.state.value}/{j.delivery.value}" for j in await store.recent(99))
             killed_at = loop.time()
             os.kill(holder.pid, signal.SIGKILL)
-            await holder.proc.wait()  # reaped: its pid is gone, as after a real crash
+            await holder.proc.wait()
+            calls_at_kill = len(fake.calls)  # reaped: its pid is gone, as after a real crash
             lease_s = await takeover_s(store, heir, killed_at)
             await heir.wait_ready(CRASH_WAIT_S)
             connected_s = loop.time() - killed_at
@@ -299,13 +312,16 @@ async def test_the_telegram_holder_killed_mid_run_loses_and_repeats_nothing(
         assert lease_s < KILLED_TAKEOVER_S, f"the lease changed hands {lease_s:.1f} s after"
         assert connected_s < KILLED_TAKEOVER_S, f"connected {connected_s:.1f} s after the kill"
 
-        # KNOWN BUG (reported to the lead): the killed holder may have recorded a result as
-        # delivered while the deletion of its status line still waited in the background for
-        # the chat's flood budget (adapters/telegram/status.py, StatusLines.drop); nothing
-        # durable says that deletion is owed, so that status line stays showing "🎨 …%".
+        # KNOWN RESIDUALS (reported to the lead), where a status line stays showing "⏳"/"🎨":
+        # 1. the killed holder recorded a result as delivered while the deletion of its
+        #    status line still waited in the background for the chat's flood budget
+        #    (adapters/telegram/status.py, StatusLines.drop): nothing durable says that
+        #    deletion is owed;
+        # 2. it posted a status line and died before recording its id (tests/crashes.py and
+        #    test_crash_points.py's "status in flight": nobody can learn that id).
         # Those chats alone are excused from the orphan check; judge()'s own orphan check
         # is off (residual: every message id) and `no_orphans` does it per chat.
-        excused = delivered_by(holder)
+        excused = excused_chats(fake, holder, calls_at_kill)
         problems = await settle(
             fake, gateway, store, asked, crashes=1, residual=EVERY_MESSAGE, timeout=SETTLE_S
         )
@@ -322,5 +338,6 @@ async def test_the_telegram_holder_killed_mid_run_loses_and_repeats_nothing(
             assert fake.webhook_posts and all(p.ok for p in fake.webhook_posts[-1:])
         print(
             f"{mode}: killed at {at_kill}; lease taken over in {lease_s:.2f} s, connected in "
-            f"{connected_s:.2f} s; states {Counter(j.state.value for j in jobs)}"
+            f"{connected_s:.2f} s; states {Counter(j.state.value for j in jobs)}; "
+            f"chats excused from the orphan check: {sorted(excused)}"
         )
