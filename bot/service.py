@@ -320,6 +320,17 @@ class Service:
         """The platform surely did not take the status message: another may be sent."""
         await self.store.release_status(job_id)
 
+    async def owe_status_drop(self, job_id: str) -> None:
+        """The job's status message is to be deleted once the chat's budget allows: kept
+        before the delivery is recorded, so a process killed meanwhile leaves it owed."""
+        await self.store.owe_status_drop(job_id, self.clock.now())
+
+    async def status_dropped(self, job_id: str) -> None:
+        await self.store.status_dropped(job_id)
+
+    async def owed_status_drops(self, platform: str) -> list[Job]:
+        return await self.store.owed_status_drops(platform)
+
     async def get(self, job_id: str) -> Job | None:
         return await self.store.get(job_id)
 

@@ -97,6 +97,28 @@ class JobQueries:
                 (job_id,),
             )
 
+    async def owe_status_drop(self, job_id: str, now: float) -> None:
+        """The job's status message is to be deleted (after its result went out)."""
+        async with self.transaction() as db:
+            await db.execute("UPDATE jobs SET status_drop_owed = ? WHERE id = ?", (now, job_id))
+
+    async def status_dropped(self, job_id: str) -> None:
+        async with self.transaction() as db:
+            await db.execute(
+                "UPDATE jobs SET status_drop_owed = NULL WHERE id = ?"
+                " AND status_drop_owed IS NOT NULL",
+                (job_id,),
+            )
+
+    async def owed_status_drops(self, platform: str, limit: int = 500) -> list[Job]:
+        """Jobs of `platform` whose status message is still to be deleted, oldest first."""
+        async with self.db.execute(
+            "SELECT * FROM jobs WHERE platform = ? AND status_drop_owed IS NOT NULL"
+            " ORDER BY status_drop_owed LIMIT ?",
+            (platform, limit),
+        ) as cur:
+            return [job_from_row(r) for r in await cur.fetchall()]
+
     async def get(self, job_id: str) -> Job | None:
         async with self.db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)) as cur:
             row = await cur.fetchone()

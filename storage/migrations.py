@@ -204,6 +204,13 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_claimed ON jobs (claimed_by)"
         " WHERE state IN ('received', 'queued', 'running') OR delivery = 'pending'",
     ],
+    # 10: a status message to delete that is owed since then (its delete waited for the
+    # chat's budget when the result went out): whoever holds the platform next deletes it.
+    [
+        "ALTER TABLE jobs ADD COLUMN status_drop_owed REAL",
+        "CREATE INDEX jobs_status_drop_owed ON jobs (platform, status_drop_owed)"
+        " WHERE status_drop_owed IS NOT NULL",
+    ],
 ]
 
 

@@ -196,6 +196,12 @@ PG_MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_claimed ON jobs (claimed_by)"
         " WHERE state IN ('received', 'queued', 'running') OR delivery = 'pending'",
     ],
+    # 10: a status message to delete that is owed since then
+    [
+        "ALTER TABLE jobs ADD COLUMN status_drop_owed DOUBLE PRECISION",
+        "CREATE INDEX jobs_status_drop_owed ON jobs (platform, status_drop_owed)"
+        " WHERE status_drop_owed IS NOT NULL",
+    ],
 ]
 
 

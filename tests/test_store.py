@@ -149,6 +149,22 @@ async def test_a_gone_process_claims_are_due_again_at_once(open_store: OpenStore
         assert c is not None and c.next_poll_at == 121.0  # the live claim kept its lease
 
 
+async def test_a_status_delete_owed_is_kept_until_done(open_store: OpenStore) -> None:
+    async with open_store() as store:
+        for job_id in ("a", "b"):
+            await store.create(make_job(job_id, state=JobState.SUCCEEDED))
+        await store.owe_status_drop("b", 5.0)
+        await store.owe_status_drop("a", 6.0)
+        assert [j.id for j in await store.owed_status_drops("test")] == ["b", "a"]
+        assert await store.owed_status_drops("telegram") == []
+        await store.status_dropped("b")
+        assert [j.id for j in await store.owed_status_drops("test")] == ["a"]
+        job = await store.get("a")
+        assert job is not None
+        assert await store.save(job)  # a save of the job keeps what is owed
+        assert [j.id for j in await store.owed_status_drops("test")] == ["a"]
+
+
 async def test_each_process_claims_only_the_jobs_it_can_finish(open_store: OpenStore) -> None:
     """`generate` (only_owner) takes its own console jobs; `run` (owner_alive) takes every
     job but the console jobs of a live process."""

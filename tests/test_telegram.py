@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from pydantic import SecretStr
 from telegram.ext import ApplicationBuilder
@@ -32,8 +33,9 @@ from bot.config import Settings
 from bot.errors import ConfigError
 from bot.logs import setup_logging
 from bot.main.wiring import open_core
-from bot.models import Delivery, Job, JobState, Kind
+from bot.models import Delivery, Job, JobState, Kind, Origin
 from sandbox import SandboxGateway
+from storage.sqlite import SqliteJobStore
 from tests.conftest import API_KEY, running
 from tests.fakes.telegram_api import Call, FakeTelegram
 from tests.helpers import PNG_1PX, corrupt_jpeg, jpeg_bytes
@@ -1515,3 +1517,47 @@ async def test_a_result_waiting_for_budget_stays_pending_and_is_sent_after_a_res
         assert done.delivery is Delivery.DELIVERED
         [photo] = fake.sent("sendPhoto")
         assert replied_to(photo) == ask["message_id"]
+
+
+async def test_a_status_delete_a_killed_process_owed_is_done_by_the_next(
+    open_bed: OpenBed, fake: FakeTelegram, make_settings: Callable[..., Settings]
+) -> None:
+    """The result went out, the status line's delete waited for the chat's budget, and the
+    process was killed: the next holder of Telegram deletes it (no "80%" left forever)."""
+    fake.group(GROUP_ID, "Art club")
+    async with httpx.AsyncClient() as http:
+        answer = await http.post(
+            f"{fake.api_base}{fake.token}/sendMessage",
+            json={"chat_id": GROUP_ID, "text": "🎨 Nano Banana… 80%"},
+        )
+    status_id = answer.json()["result"]["message_id"]
+    assert (GROUP_ID, status_id) in fake.messages
+    job = Job(
+        id="owed1",
+        kind=Kind.IMAGE,
+        model="nanobanana",
+        prompt="a lighthouse",
+        origin=Origin(
+            platform="telegram",
+            chat_id=str(GROUP_ID),
+            user_id="42",
+            user_name="Ann",
+            message_id="5",
+        ),
+        state=JobState.SUCCEEDED,
+        delivery=Delivery.DELIVERED,
+        status_message_id=str(status_id),
+        created_at=1.0,
+        updated_at=1.0,
+    )
+    async with SqliteJobStore(make_settings().database_path) as store:
+        await store.create(job)
+        await store.owe_status_drop("owed1", 2.0)
+        assert [j.id for j in await store.owed_status_drops("telegram")] == ["owed1"]
+    async with open_bed() as bed:
+        async with asyncio.timeout(10):
+            while await bed.core.store.owed_status_drops("telegram"):
+                await asyncio.sleep(0.02)
+        assert (GROUP_ID, status_id) not in bed.fake.messages
+        deletes = [c for c in bed.fake.calls if c.method == "deleteMessage"]
+        assert [int(c.params["message_id"]) for c in deletes] == [status_id]

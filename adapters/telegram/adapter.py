@@ -188,6 +188,7 @@ class TelegramAdapter:
             await self._stop()
             raise
         self.core.notifier.register(sink)
+        sink.lines.resume_drops()
         self.core.add_session_sink(sessions.cards)
         log.info("telegram: connected as @%s (%s)", app.bot.username, intake.mode)
         return self

@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import Any, Protocol
 
 from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, ChatMigrated, Forbidden, RetryAfter, TelegramError
 
 from adapters.telegram.flood import CalledOff, FloodControl
 from adapters.telegram.lanes import status_traffic
+from adapters.telegram.parse import PLATFORM
 from adapters.telegram.results import reply
 from adapters.telegram.texts import NOT_POSTED, NOT_POSTED_FAILURE, cancel_button, confirm_buttons
 from bot.catalog import Catalog
@@ -109,6 +110,12 @@ class StatusBook(Protocol):
     async def release_status(self, job_id: str) -> None: ...
 
     async def attach_status_message(self, job_id: str, message_id: str) -> None: ...
+
+    async def owe_status_drop(self, job_id: str) -> None: ...
+
+    async def status_dropped(self, job_id: str) -> None: ...
+
+    async def owed_status_drops(self, platform: str) -> list[Job]: ...
 
 
 class StatusLines:
@@ -306,18 +313,48 @@ class StatusLines:
             return
         flood, chat = flood_of(self.bot), int(job.origin.chat_id)
         if flood is not None and not flood.status_ready(chat):
-            task = asyncio.create_task(self._delete(job.id, chat, message_id))
-            self._cleanups.add(task)
-            task.add_done_callback(self._cleanups.discard)
+            if self.statuses is not None:  # owed in the store before the delivery is
+                try:
+                    await self.statuses.owe_status_drop(job.id)
+                except Exception:  # the store is away: deleted here all the same
+                    log.warning("job %s: status delete not recorded as owed", job.id)
+            self._later(self._delete(job.id, chat, message_id, owed=True))
             return
         await self._delete(job.id, chat, message_id)
 
-    async def _delete(self, job_id: str, chat: int, message_id: int) -> None:
+    def _later(self, step: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(step)
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    def resume_drops(self) -> None:
+        """Delete the status messages a process before this one owed (its result went out
+        but it was killed before the delete): in the background, as status traffic."""
+        if self.statuses is not None:
+            self._later(self._drop_owed(self.statuses))
+
+    async def _drop_owed(self, statuses: StatusBook) -> None:
+        try:
+            owed = await statuses.owed_status_drops(PLATFORM)
+        except Exception:
+            log.warning("owed status deletes not read", exc_info=True)
+            return
+        for job in owed:
+            if job.status_message_id is not None:
+                chat, message_id = int(job.origin.chat_id), int(job.status_message_id)
+                await self._delete(job.id, chat, message_id, owed=True)
+
+    async def _delete(self, job_id: str, chat: int, message_id: int, *, owed: bool = False) -> None:
         try:
             with status_traffic():
                 await self.bot.delete_message(chat_id=chat, message_id=message_id)
         except TelegramError as exc:
             log.info("job %s: status message %s not deleted (%s)", job_id, message_id, exc)
+        if owed and self.statuses is not None:
+            try:
+                await self.statuses.status_dropped(job_id)
+            except Exception:
+                log.warning("job %s: status delete not recorded as done", job_id)
 
     async def say(self, job: Job, text: str) -> None:
         """Show `text` in the job's status message, if it has one (best effort)."""
