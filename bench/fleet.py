@@ -22,6 +22,7 @@ from bench.common import API_KEY, free_port
 __all__ = ["GatewayProcess", "ReplicaProcess", "cpu_seconds", "rss_mb_of"]
 
 START_S = 60.0  # a process that has not said READY by then has failed
+ROOT = Path(__file__).resolve().parents[1]  # where `python -m bench.*` finds the packages
 
 
 def cpu_seconds(pid: int) -> float:
@@ -74,6 +75,7 @@ class ReplicaProcess:
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=err,
+                cwd=ROOT,
             )
         try:
             name = await _ready_line(proc, log)
@@ -153,6 +155,7 @@ class GatewayProcess:
                 "--control",
                 stdout=subprocess.PIPE,
                 stderr=err,
+                cwd=ROOT,
             )
         try:
             control = int(await _ready_line(proc, log))

@@ -169,7 +169,7 @@ async def _takeover(setup: Setup) -> list[str]:
         lease: float | None = None
         first: float | None = None
         last: float | None = None
-        while time.time() < killed + HORIZON_S and (lease is None or last is None):
+        while time.time() < killed + HORIZON_S and (lease is None or (before and last is None)):
             if lease is None:
                 for proc in survivors:
                     stats = await proc.stats()
