@@ -39,12 +39,17 @@ class SqliteConnection:
         self._write_lock = asyncio.Lock()
         self._busy_since: float | None = None  # when the current busy spell began
         self.writes = 0  # committed write transactions, for benchmarks
+        self.statements = 0  # SQL statements run on the connection (BEGIN, COMMIT too)
 
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("the job store is not open")
         return self._db
+
+    def _ran(self, sql: str) -> None:
+        """sqlite3's trace callback (on the connection's thread): one statement ran."""
+        self.statements += 1
 
     async def _retry_busy(self, step: Callable[[], Awaitable[Any]]) -> Any:
         """Run `step`; while another process holds the lock (past busy_timeout) wait and try

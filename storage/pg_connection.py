@@ -141,24 +141,37 @@ async def _run_many(
         return PgResult([], cur.rowcount)
 
 
+class StatementCount:
+    """SQL statements sent to the server (each a round trip; BEGIN and COMMIT too)."""
+
+    __slots__ = ("statements",)
+
+    def __init__(self) -> None:
+        self.statements = 0
+
+
 class PgTransactionDb:
     """Statements on the one connection of a transaction."""
 
-    def __init__(self, conn: AsyncConnection[Any]) -> None:
+    def __init__(self, conn: AsyncConnection[Any], count: StatementCount) -> None:
         self.conn = conn
+        self._count = count
 
     def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> PgExecution:
+        self._count.statements += 1
         return PgExecution(_run(self.conn, sql, parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> PgExecution:
+        self._count.statements += 1
         return PgExecution(_run_many(self.conn, sql, parameters))
 
 
 class PgPoolDb:
     """Statements outside a transaction: each on a pooled connection, in autocommit."""
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, count: StatementCount) -> None:
         self.pool = pool
+        self._count = count
 
     async def _one(self, sql: str, parameters: Iterable[Any]) -> PgResult:
         async with self.pool.connection() as conn:
@@ -169,15 +182,18 @@ class PgPoolDb:
             return await _run_many(conn, sql, parameters)
 
     def execute(self, sql: str, parameters: Iterable[Any] = (), /) -> PgExecution:
+        self._count.statements += 1
         return PgExecution(self._one(sql, parameters))
 
     def executemany(self, sql: str, parameters: Iterable[Iterable[Any]], /) -> PgExecution:
+        self._count.statements += 1
         return PgExecution(self._many(sql, parameters))
 
 
 class PgConnection:
     """`db` and `transaction()` over a pool of connections to `url`, opened by the store
-    (`_open_pool`) and closed by it (`_close_pool`). `writes`: transactions committed."""
+    (`_open_pool`) and closed by it (`_close_pool`). `writes`: transactions committed;
+    `statements`: SQL statements sent, BEGIN and COMMIT included (for benchmarks)."""
 
     def __init__(self, url: str, *, min_size: int = PG_POOL_MIN, max_size: int = PG_POOL_MAX):
         self.url = url
@@ -185,6 +201,11 @@ class PgConnection:
         self.max_size = max_size
         self._pool: AsyncConnectionPool | None = None
         self.writes = 0
+        self._count = StatementCount()
+
+    @property
+    def statements(self) -> int:
+        return self._count.statements
 
     @property
     def pool(self) -> AsyncConnectionPool:
@@ -194,15 +215,16 @@ class PgConnection:
 
     @property
     def db(self) -> PgPoolDb:
-        return PgPoolDb(self.pool)
+        return PgPoolDb(self.pool, self._count)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[PgTransactionDb]:
         """One transaction on one pooled connection: committed when the block ends, rolled
         back when it raises. PostgreSQL runs many at once (READ COMMITTED): a query that
         reads before it writes takes its lock first (the stores' `_lock`)."""
+        self._count.statements += 2  # BEGIN, and COMMIT or ROLLBACK
         async with self.pool.connection() as conn, conn.transaction():
-            yield PgTransactionDb(conn)
+            yield PgTransactionDb(conn, self._count)
         self.writes += 1
 
     async def _open_pool(self, timeout_s: float) -> None:

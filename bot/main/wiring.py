@@ -77,10 +77,13 @@ def open_core(
     policy: PollPolicy | None = None,
     gateways: dict[str, Gateway] | None = None,
     own_jobs_only: bool = False,
+    owners: Owners | None = None,
 ) -> Core:
-    """The core on the job store and catalog of `settings`; `async with` opens it."""
+    """The core on the job store and catalog of `settings`; `async with` opens it. `owners`:
+    this process's name and host (by default its own; a benchmark gives each replica a
+    host of its own, as in containers)."""
     clock = clock or SystemClock()
-    owners = Owners(clock=clock.now)
+    owners = owners or Owners(clock=clock.now)
     return Core(
         settings,
         store=job_store(settings, own_jobs_only=own_jobs_only, owners=owners),
