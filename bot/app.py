@@ -184,6 +184,7 @@ class Core:
             on_progress=self.notifier.progress,
             on_terminal=self._job_ended,
             on_dispatch=self._line_moved,
+            owner=self.owners.name,
         )
         self.webhooks = WebhookReceiver(
             self.store,
@@ -205,6 +206,7 @@ class Core:
             on_limit=self.metrics.limit_hit,
             wake_notifier=self.notifier.wake,
             on_line_changed=self._line_changed,
+            owner=self.owners.name,
         )
         self.sessions = SessionService(
             self.store,

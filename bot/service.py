@@ -48,8 +48,10 @@ class Service:
         on_limit: Callable[[str], None] = lambda limit: None,
         wake_notifier: Callable[[], None] = lambda: None,
         on_line_changed: Callable[[str, str], None] = lambda platform, scope_id: None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
+        self.owner = owner or process_owner()  # written on the jobs it makes
         self.catalog = catalog
         self.media = media
         self.clock = clock
@@ -159,6 +161,7 @@ class Service:
         return _job_for(
             req,
             now,
+            owner=self.owner,
             model=checked.model,
             prompt=req.prompt.strip(),
             aspect_ratio=checked.aspect_ratio,
@@ -292,6 +295,7 @@ class Service:
         job = _job_for(
             req,
             now,
+            owner=self.owner,
             model=spec.code if spec else (req.model or self.catalog.default_for(req.kind).code),
             prompt=req.prompt,
             aspect_ratio=req.aspect_ratio,
@@ -338,7 +342,7 @@ class Service:
         return await self.store.recent(limit, **filters)
 
 
-def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
+def _job_for(req: GenerationRequest, now: float, *, owner: str, **fields: Any) -> Job:
     """A new job row for `req`; `fields` are what differs between kept and refused ones."""
     return Job(
         id=new_job_id(),
@@ -350,6 +354,6 @@ def _job_for(req: GenerationRequest, now: float, **fields: Any) -> Job:
         request_key=req.request_key,
         created_at=now,
         updated_at=now,
-        owner=process_owner(),  # for a console job: the `generate` process waiting for it
+        owner=owner,  # for a console job: the `generate` process waiting for it
         **fields,
     )

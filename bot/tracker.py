@@ -61,6 +61,7 @@ class Tracker:
         on_progress: JobListener | None = None,
         on_terminal: JobListener | None = None,
         on_dispatch: Callable[[list[Job]], None] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.store = store
         self.gateways = gateways
@@ -69,7 +70,7 @@ class Tracker:
         self.policy = policy
         self.clock = clock
         self.concurrency = concurrency
-        self.owner = process_owner()
+        self.owner = owner or process_owner()  # written on the jobs it submits
         self._sync_sem = asyncio.Semaphore(sync_concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
         self._submits: set[asyncio.Task[None]] = set()  # of those, the ones that submit
