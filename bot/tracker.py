@@ -81,6 +81,9 @@ class Tracker:
         self._busy: set[str] = set()  # jobs being handled right now
         self._again: set[str] = set()  # ... that a webhook asked about meanwhile
         self._last_poll: dict[str, float] = {}
+        # When the sleeping loop looks again (-inf while it is awake: it reads the store
+        # before it sleeps); a poll saved as due sooner wakes it.
+        self._wake_at = float("-inf")
 
     # -- driving -----------------------------------------------------------------------------
 
@@ -149,11 +152,13 @@ class Tracker:
                     # ending wakes us; until then look again at the idle pace.
                     delay = TRACKER_IDLE_WAKE_S
                 delay = min(max(delay, TRACKER_BATCH_S), TRACKER_IDLE_WAKE_S)
+                self._wake_at = self.clock.now() + delay
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+                self._wake_at = float("-inf")
         finally:
             for task in list(self._inflight):
                 task.cancel()
@@ -185,6 +190,8 @@ class Tracker:
             await self.store.save(job, expect=[job.state])
         finally:
             self._busy.discard(job.id)
+            if job.next_poll_at is not None and job.next_poll_at < self._wake_at:
+                self.wake()  # due before the loop would look: a poll close to its end
             if job.id in self._again:  # a webhook came while we were busy with it
                 self._again.discard(job.id)
                 await self.hurry(job.id)
