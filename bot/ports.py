@@ -87,7 +87,9 @@ class JobStore(Protocol):
         `interrupted` (returned); every other unfinished job and delivery becomes due now."""
         ...
 
-    async def next_due(self) -> float | None: ...
+    async def next_due(self, after: float = float("-inf")) -> float | None:
+        """The earliest next poll time after `after` of a job the tracker follows."""
+        ...
 
     async def recent_durations(self, since: float, per_model: int) -> dict[str, list[float]]:
         """Seconds from submit to end of recent succeeded jobs, newest first, by model."""

@@ -111,6 +111,7 @@ class Tracker:
         leaving_line = [j for j in jobs if j.state is JobState.RECEIVED]
         if leaving_line:
             self.on_dispatch(leaving_line)  # the rest of their chats' lines moved up
+        full = len(jobs) >= free  # more may be due: look again as soon as a slot frees
         for job in jobs:
             if job.id in self._busy:  # a webhook made it due while it is being polled
                 self._again.add(job.id)  # its handler saves the next poll time; then hurry
@@ -119,6 +120,8 @@ class Tracker:
             task = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if full:
+                task.add_done_callback(lambda _: self.wake())
             if job.state is JobState.RECEIVED:
                 self._submits.add(task)
                 task.add_done_callback(self._submits.discard)
@@ -141,16 +144,14 @@ class Tracker:
                     if started and len(self._inflight) < self.concurrency:
                         failures.ok()
                         continue
-                    due = await self.store.next_due()
+                    due = await self.store.next_due(after=self.clock.now())
                 except Exception as exc:
                     await failures.failed(exc)
                     continue
                 failures.ok()
+                # Due already and not claimed: waiting for a free slot in its chat (a job
+                # ending wakes us). Otherwise sleep until the next one, at most the idle pace.
                 delay = TRACKER_IDLE_WAKE_S if due is None else due - self.clock.now()
-                if delay <= 0 and not started:
-                    # Due but not claimable (waiting for a free slot in its chat): a job
-                    # ending wakes us; until then look again at the idle pace.
-                    delay = TRACKER_IDLE_WAKE_S
                 delay = min(max(delay, TRACKER_BATCH_S), TRACKER_IDLE_WAKE_S)
                 self._wake_at = self.clock.now() + delay
                 try:

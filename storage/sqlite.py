@@ -278,12 +278,12 @@ class SqliteJobStore(SqliteConnection, SessionQueries, CommunityQueries, InboxQu
             )
         return interrupted
 
-    async def next_due(self) -> float | None:
+    async def next_due(self, after: float = float("-inf")) -> float | None:
+        """The earliest next poll (or submit) time after `after` of a job the tracker
+        follows. Deliveries are the notifier's, and a job due already is either claimed or
+        waiting for a slot in its chat: neither says when the tracker must look next."""
         async with self.db.execute(
-            "SELECT MIN(t) FROM ("
-            f" SELECT MIN(next_poll_at) AS t FROM jobs {_DUE_POLL}"
-            " UNION ALL SELECT MIN(next_delivery_at) FROM jobs WHERE delivery = ?)",
-            (Delivery.PENDING.value,),
+            f"SELECT MIN(next_poll_at) FROM jobs {_DUE_POLL} AND next_poll_at > ?", (after,)
         ) as cur:
             row = await cur.fetchone()
         return float(row[0]) if row and row[0] is not None else None
