@@ -12,7 +12,9 @@ replies leave; reactions and requests about no chat go straight through.
 
 Results first, planned rather than raced: a group allows 20 messages a minute, and a
 status request there goes only while `1 + expected results` tokens are left, so when five
-jobs run in one group, five tokens wait for their results whatever the status lines do.
+jobs run in one group, five tokens wait for their results whatever the status lines do;
+overall, status traffic leaves as many tokens as results took in the last second, so
+while results flow (a burst of images ending) the next ones find theirs free.
 `async with turn(chat_id)` waits for a status token before the caller decides what to
 send: the text is rendered from the job's state at that moment (an update made moot while
 waiting is never sent), and the status request made inside spends the token taken.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import contextvars
 import datetime as dtm
@@ -138,6 +141,7 @@ class FloodControl(BaseRateLimiter[int]):
         self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._results: collections.deque[float] = collections.deque()  # when results went
 
     async def initialize(self) -> None:
         """Nothing to set up: windows are made on first use."""
@@ -357,6 +361,11 @@ class FloodControl(BaseRateLimiter[int]):
             self._timer.cancel()
             self._timer = None
         overall = self._overall_bucket(now)
+        # Status traffic leaves as many tokens overall as results took in the last window:
+        # while results flow, the next ones find their tokens free.
+        while self._results and self._results[0] <= now - (overall.period if overall else 0):
+            self._results.popleft()
+        recent = len(self._results)
         keep: list[_Waiter] = []
         wake: float | None = None
         for index, waiter in enumerate(self._waiting):
@@ -365,21 +374,22 @@ class FloodControl(BaseRateLimiter[int]):
             # An edit leaves part of each budget to new messages: a result that comes
             # after a run of progress edits finds tokens waiting for it.
             cosmetic = waiter.lane in COSMETIC
-            share = self.edit_reserve if cosmetic else 0.0
+            share, hold = (self.edit_reserve, recent) if cosmetic else (0.0, 0)
             weight = waiter.weight
             if (
                 overall is not None
-                and (overall_wait := overall.ready_in(now, share, weight=weight)) > 0
+                and (overall_wait := overall.ready_in(now, share, hold, weight)) > 0
             ):
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
             chat = self._chats[waiter.key]
             bucket = chat.bucket
-            hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share, hold, weight) if bucket else 0.0,
+                bucket.ready_in(now, share, chat.results if cosmetic else 0, weight)
+                if bucket
+                else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)
@@ -389,6 +399,8 @@ class FloodControl(BaseRateLimiter[int]):
                 if window is not None:
                     waiter.slots += [(window, window.spend(now)) for _ in range(weight)]
             waiter.granted.set_result(None)
+            if waiter.lane is Lane.RESULT:
+                self._results.extend([now] * weight)
         self._waiting = keep
         if keep and wake is not None:
             self._timer = loop.call_later(wake, self.dispatch)
