@@ -222,6 +222,7 @@ async def test_while_results_flow_status_traffic_leaves_the_next_ones_their_toke
     edits = [request(limiter, telegram, "editMessageText", PRIVATE) for _ in range(7)]
     await settle()
     assert telegram.count("editMessageText") == 4  # 10 - 3 sent - 3 kept
+    assert not limiter.status_ready(PRIVATE)  # a status delete would wait: not inline
     results = [request(limiter, telegram, "sendPhoto", PRIVATE + 10 + i) for i in range(3)]
     await asyncio.wait_for(asyncio.gather(*results), 5)  # their tokens were there
     assert telegram.count("sendPhoto") == 6

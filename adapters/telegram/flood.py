@@ -278,7 +278,8 @@ class FloodControl(BaseRateLimiter[int]):
         key, _ = chat_key(chat_id)
         now = self._loop().time()
         overall = self._overall_bucket(now)
-        if overall is not None and overall.ready_in(now, self.edit_reserve) > 0:
+        held = self._recent_results(now, overall)
+        if overall is not None and overall.ready_in(now, self.edit_reserve, held) > 0:
             return False
         chat = self._chats.get(key)
         if chat is None:
@@ -361,11 +362,7 @@ class FloodControl(BaseRateLimiter[int]):
             self._timer.cancel()
             self._timer = None
         overall = self._overall_bucket(now)
-        # Status traffic leaves as many tokens overall as results took in the last window:
-        # while results flow, the next ones find their tokens free.
-        while self._results and self._results[0] <= now - (overall.period if overall else 0):
-            self._results.popleft()
-        recent = len(self._results)
+        recent = self._recent_results(now, overall)
         keep: list[_Waiter] = []
         wake: float | None = None
         for index, waiter in enumerate(self._waiting):
@@ -404,6 +401,13 @@ class FloodControl(BaseRateLimiter[int]):
         self._waiting = keep
         if keep and wake is not None:
             self._timer = loop.call_later(wake, self.dispatch)
+
+    def _recent_results(self, now: float, overall: SlidingWindow | None) -> int:
+        """Results let go within the overall window: status traffic leaves as many tokens,
+        so while results flow the next ones find theirs free."""
+        while self._results and self._results[0] <= now - (overall.period if overall else 0):
+            self._results.popleft()
+        return len(self._results)
 
     def _overall_bucket(self, now: float) -> SlidingWindow | None:
         if not (self.overall_max_rate and self.overall_time_period):
