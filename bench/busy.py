@@ -31,6 +31,9 @@ or delete of its status message, a file replying to one of its results. Per kind
   text replies to its request other than its status message (a link or a failure); status:
   its status message, the edits of it and its deletion. Only requests the fake accepted
   count as messages.
+- **done → seen**, **seen → upload**: the same delay split at the poll that saw the result
+  (the gateway's time of its answer): the polling's share, and the rest (the tracker's
+  save, the notifier's claim, the download, the upload's turn), p95 of each.
 - **status req/job**: the gateway's status requests (polls) for the job's task.
 - **429s**: requests about the job's messages the fake answered 429 (its flood limits).
 - **stale edits**: accepted `editMessageText` of a job's status message that arrived when
@@ -168,6 +171,7 @@ class JobStats:
     kind: str
     delivered: bool = False
     delay_s: float | None = None
+    seen_s: float | None = None  # upstream done -> the poll that saw it answered
     result_msgs: int = 0
     status_msgs: int = 0
     polls: int = 0
@@ -232,6 +236,8 @@ def measure(
             task = tasks.get(job["upstream_task_id"] or "")
             if st.delay_s is None and task is not None:
                 st.delay_s = call["time"] - float(task["done_at"])
+                if task.get("finished") is not None:
+                    st.seen_s = float(task["finished"]) - float(task["done_at"])
         elif is_status_post:
             st.status_msgs += 1
             rank = status_rank(call["text"] or "")
@@ -404,6 +410,10 @@ def render(run: Run) -> str:
         if not stats:
             continue
         delays = [s.delay_s for s in stats if s.delay_s is not None]
+        seen = [s.seen_s for s in stats if s.seen_s is not None]
+        after = [
+            s.delay_s - s.seen_s for s in stats if s.delay_s is not None and s.seen_s is not None
+        ]
         n = len(stats)
         rows.append(
             [
@@ -412,6 +422,8 @@ def render(run: Run) -> str:
                 f"{percentile(delays, 50):.1f}",
                 f"{percentile(delays, 95):.1f}",
                 f"{max(delays, default=0.0):.1f}",
+                f"{percentile(seen, 95):.1f}" if seen else "-",
+                f"{percentile(after, 95):.1f}" if after else "-",
                 f"{sum(s.result_msgs + s.status_msgs for s in stats) / n:.2f}",
                 f"{sum(s.result_msgs for s in stats) / n:.2f}",
                 f"{sum(s.status_msgs for s in stats) / n:.2f}",
@@ -438,10 +450,12 @@ def render(run: Run) -> str:
                 "done→upload p50 s",
                 "p95 s",
                 "max s",
+                "done→seen p95",
+                "seen→upload p95",
                 "msgs/job",
                 "result",
                 "status",
-                "status req/job",
+                "gateway polls/job",
                 "429s",
                 "stale edits (a/b/c)",
                 "multi-msg results",

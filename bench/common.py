@@ -129,7 +129,7 @@ async def drive(core: Core, clock: ScaledClock, stop: asyncio.Event) -> None:
         started = await core.tracker.run_once()
         if started and len(core.tracker._inflight) < core.tracker.concurrency:
             continue
-        due = await core.store.next_due()
+        due = await core.store.next_due(after=clock.now())
         delay = TRACKER_IDLE_WAKE_S if due is None else due - clock.now()
         delay = min(max(delay, TRACKER_BATCH_S), TRACKER_IDLE_WAKE_S)
         with contextlib.suppress(TimeoutError):

@@ -161,6 +161,7 @@ class Notifier:
         jobs = await self.store.claim_due_deliveries(
             self.clock.now(), free, POLL_LEASE_S, platforms=set(self.sinks)
         )
+        full = len(jobs) >= free  # more may be due: look again as soon as a slot frees
         for job in jobs:
             if job.id in self._delivering:  # its lease ran out while it is still going
                 continue
@@ -168,6 +169,8 @@ class Notifier:
             task = asyncio.create_task(self._deliver(job), name=f"deliver-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if full:
+                task.add_done_callback(lambda _: self.wake())
         return len(jobs)
 
     async def drain(self) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "LONGEST_GAP_MIN_S",
     "MAX_TRACKED_JOBS",
     "MIN_GAP_S",
+    "OUTRUN_CHECK_S",
     "OVERDUE_BACKOFF",
     "OVERDUE_MAX_CLOSES",
     "OVERDUE_PATIENCE",
@@ -41,7 +42,7 @@ SPREAD_MIN, SPREAD_MAX = 0.2, 0.7  # bounds of the learned spread
 LONGEST = 1.2  # no run is expected to last longer than typical * (1 + this * spread)
 PROGRESS_TRUST = 30  # from this percentage on, one reading outweighs the typical duration
 UNCERTAINTY_END = 0.1  # relative error of the remaining-time estimate near 100 %
-CLOSE_FRACTION = 0.09  # the gap around the predicted end, as a share of the typical run...
+CLOSE_FRACTION = 0.075  # the gap around the predicted end, as a share of the typical run...
 CLOSE_MIN_S, CLOSE_MAX_S = 1.0, 2.5  # ...within these bounds
 QUEUED_GAP = 0.5  # still queued: poll again after this share of the shortest plausible run
 AIM_AFTER_S = 0.1  # when the end is well known, poll this long after it
@@ -61,4 +62,5 @@ LEARN_MIN_SAMPLES = 3  # finished jobs of a model before their median replaces t
 LEARN_SAMPLES = 50  # recent finished jobs per model that count
 LEARN_WINDOW_S = 3 * 86400.0  # how far back the store is asked
 LEARN_REFRESH_S = 300.0  # how often the store is asked again
+OUTRUN_CHECK_S = 1.0  # how often running jobs are counted against a learned median
 MAX_TRACKED_JOBS = 50_000  # per-job memory is dropped oldest first beyond this

@@ -110,7 +110,8 @@ class ProgressAwarePolicy:
     """Polls around the predicted end of each task, rarely while it is far.
 
     What it knows: the model's typical run (the median of its recent succeeded jobs,
-    `ModelSpec.typical_s` until three have finished) and how much sooner the fastest runs
+    `ModelSpec.typical_s` until three have finished, or while more of the jobs it follows
+    have outrun that median than finished within it) and how much sooner the fastest runs
     end (`spread`: 1 - the 5th percentile / the median, 0.4 until ten have finished); the
     percentage each poll reports and how fast it has been moving (a few numbers per job, in
     memory, dropped when the job ends; after a restart the first reading starts afresh).
@@ -152,15 +153,37 @@ class ProgressAwarePolicy:
         self._samples: dict[str, list[float]] = {}  # model -> recent durations, newest last
         self._learned: dict[str, tuple[float, float]] = {}  # model -> (median, spread)
         self._refreshed_at: float | None = None
+        # model -> {job id: (submitted, last seen)} of the jobs followed, and whether more of
+        # them have outrun the learned median than finished within it (checked each second)
+        self._running: dict[str, dict[str, tuple[float, float]]] = {}
+        self._doubt: dict[str, tuple[float, bool]] = {}
+        self._now = 0.0
 
     # -- what it knows about a model ---------------------------------------------------------
 
     def typical(self, job: Job, spec: ModelSpec) -> tuple[float, float]:
-        """(typical duration, spread) for the job's model: learned, else the catalog's."""
-        learned = self._learned.get(job.model) or self._learned.get(spec.code)
-        if learned is not None:
+        """(typical duration, spread) for the job's model: learned, else the catalog's (or
+        the learned median if longer) while more running jobs have outrun that median than
+        finished within it (a burst: only its quickest runs have ended yet)."""
+        model = job.model if job.model in self._learned else spec.code
+        learned = self._learned.get(model)
+        if learned is not None and not self._outrun(model, learned[0]):
             return learned
-        return max(spec.typical_s, 1.0), tune.SPREAD
+        floor = learned[0] if learned is not None else 1.0
+        return max(spec.typical_s, floor), tune.SPREAD
+
+    def _outrun(self, model: str, median: float) -> bool:
+        at, doubt = self._doubt.get(model, (float("-inf"), False))
+        if self._now - at < tune.OUTRUN_CHECK_S:
+            return doubt
+        recent = self._now - 2 * self.max_gap_s - 1.0  # seen since: still followed here
+        running = self._running.get(model, {})
+        slower = sum(1 for s, seen in running.values() if self._now - s > median and seen > recent)
+        samples = self._samples.get(model, [])
+        within = sum(1 for d in samples if d <= median)
+        doubt = within < len(samples) - within + slower
+        self._doubt[model] = (self._now, doubt)
+        return doubt
 
     def _learn(self, model: str) -> None:
         samples = self._samples.get(model, [])
@@ -179,6 +202,7 @@ class ProgressAwarePolicy:
 
     def job_ended(self, job: Job) -> None:
         self._tracks.pop(job.id, None)
+        self._running.get(job.model, {}).pop(job.id, None)
         if job.state is not JobState.SUCCEEDED or job.submitted_at is None:
             return
         if job.finished_at is None or job.finished_at <= job.submitted_at:
@@ -222,6 +246,12 @@ class ProgressAwarePolicy:
         return self._bounded(min(self.early_s, tune.EARLY_POLL_FRACTION * typical))
 
     def next_delay(self, job: Job, spec: ModelSpec, now: float) -> float:
+        self._now = max(self._now, now)
+        if job.submitted_at is not None:
+            running = self._running.setdefault(job.model, {})
+            running[job.id] = (job.submitted_at, now)
+            if len(running) > tune.MAX_TRACKED_JOBS:
+                running.pop(next(iter(running)))
         gap = self._next_gap(job, spec, now)
         if gap > self.max_gap_s:
             # Held to the cap: jobs submitted together (or all made due by a restart) would

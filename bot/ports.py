@@ -101,7 +101,9 @@ class JobStore(Protocol):
         job and delivery becomes due now too."""
         ...
 
-    async def next_due(self) -> float | None: ...
+    async def next_due(self, after: float = float("-inf")) -> float | None:
+        """The earliest next poll time after `after` of a job the tracker follows."""
+        ...
 
     async def recent_durations(self, since: float, per_model: int) -> dict[str, list[float]]:
         """Seconds from submit to end of recent succeeded jobs, newest first, by model."""

@@ -82,6 +82,9 @@ class Tracker:
         self._busy: set[str] = set()  # jobs being handled right now
         self._again: set[str] = set()  # ... that a webhook asked about meanwhile
         self._last_poll: dict[str, float] = {}
+        # When the sleeping loop looks again (-inf while it is awake: it reads the store
+        # before it sleeps); a poll saved as due sooner wakes it.
+        self._wake_at = float("-inf")
 
     # -- driving -----------------------------------------------------------------------------
 
@@ -109,6 +112,7 @@ class Tracker:
         leaving_line = [j for j in jobs if j.state is JobState.RECEIVED]
         if leaving_line:
             self.on_dispatch(leaving_line)  # the rest of their chats' lines moved up
+        full = len(jobs) >= free  # more may be due: look again as soon as a slot frees
         for job in jobs:
             if job.id in self._busy:  # a webhook made it due while it is being polled
                 self._again.add(job.id)  # its handler saves the next poll time; then hurry
@@ -117,6 +121,8 @@ class Tracker:
             task = asyncio.create_task(self._handle(job), name=f"job-{job.id}")
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+            if full:
+                task.add_done_callback(lambda _: self.wake())
             if job.state is JobState.RECEIVED:
                 self._submits.add(task)
                 task.add_done_callback(self._submits.discard)
@@ -139,22 +145,22 @@ class Tracker:
                     if started and len(self._inflight) < self.concurrency:
                         failures.ok()
                         continue
-                    due = await self.store.next_due()
+                    due = await self.store.next_due(after=self.clock.now())
                 except Exception as exc:
                     await failures.failed(exc)
                     continue
                 failures.ok()
+                # Due already and not claimed: waiting for a free slot in its chat (a job
+                # ending wakes us). Otherwise sleep until the next one, at most the idle pace.
                 delay = TRACKER_IDLE_WAKE_S if due is None else due - self.clock.now()
-                if delay <= 0 and not started:
-                    # Due but not claimable (waiting for a free slot in its chat): a job
-                    # ending wakes us; until then look again at the idle pace.
-                    delay = TRACKER_IDLE_WAKE_S
                 delay = min(max(delay, TRACKER_BATCH_S), TRACKER_IDLE_WAKE_S)
+                self._wake_at = self.clock.now() + delay
                 try:
                     async with asyncio.timeout(delay):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
+                self._wake_at = float("-inf")
         finally:
             for task in list(self._inflight):
                 task.cancel()
@@ -186,6 +192,8 @@ class Tracker:
             await self.store.save(job, expect=[job.state])
         finally:
             self._busy.discard(job.id)
+            if job.next_poll_at is not None and job.next_poll_at < self._wake_at:
+                self.wake()  # due before the loop would look: a poll close to its end
             if job.id in self._again:  # a webhook came while we were busy with it
                 self._again.discard(job.id)
                 await self.hurry(job.id)

@@ -280,12 +280,13 @@ class JobQueries:
             (now, Delivery.PENDING.value, now),
         )
 
-    async def next_due(self) -> float | None:
+    async def next_due(self, after: float = float("-inf")) -> float | None:
+        """The earliest next poll (or submit) time after `after` of a job the tracker
+        follows. Deliveries are the notifier's, and a job due already is either claimed or
+        waiting for a slot in its chat: neither says when the tracker must look next."""
         async with self.db.execute(
-            "SELECT MIN(t) FROM ("
-            f" SELECT MIN(next_poll_at) AS t FROM jobs {self.dialect.due_poll}"
-            " UNION ALL SELECT MIN(next_delivery_at) FROM jobs WHERE delivery = ?) AS due",
-            (Delivery.PENDING.value,),
+            f"SELECT MIN(next_poll_at) FROM jobs {self.dialect.due_poll} AND next_poll_at > ?",
+            (after,),
         ) as cur:
             row = await cur.fetchone()
         return float(row[0]) if row and row[0] is not None else None

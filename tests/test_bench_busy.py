@@ -75,7 +75,7 @@ def test_messages_delays_429s_and_stale_edits_per_job() -> None:
     # Job b: request 3, status 4 (same chat); submitted at 12, done at 40.
     jobs = [_job("a", 1, 2, "ta", 10.0), _job("b", 3, 4, "tb", 12.0)]
     tasks = {
-        "ta": {"done_at": 30.0, "polls": 3},
+        "ta": {"done_at": 30.0, "polls": 3, "finished": 31.5},  # a poll saw it at 31.5
         "tb": {"done_at": 40.0, "polls": 5},
     }
     calls = [
@@ -101,6 +101,7 @@ def test_messages_delays_429s_and_stale_edits_per_job() -> None:
 
     assert a.delay_s == 4.0  # accepted upload at 34, done at 30 (the 429'd one is no upload)
     assert b.delay_s == 1.0
+    assert (a.seen_s, b.seen_s) == (1.5, None)  # b's task does not say when it was seen
     assert (a.result_msgs, b.result_msgs) == (2, 1)
     # status post, edits at 9/20/21/31 and the delete; the reaction is no job's message
     assert a.status_msgs == 6

@@ -257,6 +257,32 @@ def test_finished_jobs_teach_the_typical_duration() -> None:
     assert after < before - 20
 
 
+def test_the_quickest_runs_of_a_burst_do_not_teach_a_short_typical_run() -> None:
+    """Twenty images asked at once: the first five end within 10-12 s while fifteen are
+    still running past that. Their median is no typical run yet; once most have ended,
+    the finished ones tell it."""
+    policy = ProgressAwarePolicy()
+    jobs = [new_job(BANANA, f"b{i}") for i in range(20)]
+    for job in jobs:
+        job.state, job.progress = JobState.RUNNING, 40
+        policy.next_delay(job, BANANA, 9.0)
+    for i, job in enumerate(jobs[:5]):
+        job.state, job.finished_at = JobState.SUCCEEDED, 10.0 + i / 2
+        policy.job_ended(job)
+    running = jobs[5]
+    running.progress = 60
+    policy.next_delay(running, BANANA, 13.0)
+    assert policy.typical(running, BANANA) == (BANANA.typical_s, SPREAD)  # not 11 s
+
+    for i, job in enumerate(jobs[5:]):
+        job.state, job.finished_at = JobState.SUCCEEDED, 18.0 + i / 5
+        policy.job_ended(job)
+    later = new_job(BANANA, "next")
+    later.submitted_at, later.state, later.progress = 30.0, JobState.RUNNING, 50
+    policy.next_delay(later, BANANA, 40.0)
+    assert policy.typical(later, BANANA)[0] == pytest.approx(19.1, abs=0.5)
+
+
 async def test_the_store_remembers_durations_and_the_policy_reads_them(tmp_path: Path) -> None:
     async with SqliteJobStore(tmp_path / "jobs.db") as store:
         for i, (model, seconds, state) in enumerate(

@@ -249,6 +249,7 @@ async def test_listings_and_counts(open_store: OpenStore) -> None:
         durations = await store.recent_durations(since=0.0, per_model=5)
         assert sorted(durations["nanobanana"]) == [10.0, 20.0]  # created at once: either order
         assert await store.next_due() == 100.0
+        assert await store.next_due(after=100.0) is None  # only polls after `after`
         assert await store.ping()
 
 

@@ -210,6 +210,27 @@ async def test_a_groups_running_jobs_keep_their_results_tokens_from_status_traff
     await asyncio.gather(status, delete, return_exceptions=True)
 
 
+async def test_while_results_flow_status_traffic_leaves_the_next_ones_their_tokens() -> None:
+    # 10 messages a minute overall, no quarter kept for new messages: three results went
+    # in this window, so status traffic leaves three more tokens free for the results
+    # still to come (private chats: no group budget plans for them).
+    limiter = FloodControl(
+        overall_max_rate=10, overall_time_period=MINUTE, group_max_rate=0, edit_reserve=0
+    )
+    telegram = Telegram()
+    await asyncio.gather(*(request(limiter, telegram, "sendPhoto", PRIVATE + i) for i in range(3)))
+    edits = [request(limiter, telegram, "editMessageText", PRIVATE) for _ in range(7)]
+    await settle()
+    assert telegram.count("editMessageText") == 4  # 10 - 3 sent - 3 kept
+    assert not limiter.status_ready(PRIVATE)  # a status delete would wait: not inline
+    results = [request(limiter, telegram, "sendPhoto", PRIVATE + 10 + i) for i in range(3)]
+    await asyncio.wait_for(asyncio.gather(*results), 5)  # their tokens were there
+    assert telegram.count("sendPhoto") == 6
+    assert limiter.waiting == 3  # the rest of the edits: the next minute
+    await limiter.shutdown()
+    await asyncio.gather(*edits, return_exceptions=True)
+
+
 async def test_replies_to_commands_are_no_status_traffic() -> None:
     limiter = FloodControl(overall_max_rate=100, group_max_rate=2, group_time_period=MINUTE)
     telegram = Telegram()

@@ -12,7 +12,9 @@ replies leave; reactions and requests about no chat go straight through.
 
 Results first, planned rather than raced: a group allows 20 messages a minute, and a
 status request there goes only while `1 + expected results` tokens are left, so when five
-jobs run in one group, five tokens wait for their results whatever the status lines do.
+jobs run in one group, five tokens wait for their results whatever the status lines do;
+overall, status traffic leaves as many tokens as results took in the last second, so
+while results flow (a burst of images ending) the next ones find theirs free.
 `async with turn(chat_id)` waits for a status token before the caller decides what to
 send: the text is rendered from the job's state at that moment (an update made moot while
 waiting is never sent), and the status request made inside spends the token taken.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import collections
 import contextlib
 import contextvars
 import datetime as dtm
@@ -138,6 +141,7 @@ class FloodControl(BaseRateLimiter[int]):
         self._waiting: list[_Waiter] = []  # sorted by (lane, seq)
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
+        self._results: collections.deque[float] = collections.deque()  # when results went
 
     async def initialize(self) -> None:
         """Nothing to set up: windows are made on first use."""
@@ -274,7 +278,8 @@ class FloodControl(BaseRateLimiter[int]):
         key, _ = chat_key(chat_id)
         now = self._loop().time()
         overall = self._overall_bucket(now)
-        if overall is not None and overall.ready_in(now, self.edit_reserve) > 0:
+        held = self._recent_results(now, overall)
+        if overall is not None and overall.ready_in(now, self.edit_reserve, held) > 0:
             return False
         chat = self._chats.get(key)
         if chat is None:
@@ -357,6 +362,7 @@ class FloodControl(BaseRateLimiter[int]):
             self._timer.cancel()
             self._timer = None
         overall = self._overall_bucket(now)
+        recent = self._recent_results(now, overall)
         keep: list[_Waiter] = []
         wake: float | None = None
         for index, waiter in enumerate(self._waiting):
@@ -365,21 +371,22 @@ class FloodControl(BaseRateLimiter[int]):
             # An edit leaves part of each budget to new messages: a result that comes
             # after a run of progress edits finds tokens waiting for it.
             cosmetic = waiter.lane in COSMETIC
-            share = self.edit_reserve if cosmetic else 0.0
+            share, hold = (self.edit_reserve, recent) if cosmetic else (0.0, 0)
             weight = waiter.weight
             if (
                 overall is not None
-                and (overall_wait := overall.ready_in(now, share, weight=weight)) > 0
+                and (overall_wait := overall.ready_in(now, share, hold, weight)) > 0
             ):
                 keep.extend(w for w in self._waiting[index:] if not w.granted.done())
                 wake = overall_wait if wake is None else min(wake, overall_wait)
                 break
             chat = self._chats[waiter.key]
             bucket = chat.bucket
-            hold = chat.results if cosmetic else 0
             wait = max(
                 chat.paused_until - now,
-                bucket.ready_in(now, share, hold, weight) if bucket else 0.0,
+                bucket.ready_in(now, share, chat.results if cosmetic else 0, weight)
+                if bucket
+                else 0.0,
             )
             if wait > EARLY_S:
                 keep.append(waiter)
@@ -389,9 +396,18 @@ class FloodControl(BaseRateLimiter[int]):
                 if window is not None:
                     waiter.slots += [(window, window.spend(now)) for _ in range(weight)]
             waiter.granted.set_result(None)
+            if waiter.lane is Lane.RESULT:
+                self._results.extend([now] * weight)
         self._waiting = keep
         if keep and wake is not None:
             self._timer = loop.call_later(wake, self.dispatch)
+
+    def _recent_results(self, now: float, overall: SlidingWindow | None) -> int:
+        """Results let go within the overall window: status traffic leaves as many tokens,
+        so while results flow the next ones find theirs free."""
+        while self._results and self._results[0] <= now - (overall.period if overall else 0):
+            self._results.popleft()
+        return len(self._results)
 
     def _overall_bucket(self, now: float) -> SlidingWindow | None:
         if not (self.overall_max_rate and self.overall_time_period):

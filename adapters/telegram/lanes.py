@@ -18,7 +18,8 @@ Telegram, and which chat's budget a request spends.
              when no RESULT or MESSAGE that could use them is waiting, and only while a
              quarter of the budget (`edit_reserve`) stays left for new messages and, in a
              group, while the tokens its running jobs' results will need stay left
-             (`expect_results(chat, n)`: n jobs in flight there keep n tokens in reserve):
+             (`expect_results(chat, n)`: n jobs in flight there keep n tokens in reserve),
+             and overall as many tokens as results took in the last second:
              cosmetic traffic spends only what the results do not need.
 """
 
