@@ -16,8 +16,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -32,19 +30,24 @@ from storage.postgres import PostgresJobStore
 from tests.conftest import API_KEY
 from tests.crashes import (
     CRASH_WAIT_S,
-    SEND_METHODS,
     TOKEN,
     Asked,
     RunProcess,
     ask,
-    run_env,
     seen,
     settle,
     unfinished,
 )
 from tests.fakes.telegram_api import FakeTelegram
+from tests.replica_procs import (
+    EVERY_MESSAGE,
+    exactly_one_result,
+    lease_holder,
+    pg_env,
+    replica_name,
+    start,
+)
 
-LISTENING = re.compile(r"HTTP server listening on (http://\S+)")
 PUBLIC_URL = "https://public.example/telegram/hook-5c1e"
 REQUESTS = 50
 KILL_AFTER = 20  # requests recorded as jobs when the holder is killed (some running, some done)
@@ -111,29 +114,9 @@ class Balancer:
         return web.Response(status=502, text="no backend answered")
 
 
-async def start(tmp_path: Path, env: dict[str, str], name: str) -> tuple[RunProcess, str]:
-    """A `genrelay run` with its own data directory; its HTTP base URL, once it listens."""
-    data = {"DATA_DIR": str(tmp_path / f"data-{name}")}
-    proc = await RunProcess.start({**env, **data}, tmp_path / f"{name}.log")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + CRASH_WAIT_S
-    while not (found := LISTENING.search(proc.log_path.read_text(errors="replace"))):
-        assert proc.proc.returncode is None and loop.time() < deadline, proc.log_tail()
-        await asyncio.sleep(0.05)
-    return proc, found.group(1)
-
-
-def replica_name(proc: RunProcess) -> str:
-    return f"{socket.gethostname()}:{proc.pid}"
-
-
 async def telegram_holder(store: PostgresJobStore) -> str | None:
     """Who holds the `telegram` lease now, as the leases table says (None: nobody)."""
-    wall = time.time()  # the leases' times are the wall clock's
-    return next(
-        (x.holder for x in await store.leases() if x.name == "telegram" and x.expires_at >= wall),
-        None,
-    )
+    return await lease_holder(store, "telegram")
 
 
 async def holder_among(store: PostgresJobStore, procs: Sequence[RunProcess]) -> RunProcess:
@@ -176,30 +159,6 @@ async def takeover_s(store: PostgresJobStore, heir: RunProcess, killed_at: float
     return loop.time() - killed_at
 
 
-def exactly_one_result(fake: FakeTelegram, asked: Sequence[Asked], crashes: int) -> list[str]:
-    """Each request's chat got exactly one result or final answer (a message that is not a
-    status line), and its status lines were sent twice at most once per crash."""
-    problems = []
-    for a in asked:
-        results = statuses = 0
-        for call in fake.sent():
-            if call.method not in SEND_METHODS or str(call.chat_id) != str(a.chat_id):
-                continue
-            text = str(call.params.get("text", ""))
-            if call.method == "sendMessage" and unfinished(text):
-                statuses += 1
-            else:
-                results += 1
-        if results != 1:
-            problems.append(f"{a.text!r}: {results} results sent, not exactly one")
-        if statuses > 1 + crashes:
-            problems.append(f"{a.text!r}: {statuses} status lines sent")
-    return problems
-
-
-EVERY_MESSAGE = range(1 << 31)  # judge()'s residual: its orphan check off
-
-
 STATUS_KEPT = re.compile(r"status message \d+ in telegram chat (-?\d+)")
 
 
@@ -237,27 +196,6 @@ async def no_orphans(fake: FakeTelegram, asked: Sequence[Asked], excused: set[st
     while (left := orphans(fake, asked, excused)) and loop.time() < deadline:
         await asyncio.sleep(0.1)
     return left
-
-
-def pg_env(
-    tmp_path: Path, gateway: SandboxGateway, fake: FakeTelegram, pg_url: str, **extra: str
-) -> dict[str, str]:
-    """`run_env` on the PostgreSQL schema of this test (its URL's search_path selects it, so
-    each subprocess gets the very URL), with limits that let one user ask fifty times."""
-    return run_env(
-        tmp_path,
-        gateway,
-        fake,
-        DATABASE_URL=pg_url,
-        USER_CONCURRENT_JOBS="100",
-        USER_DAILY_IMAGES="1000",
-        CHAT_DAILY_BUDGET_USD="0",
-        GLOBAL_DAILY_BUDGET_USD="0",
-        PROGRESS_INTERVAL_S="1",
-        POLL_FIRST_DELAY_S="0.5",
-        POLL_INTERVAL_S="0.5",
-        **extra,
-    )
 
 
 @contextlib.asynccontextmanager
