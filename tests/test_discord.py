@@ -24,6 +24,7 @@ with warnings.catch_warnings():
     from discord.http import Route
 
 from adapters.discord import DiscordAdapter, sync_commands
+from adapters.discord import generate as discord_generate
 from adapters.discord.texts import (
     HELP_TEXT,
     INTERNAL_ERROR_TEXT,
@@ -67,6 +68,7 @@ def _png(width: int, height: int) -> bytes:
 # Real images: attachments are downloaded and must decode before a job is recorded.
 PNG = _png(64, 32)
 JPEG = jpeg_bytes()
+PHOTO = {"image1": ("fox.png", PNG, "image/png")}
 
 
 class Clock:
@@ -238,7 +240,9 @@ async def test_imagine_shows_progress_then_the_image_with_buttons(
     assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
     assert [cb["type"] for cb in rec.callbacks] == [5]  # deferred, "thinking"
     message = original(fake, rec)
-    assert job.status_message_id == job.origin.message_id == message["id"]
+    # Recorded before the "thinking…" (a replica killed in between leaves a job that goes
+    # on), whose id is attached as the status message's once it is there.
+    assert job.origin.message_id is None and job.status_message_id == message["id"]
     assert message["content"] == ""
     assert fake.message_files(message) == [
         (
@@ -600,7 +604,28 @@ async def test_an_unexpected_error_turns_the_thinking_message_into_the_apology(
     fake: FakeDiscord, app: tuple[Core, DiscordAdapter], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """No DELETE of the deferred message for an ephemeral followup: Discord has answered
-    that followup with 10008 Unknown Message (discord-api-docs#2739)."""
+    that followup with 10008 Unknown Message (discord-api-docs#2739). (With an attached
+    photo the defer comes first: the photo is downloaded before the job is recorded.)"""
+    core, _ = app
+
+    async def broken(*args: object, **kwargs: object) -> Job:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(core.service, "submit", broken)
+    rec = await imagine(fake, prompt="a red fox", attachments=PHOTO)
+    await fake.wait_for(lambda: edits(fake, rec))
+    assert answered_in_place(fake, rec) == INTERNAL_ERROR_TEXT
+    assert INTERNAL_ERROR_TEXT == (
+        "Something went wrong on my side, so nothing was started. Please try again."
+    )
+    assert await jobs_for(core, rec) == []  # so "nothing was started" is true
+
+
+async def test_a_failure_before_anything_is_recorded_is_the_private_first_answer(
+    fake: FakeDiscord, app: tuple[Core, DiscordAdapter], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a photo the job is recorded before the "thinking…": a failure there is
+    answered privately, as a refusal is, and nothing was started."""
     core, _ = app
 
     async def broken(*args: object, **kwargs: object) -> Job:
@@ -608,12 +633,32 @@ async def test_an_unexpected_error_turns_the_thinking_message_into_the_apology(
 
     monkeypatch.setattr(core.service, "submit", broken)
     rec = await imagine(fake, prompt="a red fox")
-    await fake.wait_for(lambda: edits(fake, rec))
-    assert answered_in_place(fake, rec) == INTERNAL_ERROR_TEXT
-    assert INTERNAL_ERROR_TEXT == (
-        "Something went wrong on my side, so nothing was started. Please try again."
-    )
-    assert await jobs_for(core, rec) == []  # so "nothing was started" is true
+    assert await refused_first(fake, rec) == INTERNAL_ERROR_TEXT
+    assert await jobs_for(core, rec) == []
+
+
+async def test_a_job_recorded_before_its_thinking_goes_on_without_it(
+    fake: FakeDiscord,
+    sandbox: SandboxGateway,
+    app: tuple[Core, DiscordAdapter],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The replica that recorded the job never answered the interaction (it was killed
+    between the two, or Discord refused the defer): the job goes on, and its result is a
+    channel reply that mentions the asker, once."""
+    core, _ = app
+
+    async def killed(*args: object, **kwargs: object) -> int:
+        raise asyncio.CancelledError  # as a kill -9 leaves it: nothing after the record
+
+    monkeypatch.setattr(discord_generate, "defer_thinking", killed)
+    rec = await imagine(fake, prompt="a fox that was never answered")
+    job = await delivered(core, rec)
+    assert job.state is JobState.SUCCEEDED and job.status_message_id is None
+    assert rec.callbacks == []  # the interaction itself was never answered
+    posted = [m for m in fake.channel_messages(CHAN) if fake.message_files(m)]
+    assert len(posted) == 1 and f"<@{USER}>" in posted[0]["content"]
+    assert len(sandbox.create_calls()) == 1
 
 
 async def test_an_error_after_the_job_is_recorded_never_says_nothing_was_started(
@@ -630,7 +675,7 @@ async def test_an_error_after_the_job_is_recorded_never_says_nothing_was_started
         raise RuntimeError("the connection dropped after the commit")
 
     monkeypatch.setattr(core.service, "submit", recorded_then_broken)
-    rec = await imagine(fake, prompt="a blue heron")
+    rec = await imagine(fake, prompt="a blue heron", attachments=PHOTO)
     job = await delivered(core, rec)
     assert job.state is JobState.SUCCEEDED and job.delivery is Delivery.DELIVERED
     assert fake.message_files(original(fake, rec))  # the result, in the thinking message
@@ -657,7 +702,7 @@ async def test_a_slot_taken_between_the_check_and_the_submit_is_refused_in_place
             taken.append(other)
 
         fake.on_next("POST", "/interactions/", take_the_last_slot)
-        rec = await imagine(fake, prompt="a first fox")
+        rec = await imagine(fake, prompt="a first fox", attachments=PHOTO)  # defer first
         await fake.wait_for(lambda: edits(fake, rec))
         (refused,) = await jobs_for(core, rec)
         assert refused.state is JobState.REJECTED and refused.charged_usd == 0

@@ -102,11 +102,11 @@ class GenerateHandlers:
             await refuse(interaction, exc)
             await self.core.service.record_rejected(request, exc)
             return
-        message_id = await defer_thinking(interaction)
-        request = dataclasses.replace(
-            request, origin=origin_of(interaction, message_id, received_at)
-        )
         if request.images:
+            message_id = await defer_thinking(interaction)
+            request = dataclasses.replace(
+                request, origin=origin_of(interaction, message_id, received_at)
+            )
             # Downloaded and decoded only now: that can take longer than Discord's 3 s.
             try:
                 images = await downloaded(request.images, self.core.media, self.core.http)
@@ -115,7 +115,9 @@ class GenerateHandlers:
                 await refuse_deferred(interaction, exc)
                 return
             request = dataclasses.replace(request, images=images)
-        job = await self._submit(interaction, request, message_id)
+            job = await self._submit(interaction, request, message_id)
+        else:
+            job = await self._record_then_defer(interaction, request)
         if job is None:
             return
         log.info(
@@ -149,18 +151,12 @@ class GenerateHandlers:
             if request is not None:
                 await service.record_rejected(request, exc)
             return
-        message_id = await defer_thinking(interaction)
-        origin = origin_of(interaction, message_id, received_at)
-        request = dataclasses.replace(request, origin=origin)
-        job = await self._submit(interaction, request, message_id)
+        job = await self._record_then_defer(interaction, request)
         if job is None:
             return
-        log.info("job %s: %s of job %s pressed by user %s", job.id, action, job_id, origin.user_id)
-        try:
-            await service.attach_status_message(job.id, str(message_id))
-        except Exception:  # the job is recorded and goes on; its progress finds no message
-            log.exception("job %s: status message id not stored", job.id)
-        job.status_message_id = str(message_id)
+        log.info(
+            "job %s: %s of job %s pressed by user %s", job.id, action, job_id, job.origin.user_id
+        )
         await self._show_started(interaction, job)
 
     async def remix(self, interaction: discord.Interaction[Any], job_id: str, prompt: str) -> None:
@@ -183,14 +179,10 @@ class GenerateHandlers:
             if request is not None:
                 await service.record_rejected(request, exc)
             return
-        message_id = await defer_thinking(interaction)
-        origin = origin_of(interaction, message_id, received_at)
-        job = await self._submit(
-            interaction, dataclasses.replace(request, origin=origin), message_id
-        )
+        job = await self._record_then_defer(interaction, request)
         if job is None:
             return
-        log.info("job %s: remix of job %s by user %s", job.id, job_id, origin.user_id)
+        log.info("job %s: remix of job %s by user %s", job.id, job_id, job.origin.user_id)
         await self._show_started(interaction, job)
 
     # -- a new job ---------------------------------------------------------------------------
@@ -206,6 +198,27 @@ class GenerateHandlers:
         except RequestRejected as exc:
             await refuse_deferred(interaction, exc)
             return None
+
+    async def _record_then_defer(
+        self, interaction: discord.Interaction[Any], request: GenerationRequest
+    ) -> Job | None:
+        """Record the job, then answer with the public "thinking…" that becomes its status
+        message. A replica killed in between leaves a job that goes on (its result is posted
+        in the channel, mentioning the asker), never a "thinking…" nobody will answer. None
+        when the server's rules refused it now, though the precheck passed (another request
+        took the last slot meanwhile): the refusal is the private first answer."""
+        try:
+            job = await self.core.service.submit(request, status_message_id=None)
+        except RequestRejected as exc:
+            await refuse(interaction, exc)
+            return None
+        message_id = await defer_thinking(interaction)
+        try:
+            await self.core.service.attach_status_message(job.id, str(message_id))
+        except Exception:  # the job is recorded and goes on; its progress finds no message
+            log.exception("job %s: status message id not stored", job.id)
+        job.status_message_id = str(message_id)
+        return job
 
     async def _show_started(self, interaction: discord.Interaction[Any], job: Job) -> None:
         """After the job is recorded nothing may say it was not made: a failure to show its

@@ -227,6 +227,8 @@ class DiscordSink:
             stored = await self.fresh(job.id)
             if stored is None or stored.terminal:
                 return None  # its delivery says how it ended
+            if stored.status_message_id is None:
+                return None  # recorded before its "thinking…": shown once that is there
             if stored.state is not JobState.RECEIVED and _stage(stored) > _stage(job):
                 job = stored  # it left the line (or moved on) meanwhile: show where it is now
         target = self._target(job)
