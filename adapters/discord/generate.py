@@ -227,6 +227,10 @@ class GenerateHandlers:
             await self._started(interaction, job)
         except Exception:
             log.exception("job %s: first status not shown; the job goes on", job.id)
+        if job.state is JobState.RECEIVED and job.hold is None:
+            # Its place was counted when it was recorded; the line may have moved since
+            # (that refresh found no status message yet): every place is shown anew.
+            self.core.service.on_line_changed(job.origin.platform, job.origin.scope_id)
 
     async def _started(self, interaction: discord.Interaction[Any], job: Job) -> None:
         """A new job's first status: its cost with Confirm / Cancel when it is held, else its
