@@ -148,6 +148,7 @@ async def _main(args: argparse.Namespace) -> None:
     if args.host:
         owners = Owners(f"{args.host}:{os.getpid()}", host=args.host, clock=clock.now)
     async with open_core(settings, policy=long_runs_policy(), owners=owners, clock=clock) as core:
+        await core.store.count_statements()  # type: ignore[attr-defined]  # both stores have it
         keeper = LeaseKeeper(core.store, LEASE, core.owners, core.clock)
         leased = LeasedAdapter(keeper, lambda: AdapterSupervisor(IdleAdapter, first_s=1, max_s=1))
         async with Runner(core, [leased]) as runner:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from bot.constants import OWNER_STALE_S
 from bot.models import Replica
 
-__all__ = ["Owners", "owner_alive", "pid_alive", "process_owner"]
+__all__ = ["Owners", "pid_alive", "process_owner"]
 
 
 def process_owner() -> str:
@@ -32,17 +32,6 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def owner_alive(owner: str) -> bool:
-    """Whether the process named by `owner` may still be running, by its pid alone (another
-    host's process counts as alive: use `Owners` to judge those by their heartbeat)."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return host != socket.gethostname() and bool(host)
-    if int(pid) == os.getpid():
-        return False  # a job this very process owns before recovery is from a past life
-    return pid_alive(int(pid))
 
 
 class Owners:

@@ -39,13 +39,18 @@ class SqliteConnection:
         self._write_lock = asyncio.Lock()
         self._busy_since: float | None = None  # when the current busy spell began
         self.writes = 0  # committed write transactions, for benchmarks
-        self.statements = 0  # SQL statements run on the connection (BEGIN, COMMIT too)
+        self.statements = 0  # after count_statements(): SQL statements run (BEGIN, COMMIT too)
 
     @property
     def db(self) -> aiosqlite.Connection:
         if self._db is None:
             raise RuntimeError("the job store is not open")
         return self._db
+
+    async def count_statements(self) -> None:
+        """Count the statements run from now on in `statements` (benchmarks). Off unless
+        asked: sqlite3 hands each one's text, parameters filled in, to a callback."""
+        await self.db.set_trace_callback(self._ran)
 
     def _ran(self, sql: str) -> None:
         """sqlite3's trace callback (on the connection's thread): one statement ran."""

@@ -207,6 +207,9 @@ class PgConnection:
     def statements(self) -> int:
         return self._count.statements
 
+    async def count_statements(self) -> None:
+        """Statements are always counted here (a counter on each one sent)."""
+
     @property
     def pool(self) -> AsyncConnectionPool:
         if self._pool is None:

@@ -68,7 +68,6 @@ class SqliteJobStore(
         self._db = await aiosqlite.connect(self.path, isolation_level=None)
         try:
             self._db.row_factory = aiosqlite.Row
-            await self._db.set_trace_callback(self._ran)  # counts statements (benchmarks)
             # These two PRAGMAs answer a row: their statements stay open until their cursors
             # are closed, and an open statement makes every COMMIT on the connection fail
             # ("SQL statements in progress") until the garbage collector frees the cursor.
